@@ -1,0 +1,55 @@
+"""tvm-ledg: predict the latency of TVM Relax models on any hardware target.
+
+Public API (imported lazily so that ``import tvm_ledg`` stays cheap; TVM itself
+costs ~5 s to import and is only loaded by the functions that need it):
+
+- ``load_model(source, example_inputs=None, input_shapes=None)`` -> Relax ``IRModule``
+- ``to_op_graph(mod, fused=False)`` -> ``OpGraph``
+- ``load_network(spec)`` -> Relax ``IRModule`` from an ONNX path or a space string (``nb201:...``)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cost_model.graph import OpGraph, OpNode, TensorSpec
+from targets.errors import (
+    CheckpointError,
+    DataError,
+    GraphError,
+    LedgError,
+    ModelImportError,
+    TargetError,
+    UnsupportedOperatorError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "tvm_ledg.frontend",
+    "to_op_graph": "tvm_ledg.lowering",
+    "load_network": "tvm_ledg.networks",
+    "network_graph": "tvm_ledg.networks",
+}
+
+__all__ = [
+    "OpGraph",
+    "OpNode",
+    "TensorSpec",
+    "LedgError",
+    "TargetError",
+    "GraphError",
+    "ModelImportError",
+    "UnsupportedOperatorError",
+    "CheckpointError",
+    "DataError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tvm_ledg' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,119 @@
+"""``tvm-ledg`` command line: thin drivers over the public API.
+
+Domain errors (``LedgError``) are caught once in ``main`` and printed as one
+``error: ...`` line with exit code 2; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from targets.errors import LedgError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from tvm_ledg.networks import network_graph
+
+    graph = network_graph(args.model, fused=args.fused, batch_size=args.batch_size)
+    if args.json:
+        graph.save(args.json)
+    print(format_graph_table(graph, limit=args.limit))
+    return 0
+
+
+def format_graph_table(graph, limit: int | None = None) -> str:
+    """Human summary of an ``OpGraph``: one row per node, then the totals."""
+    rows = [f"{'id':>4}  {'op':<28} {'output':<22} {'MFLOPs':>10} {'params':>9}  inputs"]
+    nodes = graph.nodes if limit is None else graph.nodes[:limit]
+    for node in nodes:
+        out = "x".join(str(d) for d in node.outputs[0].shape) if node.outputs else "-"
+        op = node.op if not node.members else f"{node.op}[{'+'.join(node.members)}]"
+        parents = ",".join(str(p) for p in graph.parents(node.id)) or "-"
+        rows.append(f"{node.id:>4}  {op[:28]:<28} {out[:22]:<22} {node.flops / 1e6:>10.3f} {node.params:>9}  {parents}")
+    if limit is not None and graph.num_nodes > limit:
+        rows.append(f"  ... {graph.num_nodes - limit} more nodes (use --limit 0 for all)")
+    s = graph.summary()
+    rows.append("")
+    rows.append(
+        f"{s['name']}: {s['nodes']} {'fused kernels' if graph.fused else 'operators'}, {s['edges']} edges, "
+        f"depth {s['depth']}, {s['flops'] / 1e6:.2f} MFLOPs ({s['macs'] / 1e6:.2f} MMACs), "
+        f"{s['params'] / 1e6:.4f} M params, hash {s['hash']}"
+    )
+    return "\n".join(rows)
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    import targets
+
+    if args.action == "list":
+        descs = [targets.load(name) for name in targets.list_names()]
+        if args.json:
+            print(json.dumps([d.to_dict() for d in descs], indent=1))
+            return 0
+        print(f"{'name':<40} {'class':<13} {'runtime':<24} {'prec':<5} {'batch':>5}")
+        for d in descs:
+            runtime = " ".join(x for x in (d.runtime, d.runtime_version) if x)
+            print(f"{d.name:<40} {d.device_class:<13} {runtime[:24]:<24} {d.precision:<5} {d.batch_size:>5}")
+        print(f"\n{len(descs)} targets")
+        return 0
+    desc = targets.load(args.name)
+    if args.action == "show":
+        print(json.dumps(desc.to_dict(), indent=1) if args.json else desc.to_yaml())
+        print(f"# text: {desc.to_text()}", file=sys.stderr)
+        return 0
+    print(f"{args.name}: valid ({desc.name}, hash {desc.content_hash()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tvm-ledg", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("graph", help="lower a model to its operator DAG and print a summary")
+    g.add_argument("model", help="ONNX file or space string (nb201:..., fbnet:..., ofa:...)")
+    g.add_argument("--fused", action="store_true", help="show fused kernels (after FuseOps/FuseTIR)")
+    g.add_argument("--json", type=Path, help="also write the graph as JSON to this path")
+    g.add_argument("--batch-size", type=int, help="override the batch size")
+    g.add_argument("--limit", type=int, default=40, help="rows to print (0 = all)")
+    g.set_defaults(func=_cmd_graph)
+
+    t = sub.add_parser("targets", help="list, show or validate target descriptors")
+    tsub = t.add_subparsers(dest="action", required=True)
+    tl = tsub.add_parser("list", help="list registered targets")
+    tl.add_argument("--json", action="store_true")
+    ts = tsub.add_parser("show", help="show one target (name, alias or YAML path)")
+    ts.add_argument("name")
+    ts.add_argument("--json", action="store_true")
+    tv = tsub.add_parser("validate", help="validate a target YAML file")
+    tv.add_argument("name", metavar="FILE")
+    t.set_defaults(func=_cmd_targets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "limit", None) == 0:
+        args.limit = None
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except LedgError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
