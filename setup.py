@@ -16,7 +16,7 @@ setup(
     install_requires=[
         "apache-tvm>=0.27,<0.28",
         "apache-tvm-ffi>=0.1.14,<0.1.15",  # 0.1.15.x segfaults in IR serialization (MetaSchedule)
-        "torch>=2.4",
+        "torch>=2.6",  # safe torch.load(weights_only=True) allowlists,
         "onnx>=1.16",
         "onnxruntime>=1.18",
         "numpy>=1.26",
