@@ -63,7 +63,8 @@ def _cmd_targets(args: argparse.Namespace) -> int:
         print(f"{'name':<40} {'class':<13} {'runtime':<24} {'prec':<5} {'batch':>5}")
         for d in descs:
             runtime = " ".join(x for x in (d.runtime, d.runtime_version) if x)
-            print(f"{d.name:<40} {d.device_class:<13} {runtime[:24]:<24} {d.precision:<5} {d.batch_size:>5}")
+            prec, batch = d.precision or "-", "-" if d.batch_size is None else d.batch_size
+            print(f"{d.name:<40} {d.device_class:<13} {runtime[:24] or '-':<24} {prec:<5} {batch:>5}")
         print(f"\n{len(descs)} targets")
         return 0
     desc = targets.load(args.name)

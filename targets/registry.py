@@ -1,0 +1,171 @@
+"""Registry of target descriptors: the shipped YAMLs, looked up by name, alias or path.
+
+``load("gtx1080ti-pytorch-fp32-b1")``, ``load("help:1080ti_1")`` (an upstream data
+file's name) and ``load("my_board.yaml")`` all return a validated
+:class:`~targets.schema.TargetDescriptor`. A user target is just a YAML file passed
+by path; it does not need to be registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from targets.errors import TargetError
+from targets.schema import TargetDescriptor
+
+__all__ = ["DESCRIPTOR_DIR", "TargetRegistry", "load", "load_file", "list_names", "resolve", "aliases"]
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTOR_DIR = Path(__file__).resolve().parent / "descriptors"
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_file(path: str | os.PathLike[str]) -> TargetDescriptor:
+    """Read and validate one descriptor YAML; errors name the file (and the field)."""
+    path = Path(path)
+    origin = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TargetError(f"{origin}: no such target file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{origin}: cannot read target file: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TargetError(f"{origin}: invalid YAML{where}: {' '.join(str(problem).split())}") from None
+    return TargetDescriptor.from_dict(data, origin=origin)
+
+
+class TargetRegistry:
+    """Descriptors of one directory (``*.yaml``), indexed by name and alias.
+
+    Each file must be named ``<name>.yaml``; names and aliases must be unique
+    across the directory. The directory is read once, on first use.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] = DESCRIPTOR_DIR) -> None:
+        self.directory = Path(directory)
+        self._by_name: dict[str, TargetDescriptor] | None = None
+        self._alias_to_name: dict[str, str] = {}
+
+    def _index(self) -> dict[str, TargetDescriptor]:
+        if self._by_name is not None:
+            return self._by_name
+        if not self.directory.is_dir():
+            raise TargetError(f"{self.directory}: target descriptor directory not found")
+        by_name: dict[str, TargetDescriptor] = {}
+        alias_to_name: dict[str, str] = {}
+        owner: dict[str, str] = {}  # every name and alias -> the target that claims it
+        for path in sorted(self.directory.glob("*.yaml")):
+            desc = load_file(path)
+            if desc.name != path.stem:
+                raise TargetError(f"{path}: field 'name': {desc.name!r} must match the file name {path.stem!r}")
+            for key in (desc.name, *desc.aliases):
+                if key in owner:
+                    raise TargetError(f"{path}: {key!r} is already used by target {owner[key]!r}")
+                owner[key] = desc.name
+            by_name[desc.name] = desc
+            alias_to_name.update((alias, desc.name) for alias in desc.aliases)
+        logger.debug("indexed %d targets from %s", len(by_name), self.directory)
+        self._by_name, self._alias_to_name = by_name, alias_to_name
+        return by_name
+
+    def list_names(self) -> list[str]:
+        """Sorted names of the registered targets."""
+        return sorted(self._index())
+
+    def aliases(self) -> dict[str, str]:
+        """Alias -> target name, sorted by alias."""
+        self._index()
+        return dict(sorted(self._alias_to_name.items()))
+
+    def resolve(self, name_or_alias: str) -> str:
+        """The target name for a name or alias; raises TargetError with close matches."""
+        index = self._index()
+        if name_or_alias in index:
+            return name_or_alias
+        if name_or_alias in self._alias_to_name:
+            return self._alias_to_name[name_or_alias]
+        known = [*index, *self._alias_to_name]
+        close = difflib.get_close_matches(name_or_alias, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise TargetError(
+            f"unknown target {name_or_alias!r}{hint} (list them with `tvm-ledg targets list`, "
+            "or pass a path to a .yaml descriptor)"
+        )
+
+    def get(self, name_or_alias: str) -> TargetDescriptor:
+        """The registered descriptor for a name or alias."""
+        return self._index()[self.resolve(name_or_alias)]
+
+    def all(self) -> list[TargetDescriptor]:
+        """Every registered descriptor, sorted by name."""
+        index = self._index()
+        return [index[n] for n in sorted(index)]
+
+
+def _is_path(ref: str | os.PathLike[str]) -> bool:
+    if isinstance(ref, os.PathLike):
+        return True
+    return ref.endswith(_YAML_SUFFIXES) or "/" in ref or os.sep in ref
+
+
+@functools.lru_cache(maxsize=1)
+def _default() -> TargetRegistry:
+    return TargetRegistry(DESCRIPTOR_DIR)
+
+
+def load(name_or_path: str | os.PathLike[str]) -> TargetDescriptor:
+    """A descriptor by registered name, alias (``"help:1080ti_1"``) or YAML path."""
+    if _is_path(name_or_path):
+        return load_file(name_or_path)
+    return _default().get(name_or_path)
+
+
+def list_names() -> list[str]:
+    """Sorted names of the shipped targets."""
+    return _default().list_names()
+
+
+def resolve(name_or_alias: str) -> str:
+    """The shipped target name for a name or alias (e.g. ``"oneproxy:eagle_jetson"``)."""
+    return _default().resolve(name_or_alias)
+
+
+def aliases() -> dict[str, str]:
+    """Alias -> shipped target name; the data loader maps upstream files with it."""
+    return _default().aliases()

@@ -1,0 +1,676 @@
+"""Target descriptors: what a latency measurement ran on, as validated, hashable data.
+
+A target is one *device setting*: hardware + runtime + precision + batch size +
+threads (+ the TVM target for TVM-compiled settings). Descriptors are written
+as YAML (schema below), validated strictly, and turned into the two inputs the
+cost model conditions on: a hardware prompt (:meth:`TargetDescriptor.to_text`)
+and a normalized numeric vector with a missing-value mask
+(:meth:`TargetDescriptor.to_features`). :meth:`TargetDescriptor.content_hash`
+keys the measurement database.
+
+Unknown specs are ``null``; a descriptor never carries a guessed value. Units
+are in the field names (``clock_ghz``, ``bandwidth_gbps``, ``tdp_w``...).
+
+Schema, version 1 (``*`` = key required; ``!`` = value must not be null)::
+
+    schema_version*!  1
+    name*!            lower-case slug: [a-z0-9.-], e.g. "gtx1080ti-pytorch-fp32-b1"
+    aliases           list of "<dataset>:<upstream name>", e.g. ["help:1080ti_1"]
+    device_class*!    one of DEVICE_CLASSES
+    vendor, model*!, soc, microarchitecture     free text
+    compute_units     CPU cores / GPU SMs or CUs / accelerator cores (int)
+    shading_units     GPU CUDA cores / shader ALUs (int)
+    hw_threads        CPU hardware threads (int)
+    core_config       free text, e.g. "1x2.84 GHz A76 + 3x2.42 GHz A76 + 4x1.8 GHz A55"
+    clock_ghz         maximum (boost/turbo) clock; base_clock_ghz: base clock
+    peak_tops         {precision: tera-ops/s}; keys in PEAK_KEYS (FLOP/s for floats)
+    memory            {type, size_gb, bandwidth_gbps, bus_width_bits}
+    cache             {l1d_kib_per_unit, l2_kib_total, l3_kib_total}
+    tdp_w             thermal design power
+    runtime*          one of RUNTIMES or null; runtime_version (string),
+                      runtime_backend (free text: "cuda", "gpu-delegate", ...)
+    precision*        one of PRECISIONS or null
+    batch_size*       int >= 1 or null
+    threads           int >= 1 (intra-op threads the runtime was given)
+    tvm               {target*: {kind*: ..., ...}, tuned*: bool, tuner: one of TVM_TUNERS}
+                      required iff runtime == "tvm"
+    notes             free text (caveats, provenance)
+    sources           list of citations, one per line
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from targets.errors import TargetError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DEVICE_CLASSES",
+    "PRECISIONS",
+    "RUNTIMES",
+    "PEAK_KEYS",
+    "TVM_TUNERS",
+    "FEATURE_NAMES",
+    "Memory",
+    "Cache",
+    "TvmConfig",
+    "TargetDescriptor",
+]
+
+SCHEMA_VERSION = 1
+
+DEVICE_CLASSES: tuple[str, ...] = (
+    "server-cpu",
+    "desktop-cpu",
+    "embedded-cpu",
+    "mobile-cpu",
+    "server-gpu",
+    "desktop-gpu",
+    "embedded-gpu",
+    "mobile-gpu",
+    "dsp",
+    "npu",
+    "tpu",
+    "vpu",
+    "fpga",
+    "asic",
+)
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+RUNTIMES: tuple[str, ...] = (
+    "pytorch",
+    "tensorflow",
+    "tflite",
+    "tensorrt",
+    "openvino",
+    "snpe",
+    "onnxruntime",
+    "tvm",
+    "other",
+)
+PEAK_KEYS: tuple[str, ...] = ("fp64", "fp32", "fp16", "fp16_tensor", "bf16", "int8", "int4")
+TVM_TUNERS: tuple[str, ...] = ("metaschedule", "autotvm", "ansor")
+
+# Display names used by to_text(); deterministic and independent of dict order.
+_CLASS_TEXT = {
+    "server-cpu": "server CPU",
+    "desktop-cpu": "desktop CPU",
+    "embedded-cpu": "embedded CPU",
+    "mobile-cpu": "mobile CPU",
+    "server-gpu": "server GPU",
+    "desktop-gpu": "desktop GPU",
+    "embedded-gpu": "embedded GPU",
+    "mobile-gpu": "mobile GPU",
+    "dsp": "DSP",
+    "npu": "NPU",
+    "tpu": "TPU",
+    "vpu": "VPU",
+    "fpga": "FPGA",
+    "asic": "ASIC",
+}
+_RUNTIME_TEXT = {
+    "pytorch": "PyTorch",
+    "tensorflow": "TensorFlow",
+    "tflite": "TFLite",
+    "tensorrt": "TensorRT",
+    "openvino": "OpenVINO",
+    "snpe": "SNPE",
+    "onnxruntime": "ONNX Runtime",
+    "tvm": "TVM",
+    "other": "other runtime",
+}
+
+_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
+_ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+# Fields that document a descriptor but do not change what was measured; they are
+# left out of content_hash() so fixing a typo in a note keeps database keys valid.
+_UNHASHED_FIELDS = ("aliases", "notes", "sources")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Main (device) memory; ``size_gb`` as the vendor quotes it."""
+
+    type: str | None = None
+    size_gb: float | None = None
+    bandwidth_gbps: float | None = None
+    bus_width_bits: int | None = None
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Cache sizes: L1 data per compute unit, L2 and L3 summed over the chip."""
+
+    l1d_kib_per_unit: float | None = None
+    l2_kib_total: float | None = None
+    l3_kib_total: float | None = None
+
+
+@dataclass(frozen=True)
+class TvmConfig:
+    """How a TVM-compiled target was built: the ``tvm.target.Target`` dict and tuning."""
+
+    target: Mapping[str, Any]
+    tuned: bool
+    tuner: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetDescriptor:
+    """One validated device setting. Build with :meth:`from_dict` (or ``targets.registry.load``)."""
+
+    name: str
+    device_class: str
+    model: str
+    runtime: str | None
+    precision: str | None
+    batch_size: int | None
+    aliases: tuple[str, ...] = ()
+    vendor: str | None = None
+    soc: str | None = None
+    microarchitecture: str | None = None
+    compute_units: int | None = None
+    shading_units: int | None = None
+    hw_threads: int | None = None
+    core_config: str | None = None
+    clock_ghz: float | None = None
+    base_clock_ghz: float | None = None
+    peak_tops: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
+    memory: Memory = field(default_factory=Memory)
+    cache: Cache = field(default_factory=Cache)
+    tdp_w: float | None = None
+    runtime_version: str | None = None
+    runtime_backend: str | None = None
+    threads: int | None = None
+    tvm: TvmConfig | None = None
+    notes: str | None = None
+    sources: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    # -- construction / serialization ------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "<dict>") -> "TargetDescriptor":
+        """Validate a parsed YAML/JSON mapping; errors name ``origin`` and the field."""
+        return _parse(data, origin)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical plain-data form (every field, nulls included); round-trips via from_dict."""
+        d: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "device_class": self.device_class,
+            "vendor": self.vendor,
+            "model": self.model,
+            "soc": self.soc,
+            "microarchitecture": self.microarchitecture,
+            "compute_units": self.compute_units,
+            "shading_units": self.shading_units,
+            "hw_threads": self.hw_threads,
+            "core_config": self.core_config,
+            "clock_ghz": self.clock_ghz,
+            "base_clock_ghz": self.base_clock_ghz,
+            "peak_tops": {k: self.peak_tops[k] for k in PEAK_KEYS if k in self.peak_tops},
+            "memory": dataclasses.asdict(self.memory),
+            "cache": dataclasses.asdict(self.cache),
+            "tdp_w": self.tdp_w,
+            "runtime": self.runtime,
+            "runtime_version": self.runtime_version,
+            "runtime_backend": self.runtime_backend,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "tvm": None,
+            "notes": self.notes,
+            "sources": list(self.sources),
+        }
+        if self.tvm is not None:
+            d["tvm"] = {
+                "target": {k: _thaw(v) for k, v in sorted(self.tvm.target.items())},
+                "tuned": self.tvm.tuned,
+                "tuner": self.tvm.tuner,
+            }
+        return d
+
+    def to_yaml(self) -> str:
+        """YAML text of :meth:`to_dict`, loadable again by ``targets.registry.load``."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON of everything that defines the setting.
+
+        ``aliases``, ``notes`` and ``sources`` are excluded: they document the
+        descriptor without changing what was measured.
+        """
+        d = self.to_dict()
+        for key in _UNHASHED_FIELDS:
+            del d[key]
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return hashlib.sha256(blob.encode("ascii")).hexdigest()
+
+    def __hash__(self) -> int:
+        return hash(self.content_hash())
+
+    # -- model inputs ------------------------------------------------------------------
+
+    def to_text(self) -> str:
+        """Deterministic hardware prompt (LeDG-Former style); known specs only, nulls skipped.
+
+        Example: ``desktop GPU NVIDIA GeForce GTX 1080 Ti, Pascal (GP102), 28 compute units,
+        3584 shading units, 1.582 GHz, 11.34 TFLOP/s fp32, 11 GB GDDR5X at 484 GB/s,
+        L2 2.75 MiB, TDP 250 W; PyTorch (cuda), fp32, batch 1``.
+        """
+        hw = [" ".join(x for x in (_CLASS_TEXT[self.device_class], self.vendor, self.model) if x)]
+        if self.microarchitecture:
+            hw.append(self.microarchitecture)
+        if self.soc:
+            hw.append(f"SoC {self.soc}")
+        if self.core_config:
+            hw.append(self.core_config)
+        for value, unit in (
+            (self.compute_units, "compute units"),
+            (self.shading_units, "shading units"),
+            (self.hw_threads, "hardware threads"),
+        ):
+            if value is not None:
+                hw.append(f"{value} {unit}")
+        if self.clock_ghz is not None:
+            hw.append(f"{_num(self.clock_ghz)} GHz")
+        for key in PEAK_KEYS:
+            value = self.peak_tops.get(key)
+            if value is not None:
+                unit = "TOP/s" if key.startswith("int") else "TFLOP/s"
+                hw.append(f"{_num(value)} {unit} {key.replace('_', ' ')}")
+        mem = " ".join(
+            x
+            for x in (
+                f"{_num(self.memory.size_gb)} GB" if self.memory.size_gb is not None else None,
+                self.memory.type,
+                f"at {_num(self.memory.bandwidth_gbps)} GB/s" if self.memory.bandwidth_gbps is not None else None,
+            )
+            if x
+        )
+        if mem:
+            hw.append(mem if self.memory.size_gb is not None or self.memory.type else f"memory {mem}")
+        for value, label in (
+            (self.cache.l1d_kib_per_unit, "L1D {} per unit"),
+            (self.cache.l2_kib_total, "L2 {}"),
+            (self.cache.l3_kib_total, "L3 {}"),
+        ):
+            if value is not None:
+                hw.append(label.format(_kib(value)))
+        if self.tdp_w is not None:
+            hw.append(f"TDP {_num(self.tdp_w)} W")
+
+        rt = _RUNTIME_TEXT[self.runtime] if self.runtime else "unknown runtime"
+        if self.tvm is not None:  # "TVM untuned" must be unmistakable: it is a baseline, not a deployment
+            rt += " untuned" if not self.tvm.tuned else f" tuned ({self.tvm.tuner})" if self.tvm.tuner else " tuned"
+        if self.runtime_version:
+            rt += f" {self.runtime_version}"
+        if self.runtime_backend:
+            rt += f" ({self.runtime_backend})"
+        sw = [rt]
+        if self.tvm is not None:
+            sw.append("target " + " ".join(f"{k}={_thaw(v)}" for k, v in sorted(self.tvm.target.items())))
+        sw.append(self.precision or "unknown precision")
+        sw.append(f"batch {self.batch_size}" if self.batch_size is not None else "batch unknown")
+        if self.threads is not None:
+            sw.append(f"{self.threads} thread{'s' if self.threads != 1 else ''}")
+        return ", ".join(hw) + "; " + ", ".join(sw)
+
+    def to_features(self) -> tuple[list[float], list[float]]:
+        """``(values, mask)`` aligned with :data:`FEATURE_NAMES`; ``mask[i] == 1`` iff known.
+
+        Normalization (documented so checkpoints stay interpretable):
+
+        * numeric specs ``x`` with reference range ``[lo, hi]`` (see ``_LOG_FEATURES``):
+          ``(log10(max(x, lo)) - log10(lo)) / (log10(hi) - log10(lo))``: 0 at ``lo``
+          (and below, so 0 is allowed), 1 at ``hi``, growing past 1 above ``hi``;
+        * ``peak_fp16`` uses the larger of ``peak_tops.fp16`` and ``peak_tops.fp16_tensor``;
+        * one-hot groups (device class, precision, runtime family): mask 1 for the
+          whole group when the field is known, else values and mask are all 0;
+        * ``tvm_tuned``: 1.0 / 0.0, known only for TVM targets.
+
+        Unknown values are 0.0 with mask 0.0.
+        """
+        values: list[float] = []
+        mask: list[float] = []
+        for _, getter, lo, hi in _LOG_FEATURES:
+            x = getter(self)
+            if x is None:
+                values.append(0.0)
+                mask.append(0.0)
+            else:
+                values.append((math.log10(max(float(x), lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+                mask.append(1.0)
+        for vocab, value in (
+            (DEVICE_CLASSES, self.device_class),
+            (PRECISIONS, self.precision),
+            (RUNTIMES, self.runtime),
+        ):
+            known = 1.0 if value is not None else 0.0
+            values.extend(1.0 if v == value else 0.0 for v in vocab)
+            mask.extend(known for _ in vocab)
+        values.append(1.0 if self.tvm is not None and self.tvm.tuned else 0.0)
+        mask.append(1.0 if self.tvm is not None else 0.0)
+        return values, mask
+
+
+def _peak_fp16(d: TargetDescriptor) -> float | None:
+    known = [v for v in (d.peak_tops.get("fp16"), d.peak_tops.get("fp16_tensor")) if v is not None]
+    return max(known) if known else None
+
+
+# (feature name, getter, lo, hi): log-scaled to [0, 1] over [lo, hi]; see to_features().
+_LOG_FEATURES: tuple[tuple[str, Callable[[TargetDescriptor], float | None], float, float], ...] = (
+    ("log_compute_units", lambda d: d.compute_units, 1.0, 256.0),
+    ("log_shading_units", lambda d: d.shading_units, 1.0, 32768.0),
+    ("log_hw_threads", lambda d: d.hw_threads, 1.0, 512.0),
+    ("log_clock_ghz", lambda d: d.clock_ghz, 0.1, 6.0),
+    ("log_peak_fp32_tops", lambda d: d.peak_tops.get("fp32"), 1e-3, 1e3),
+    ("log_peak_fp16_tops", _peak_fp16, 1e-3, 1e3),
+    ("log_peak_int8_tops", lambda d: d.peak_tops.get("int8"), 1e-3, 4e3),
+    ("log_memory_size_gb", lambda d: d.memory.size_gb, 0.1, 2048.0),
+    ("log_memory_bandwidth_gbps", lambda d: d.memory.bandwidth_gbps, 1.0, 1e4),
+    ("log_l1d_kib_per_unit", lambda d: d.cache.l1d_kib_per_unit, 8.0, 512.0),
+    ("log_l2_kib_total", lambda d: d.cache.l2_kib_total, 16.0, 131072.0),
+    ("log_l3_kib_total", lambda d: d.cache.l3_kib_total, 256.0, 1048576.0),
+    ("log_tdp_w", lambda d: d.tdp_w, 0.1, 1000.0),
+    ("log_batch_size", lambda d: d.batch_size, 1.0, 1024.0),
+    ("log_threads", lambda d: d.threads, 1.0, 256.0),
+)
+
+FEATURE_NAMES: tuple[str, ...] = (
+    tuple(name for name, *_ in _LOG_FEATURES)
+    + tuple(f"device_class={c}" for c in DEVICE_CLASSES)
+    + tuple(f"precision={p}" for p in PRECISIONS)
+    + tuple(f"runtime={r}" for r in RUNTIMES)
+    + ("tvm_tuned",)
+)
+
+
+def _num(x: float) -> str:
+    """Stable short number text: integers as such, else up to 4 significant digits."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
+def _kib(x: float) -> str:
+    """Cache size in KiB or, from 1 MiB up, in MiB."""
+    return f"{_num(x / 1024)} MiB" if x >= 1024 else f"{_num(x)} KiB"
+
+
+def _freeze(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _thaw(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _fail(origin: str, path: str, msg: str) -> TargetError:
+    return TargetError(f"{origin}: field '{path}': {msg}")
+
+
+def _got(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})" if not isinstance(value, str) else repr(value)
+
+
+Checker = Callable[[Any, str, str], Any]
+
+
+def _string(value: Any, path: str, origin: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        hint = " (quote version numbers in YAML, e.g. '2.1')" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+        raise _fail(origin, path, f"expected a non-empty string{hint}, got {_got(value)}")
+    return value.strip()
+
+
+def _number(minimum: float, strict: bool) -> Checker:
+    def check(value: Any, path: str, origin: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(origin, path, f"expected a number, got {_got(value)}")
+        if not math.isfinite(value):
+            raise _fail(origin, path, f"expected a finite number, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            raise _fail(origin, path, f"expected a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _integer(minimum: int) -> Checker:
+    def check(value: Any, path: str, origin: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(origin, path, f"expected an integer, got {_got(value)}")
+        if value < minimum:
+            raise _fail(origin, path, f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    return check
+
+
+def _enum(choices: tuple[str, ...]) -> Checker:
+    def check(value: Any, path: str, origin: str) -> str:
+        if value not in choices:
+            raise _fail(origin, path, f"expected one of {', '.join(choices)}; got {_got(value)}")
+        return value
+
+    return check
+
+
+def _boolean(value: Any, path: str, origin: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(origin, path, f"expected true or false, got {_got(value)}")
+    return value
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Checker:
+    def check(value: Any, path: str, origin: str) -> str:
+        value = _string(value, path, origin)
+        if not regex.fullmatch(value):
+            raise _fail(origin, path, f"expected {what}, got {value!r}")
+        return value
+
+    return check
+
+
+def _string_list(item: Checker) -> Checker:
+    def check(value: Any, path: str, origin: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise _fail(origin, path, f"expected a list, got {_got(value)}")
+        items = tuple(item(v, f"{path}[{i}]", origin) for i, v in enumerate(value))
+        for i, v in enumerate(items):
+            if v in items[:i]:
+                raise _fail(origin, f"{path}[{i}]", f"duplicate entry {v!r}")
+        return items
+
+    return check
+
+
+def _peak_tops(value: Any, path: str, origin: str) -> Mapping[str, float | None]:
+    if not isinstance(value, dict):
+        raise _fail(origin, path, f"expected a mapping of precision to TOP/s, got {_got(value)}")
+    out: dict[str, float | None] = {}
+    for key, v in value.items():
+        if key not in PEAK_KEYS:
+            raise _fail(origin, f"{path}.{key}", f"unknown precision; expected one of {', '.join(PEAK_KEYS)}")
+        out[key] = None if v is None else _number(0.0, strict=True)(v, f"{path}.{key}", origin)
+    return MappingProxyType(out)
+
+
+def _tvm_target(value: Any, path: str, origin: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(origin, path, f"expected a mapping like {{kind: llvm, mcpu: znver3}}, got {_got(value)}")
+    if "kind" not in value:
+        raise _fail(origin, f"{path}.kind", "missing required field")
+    _string(value["kind"], f"{path}.kind", origin)
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if not isinstance(key, str):
+            raise _fail(origin, path, f"expected string keys, got {_got(key)}")
+        scalars = (str, int, float, bool)
+        if not isinstance(v, scalars) and not (isinstance(v, list) and all(isinstance(x, scalars) for x in v)):
+            raise _fail(origin, f"{path}.{key}", f"expected a scalar or a list of scalars, got {_got(v)}")
+        out[key] = _freeze(v)
+    return MappingProxyType(out)
+
+
+# key -> (checker, required key, value may be null)
+Spec = dict[str, tuple[Checker, bool, bool]]
+
+_MEMORY_SPEC: Spec = {
+    "type": (_string, False, True),
+    "size_gb": (_number(0.0, strict=True), False, True),
+    "bandwidth_gbps": (_number(0.0, strict=True), False, True),
+    "bus_width_bits": (_integer(1), False, True),
+}
+_CACHE_SPEC: Spec = {
+    "l1d_kib_per_unit": (_number(0.0, strict=False), False, True),
+    "l2_kib_total": (_number(0.0, strict=False), False, True),
+    "l3_kib_total": (_number(0.0, strict=False), False, True),
+}
+_TVM_SPEC: Spec = {
+    "target": (_tvm_target, True, False),
+    "tuned": (_boolean, True, False),
+    "tuner": (_enum(TVM_TUNERS), False, True),
+}
+
+
+def _section(spec: Spec) -> Checker:
+    def check(value: Any, path: str, origin: str) -> dict[str, Any]:
+        return _check_mapping(value, spec, path, origin)
+
+    return check
+
+
+def _schema_version(value: Any, path: str, origin: str) -> int:
+    value = _integer(1)(value, path, origin)
+    if value != SCHEMA_VERSION:
+        raise _fail(origin, path, f"unsupported schema version {value}; this tvm-ledg reads version {SCHEMA_VERSION}")
+    return value
+
+
+_TOP_SPEC: Spec = {
+    "schema_version": (_schema_version, True, False),
+    "name": (_pattern(_NAME_RE, "a lower-case name of [a-z0-9.-]"), True, False),
+    "aliases": (_string_list(_pattern(_ALIAS_RE, "'<dataset>:<upstream name>'")), False, False),
+    "device_class": (_enum(DEVICE_CLASSES), True, False),
+    "vendor": (_string, False, True),
+    "model": (_string, True, False),
+    "soc": (_string, False, True),
+    "microarchitecture": (_string, False, True),
+    "compute_units": (_integer(1), False, True),
+    "shading_units": (_integer(1), False, True),
+    "hw_threads": (_integer(1), False, True),
+    "core_config": (_string, False, True),
+    "clock_ghz": (_number(0.0, strict=True), False, True),
+    "base_clock_ghz": (_number(0.0, strict=True), False, True),
+    "peak_tops": (_peak_tops, False, True),
+    "memory": (_section(_MEMORY_SPEC), False, True),
+    "cache": (_section(_CACHE_SPEC), False, True),
+    "tdp_w": (_number(0.0, strict=True), False, True),
+    "runtime": (_enum(RUNTIMES), True, True),
+    "runtime_version": (_string, False, True),
+    "runtime_backend": (_string, False, True),
+    "precision": (_enum(PRECISIONS), True, True),
+    "batch_size": (_integer(1), True, True),
+    "threads": (_integer(1), False, True),
+    "tvm": (_section(_TVM_SPEC), False, True),
+    "notes": (_string, False, True),
+    "sources": (_string_list(_string), False, False),
+}
+
+
+def _check_mapping(data: Any, spec: Spec, path: str, origin: str) -> dict[str, Any]:
+    where = path or "<top level>"
+    if not isinstance(data, dict):
+        raise _fail(origin, where, f"expected a mapping, got {_got(data)}")
+    for key in data:
+        if key not in spec:
+            sub = f"{path}.{key}" if path else str(key)
+            raise _fail(origin, sub, f"unknown field; allowed: {', '.join(spec)}")
+    out: dict[str, Any] = {}
+    for key, (check, required, nullable) in spec.items():
+        sub = f"{path}.{key}" if path else key
+        if key not in data:
+            if required:
+                raise _fail(origin, sub, "missing required field" + (" (write null if unknown)" if nullable else ""))
+            continue
+        value = data[key]
+        if value is None:
+            if not nullable:
+                raise _fail(origin, sub, "must not be null")
+            out[key] = None
+        else:
+            out[key] = check(value, sub, origin)
+    return out
+
+
+def _parse(data: Any, origin: str) -> TargetDescriptor:
+    d = _check_mapping(data, _TOP_SPEC, "", origin)
+    name = d["name"]
+    aliases = d.get("aliases") or ()
+    if name in aliases:
+        raise _fail(origin, "aliases", f"alias {name!r} repeats the name")
+    runtime = d["runtime"]
+    tvm_raw = d.get("tvm")
+    if (runtime == "tvm") != (tvm_raw is not None):
+        raise _fail(origin, "tvm", "required when runtime is tvm" if runtime == "tvm" else f"only allowed when runtime is tvm (runtime is {runtime!r})")
+    tvm = None
+    if tvm_raw is not None:
+        tvm = TvmConfig(target=tvm_raw["target"], tuned=tvm_raw["tuned"], tuner=tvm_raw.get("tuner"))
+        if not tvm.tuned and tvm.tuner is not None:
+            raise _fail(origin, "tvm.tuner", "must be null when tvm.tuned is false")
+        cores = tvm.target.get("num-cores")
+        if cores is not None and cores != d.get("threads"):
+            raise _fail(origin, "tvm.target.num-cores", f"{cores!r} disagrees with threads={d.get('threads')!r}")
+    base, boost = d.get("base_clock_ghz"), d.get("clock_ghz")
+    if base is not None and boost is not None and base > boost:
+        raise _fail(origin, "base_clock_ghz", f"{base:g} exceeds clock_ghz {boost:g} (clock_ghz is the maximum clock)")
+    return TargetDescriptor(
+        schema_version=d["schema_version"],
+        name=name,
+        aliases=tuple(aliases),
+        device_class=d["device_class"],
+        vendor=d.get("vendor"),
+        model=d["model"],
+        soc=d.get("soc"),
+        microarchitecture=d.get("microarchitecture"),
+        compute_units=d.get("compute_units"),
+        shading_units=d.get("shading_units"),
+        hw_threads=d.get("hw_threads"),
+        core_config=d.get("core_config"),
+        clock_ghz=boost,
+        base_clock_ghz=base,
+        peak_tops=d.get("peak_tops") or MappingProxyType({}),
+        memory=Memory(**(d.get("memory") or {})),
+        cache=Cache(**(d.get("cache") or {})),
+        tdp_w=d.get("tdp_w"),
+        runtime=runtime,
+        runtime_version=d.get("runtime_version"),
+        runtime_backend=d.get("runtime_backend"),
+        precision=d["precision"],
+        batch_size=d["batch_size"],
+        threads=d.get("threads"),
+        tvm=tvm,
+        notes=d.get("notes"),
+        sources=tuple(d.get("sources") or ()),
+    )
