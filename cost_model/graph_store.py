@@ -1,0 +1,76 @@
+"""A directory of operator graphs keyed by MODEL string, shared by lowering and training.
+
+Lowering a network through TVM costs about a second, so graphs are built once
+(by ``tvm_ledg.graph_builder``) and read back here without TVM. One gzipped
+JSON file per graph, named by a digest of the MODEL string, written atomically:
+an interrupted build loses at most the graph in flight and resumes by skipping
+what is already there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from cost_model.graph import OpGraph
+from targets.errors import GraphError
+
+__all__ = ["GraphStore"]
+
+
+class GraphStore:
+    """``store[spec] -> OpGraph`` backed by ``<root>/<digest[:2]>/<digest>.json.gz``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _path(self, spec: str) -> Path:
+        digest = hashlib.sha256(spec.encode()).hexdigest()[:24]
+        return self.root / digest[:2] / f"{digest}.json.gz"
+
+    def __contains__(self, spec: str) -> bool:
+        return self._path(spec).is_file()
+
+    def missing(self, specs: Iterable[str]) -> list[str]:
+        """The specs (in order, without duplicates) that have no stored graph yet."""
+        seen: set[str] = set()
+        out = []
+        for spec in specs:
+            if spec not in seen and spec not in self:
+                out.append(spec)
+            seen.add(spec)
+        return out
+
+    def put(self, spec: str, graph: OpGraph) -> None:
+        path = self._path(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"spec": spec, "graph": graph.to_json()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+                f.write(json.dumps(payload, separators=(",", ":")).encode())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def __getitem__(self, spec: str) -> OpGraph:
+        path = self._path(spec)
+        try:
+            with gzip.open(path, "rb") as f:
+                payload = json.loads(f.read())
+        except FileNotFoundError as exc:
+            raise KeyError(spec) from exc
+        except (OSError, EOFError, json.JSONDecodeError) as exc:
+            raise GraphError(f"{path}: corrupted graph file for {spec!r} ({exc}); delete it to rebuild") from exc
+        if payload.get("spec") != spec:
+            raise GraphError(f"{path}: holds {payload.get('spec')!r}, expected {spec!r}")
+        return OpGraph.from_json(payload["graph"], source=str(path))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.root.glob("*/*.json.gz"))

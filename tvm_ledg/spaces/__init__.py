@@ -1,0 +1,162 @@
+"""Architecture spaces: spec strings -> PyTorch networks ready for lowering.
+
+A *spec* names one architecture of one search space as ``<space>:<arch>``:
+
+* ``nb201:<cell>`` -- a NAS-Bench-201 cell string, e.g.
+  ``nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|``
+  (CIFAR-10 network, 32x32 input);
+* ``fbnet:<22 comma-separated op indices>``, e.g. ``fbnet:0,3,4,0,0,7,6,3,7,7,7,8,6,7,0,4,6,7,4,7,7,3``
+  (HW-NAS-Bench / HELP CIFAR-100 network, 32x32 input);
+* ``ofa:<JSON {ks, e, d, r}>``, e.g. ``ofa:{"ks":[3,...],"e":[3,...],"d":[2,2,2,2,2],"r":128}``
+  (OFA-MobileNetV3 w1.0 sub-network, ImageNet head, r x r input).
+
+The spec identifies an architecture only; the batch size is a separate
+argument of :func:`build` because it changes the input shape, not the network.
+:func:`parse` validates a spec and gives its canonical form (the one
+:attr:`SpaceModel.name` carries), so equal architectures get equal names.
+Errors are :class:`~targets.errors.ModelImportError` naming the offending field.
+
+Everything here is pure PyTorch (no TVM import).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import torch
+from torch import nn
+
+from targets.errors import ModelImportError
+from tvm_ledg.spaces import fbnet, nb201, ofa
+
+__all__ = [
+    "Arch",
+    "ArchSpec",
+    "SpaceModel",
+    "build",
+    "describe_space",
+    "list_spaces",
+    "parse",
+]
+
+logger = logging.getLogger(__name__)
+
+_INPUT_SEED = 0  # example inputs and initial weights are deterministic
+
+Arch: TypeAlias = nb201.NB201Cell | fbnet.FBNetArch | ofa.OFAArch
+
+
+@dataclass(frozen=True)
+class _Space:
+    parse_arch: Callable[[str], Any]  # str -> that space's Arch class
+    build_module: Callable[[Any], nn.Module]
+    input_shape: Callable[[Any], tuple[int, int, int]]
+    description: str
+
+
+_SPACES: dict[str, _Space] = {
+    nb201.NAME: _Space(
+        nb201.NB201Cell.parse,
+        nb201.build_network,
+        nb201.input_shape,
+        "NAS-Bench-201 cell (CIFAR-10 TinyNetwork, C=16, N=5, 32x32)",
+    ),
+    fbnet.NAME: _Space(
+        fbnet.FBNetArch.parse,
+        fbnet.build_network,
+        fbnet.input_shape,
+        "FBNet space, HW-NAS-Bench/HELP encoding (22 op indices, CIFAR-100, 32x32)",
+    ),
+    ofa.NAME: _Space(
+        ofa.OFAArch.parse,
+        ofa.build_network,
+        ofa.input_shape,
+        "Once-for-All MobileNetV3 w1.0 sub-network (JSON ks/e/d/r, ImageNet, r x r)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A validated spec: the space name and its typed architecture object."""
+
+    space: str
+    arch: Arch
+
+    @property
+    def canonical(self) -> str:
+        """``<space>:<arch>`` in the space's canonical text form."""
+        return f"{self.space}:{self.arch.to_text()}"
+
+
+@dataclass(frozen=True)
+class SpaceModel:
+    """A built network with the inputs to trace/export it with.
+
+    ``module`` is in eval mode; ``example_inputs`` is a tuple of one float32
+    NCHW tensor of shape ``(batch_size, *input_shape)``.
+    """
+
+    name: str
+    space: str
+    arch: Arch
+    module: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.example_inputs[0].shape[0])
+
+
+def list_spaces() -> list[str]:
+    """Registered space names, sorted."""
+    return sorted(_SPACES)
+
+
+def describe_space(space: str) -> str:
+    """One-line description of ``space`` (for CLI help)."""
+    return _get_space(space).description
+
+
+def parse(spec: str) -> ArchSpec:
+    """Validate ``<space>:<arch>`` and return the typed architecture."""
+    if not isinstance(spec, str):
+        raise ModelImportError(f"architecture spec must be a string, got {type(spec).__name__}")
+    space, sep, arch_text = spec.strip().partition(":")
+    if not sep:
+        raise ModelImportError(
+            f"architecture spec {spec!r} has no '<space>:' prefix; spaces: {', '.join(list_spaces())}"
+        )
+    entry = _get_space(space.strip().lower())
+    return ArchSpec(space.strip().lower(), entry.parse_arch(arch_text))
+
+
+def build(spec: str | ArchSpec, *, batch_size: int = 1) -> SpaceModel:
+    """Build the network of ``spec`` (eval mode) with a ``batch_size`` example input.
+
+    Weights are randomly initialised from a fixed seed (latency does not depend
+    on them) without touching the global RNG state.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ModelImportError(f"batch_size must be a positive int, got {batch_size!r}")
+    parsed = spec if isinstance(spec, ArchSpec) else parse(spec)
+    entry = _get_space(parsed.space)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_INPUT_SEED)
+        module = entry.build_module(parsed.arch).eval()
+        example = torch.randn(batch_size, *entry.input_shape(parsed.arch))
+    name = parsed.canonical
+    logger.debug("built %s (batch %d)", name, batch_size)
+    return SpaceModel(name=name, space=parsed.space, arch=parsed.arch, module=module, example_inputs=(example,))
+
+
+def _get_space(space: str) -> _Space:
+    try:
+        return _SPACES[space]
+    except KeyError:
+        raise ModelImportError(
+            f"unknown architecture space {space!r}; expected one of {', '.join(list_spaces())}"
+        ) from None
