@@ -1,0 +1,278 @@
+"""Flat (PyTorch-Geometric-style) storage of operator graphs and their relation structure.
+
+Conventions, used everywhere in ``cost_model``:
+
+* Adjacency: ``A[i, j] = 1`` iff there is an edge ``i -> j`` (data flows from
+  ``i`` to ``j``); ``edge_index[0]`` holds sources, ``edge_index[1]`` targets.
+* Relation masks are read row-wise, as attention: ``M_r[i, j]`` is True iff
+  query node ``i`` attends to key node ``j`` under relation ``r``:
+
+  ===============  ====================================  ==========================
+  relation         ``M_r[i, j]`` is True iff              matrix form
+  ===============  ====================================  ==========================
+  self             ``j == i``                             ``I``
+  children         edge ``i -> j``                        ``A``
+  parents          edge ``j -> i``                        ``Aᵀ``
+  grandchildren    path ``i -> k -> j``                   ``A·A > 0``
+  grandparents     path ``j -> k -> i``                   ``Aᵀ·Aᵀ > 0``
+  siblings         ``i != j`` share a parent ``k``        ``Aᵀ·A > 0``, off-diagonal
+  coparents        ``i != j`` share a child ``k``         ``A·Aᵀ > 0``, off-diagonal
+  ===============  ====================================  ==========================
+
+  Relations overlap: ``0->1, 0->2, 1->2`` makes 2 both a child and a sibling
+  of 1, and a child and a grandchild of 0. Each relation has its own softmax
+  in attention, so overlaps never double-count within one relation.
+* Global tokens (the target token) are not graph nodes and never appear in
+  ``edge_index``: a global node wired as parent of every node (as the public
+  NN-Former code does) would make every pair siblings (``Aᵀ·A`` all ones).
+  The attention layer gives them their own channel instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from targets.errors import GraphError
+
+__all__ = [
+    "ALL_RELATIONS",
+    "GraphTensors",
+    "GraphBatch",
+    "relation_index",
+    "collate",
+    "to_dense",
+    "relation_masks",
+]
+
+ALL_RELATIONS: tuple[str, ...] = (
+    "self",
+    "children",
+    "parents",
+    "grandchildren",
+    "grandparents",
+    "siblings",
+    "coparents",
+)
+
+
+def relation_index(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """All relation entries of one graph, sparse, for ``ALL_RELATIONS``.
+
+    Two-hop relations are joins of the edge list with itself, so the cost
+    follows the number of related pairs, not ``num_nodes ** 2`` (a node with
+    fan-out ``k`` still gives ``k * (k - 1)`` sibling entries).
+
+    Shapes:
+        ``edge_index``: ``(2, E)`` -> ``(3, M)`` rows ``(relation, i, j)``,
+        sorted by ``(i, relation, j)``, relation ids index ``ALL_RELATIONS``.
+    """
+    n = int(num_nodes)
+    src, dst = edge_index[0].long(), edge_index[1].long()
+    nodes = torch.arange(n)
+    grandchildren = _two_hop(src, dst, src, dst, n)  # i -> k -> j
+    siblings = _two_hop(dst, src, src, dst, n, drop_self=True)  # i <- k -> j
+    coparents = _two_hop(src, dst, dst, src, n, drop_self=True)  # i -> k <- j
+    parts = [
+        (nodes, nodes),
+        (src, dst),
+        (dst, src),
+        grandchildren,
+        (grandchildren[1], grandchildren[0]),
+        siblings,
+        coparents,
+    ]
+    rel = torch.cat([torch.full((p[0].numel(),), r, dtype=torch.long) for r, p in enumerate(parts)])
+    i = torch.cat([p[0] for p in parts])
+    j = torch.cat([p[1] for p in parts])
+    order = torch.argsort((i * len(ALL_RELATIONS) + rel) * max(n, 1) + j)
+    return torch.stack([rel[order], i[order], j[order]])
+
+
+def _two_hop(a_out: Tensor, a_mid: Tensor, b_mid: Tensor, b_out: Tensor, n: int,
+             drop_self: bool = False) -> tuple[Tensor, Tensor]:
+    """Distinct pairs ``(a_out[e], b_out[f])`` over entry pairs with ``a_mid[e] == b_mid[f]``."""
+    order = torch.argsort(b_mid, stable=True)
+    b_out = b_out[order]
+    degree = torch.bincount(b_mid, minlength=n)
+    start = torch.zeros(n, dtype=torch.long)
+    start[1:] = degree.cumsum(0)[:-1]
+    reps = degree[a_mid]
+    left = torch.repeat_interleave(a_out, reps)
+    first = torch.repeat_interleave(start[a_mid], reps)
+    run_start = torch.repeat_interleave(reps.cumsum(0) - reps, reps)
+    right = b_out[first + torch.arange(left.numel()) - run_start]
+    keep = left != right if drop_self else torch.ones_like(left, dtype=torch.bool)
+    keys = torch.unique(left[keep] * max(n, 1) + right[keep])
+    return keys // max(n, 1), keys % max(n, 1)
+
+
+@dataclass
+class GraphTensors:
+    """One graph ready for batching; build it once per graph and reuse it every epoch.
+
+    Shapes:
+        ``texts``: N operator strings; ``x_num``: ``(N, F)`` float32;
+        ``edge_index``: ``(2, E)`` long; ``rel_index``: ``(3, M)`` (see ``relation_index``),
+        computed here when not given.
+    """
+
+    texts: list[str]
+    x_num: Tensor
+    edge_index: Tensor
+    rel_index: Tensor | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        where = f"graph {self.name!r}" if self.name else "graph"
+        if n == 0:
+            raise GraphError(f"{where}: has no nodes; the cost model needs at least one operator")
+        if self.x_num.dim() != 2 or self.x_num.shape[0] != n:
+            raise GraphError(f"{where}: x_num has shape {tuple(self.x_num.shape)}, expected ({n}, F)")
+        self.edge_index = self.edge_index.long().reshape(2, -1)
+        src, dst = self.edge_index
+        if self.edge_index.numel() and (int(self.edge_index.min()) < 0 or int(self.edge_index.max()) >= n):
+            raise GraphError(f"{where}: edge_index points outside 0..{n - 1}")
+        if bool((src == dst).any()):
+            raise GraphError(f"{where}: self-loop in edge_index")
+        if torch.unique(src * n + dst).numel() != src.numel():
+            raise GraphError(f"{where}: duplicate edges in edge_index")
+        if self.rel_index is None:
+            self.rel_index = relation_index(self.edge_index, n)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class GraphBatch:
+    """B graphs stored flat; node ``n`` of graph ``b`` is row ``ptr[b] + n``.
+
+    Each distinct operator string appears once in ``texts`` so that it is
+    embedded once per batch.
+
+    Shapes:
+        ``x_num``: ``(S, F)`` with S = total nodes; ``node_text_index``: ``(S,)``
+        into ``texts`` (U strings); ``edge_index``: ``(2, E)``; ``batch``: ``(S,)``;
+        ``ptr``: ``(B + 1,)``; ``rel_index``: ``(3, M)`` rows ``(relation, i, j)``,
+        relation ids index ``relations``, sorted by ``(i, relation, j)``.
+    """
+
+    x_num: Tensor
+    texts: list[str]
+    node_text_index: Tensor
+    edge_index: Tensor
+    batch: Tensor
+    ptr: Tensor
+    rel_index: Tensor
+    relations: tuple[str, ...]
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.ptr.numel() - 1)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.x_num.shape[0])
+
+    @property
+    def counts(self) -> Tensor:
+        """Nodes per graph, ``(B,)``."""
+        return self.ptr[1:] - self.ptr[:-1]
+
+
+def collate(graphs: Sequence[GraphTensors], relations: Sequence[str] = ALL_RELATIONS) -> GraphBatch:
+    """Concatenate graphs into one ``GraphBatch`` keeping only ``relations`` (in that order)."""
+    if not graphs:
+        raise ValueError("collate needs at least one graph")
+    relations = tuple(relations)
+    unknown = [r for r in relations if r not in ALL_RELATIONS]
+    if unknown or len(set(relations)) != len(relations) or not relations:
+        raise ValueError(f"relations {relations!r}: expected distinct names from {ALL_RELATIONS}")
+    widths = {int(g.x_num.shape[1]) for g in graphs}
+    if len(widths) != 1:
+        raise GraphError(
+            f"graphs have different numeric feature widths {sorted(widths)}; featurize them with one schema"
+        )
+
+    remap = torch.full((len(ALL_RELATIONS),), -1, dtype=torch.long)
+    remap[[ALL_RELATIONS.index(r) for r in relations]] = torch.arange(len(relations))
+    text_ids: dict[str, int] = {}
+    counts = torch.tensor([g.num_nodes for g in graphs])
+    ptr = torch.zeros(len(graphs) + 1, dtype=torch.long)
+    ptr[1:] = counts.cumsum(0)
+    node_text, edges, rels = [], [], []
+    for g, offset in zip(graphs, ptr[:-1].tolist()):
+        node_text.append(torch.tensor([text_ids.setdefault(t, len(text_ids)) for t in g.texts], dtype=torch.long))
+        edges.append(g.edge_index + offset)
+        rel = g.rel_index
+        rel = torch.stack([remap[rel[0]], rel[1] + offset, rel[2] + offset])
+        rels.append(rel[:, rel[0] >= 0])
+    return GraphBatch(
+        x_num=torch.cat([g.x_num for g in graphs]).float(),
+        texts=list(text_ids),
+        node_text_index=torch.cat(node_text),
+        edge_index=torch.cat(edges, dim=1),
+        batch=torch.repeat_interleave(torch.arange(len(graphs)), counts),
+        ptr=ptr,
+        rel_index=torch.cat(rels, dim=1),
+        relations=relations,
+    )
+
+
+def to_dense(batch: GraphBatch, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Pad flat rows (``batch.x_num`` unless ``x`` is given) to ``(B, N_max, F)``.
+
+    Returns ``(x_dense, mask)``; padded rows are zero and ``mask`` is False there.
+    """
+    x = batch.x_num if x is None else x
+    n_max = int(batch.counts.max())
+    local = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
+    dense = x.new_zeros((batch.num_graphs, n_max) + tuple(x.shape[1:]))
+    dense[batch.batch, local] = x
+    mask = torch.zeros(batch.num_graphs, n_max, dtype=torch.bool)
+    mask[batch.batch, local] = True
+    return dense, mask
+
+
+def relation_masks(
+    edge_index: Tensor,
+    batch: Tensor,
+    num_nodes_max: int,
+    relations: Sequence[str] = ALL_RELATIONS,
+    num_graphs: int | None = None,
+) -> Tensor:
+    """Dense relation masks, for inspection and as the reference the sparse path is tested against.
+
+    Padded positions get only the ``self`` relation (when it is requested), so a
+    dense masked softmax over them stays finite while they attend to nothing real.
+
+    Shapes:
+        ``edge_index``: ``(2, E)`` flat node ids; ``batch``: ``(S,)`` sorted graph ids
+        -> ``(B, R, N_max, N_max)`` bool with ``M[b, r, i, j]`` as in the module docstring.
+    """
+    num_graphs = int(batch.max()) + 1 if num_graphs is None else num_graphs
+    counts = torch.bincount(batch, minlength=num_graphs)
+    ptr = torch.zeros(num_graphs + 1, dtype=torch.long)
+    ptr[1:] = counts.cumsum(0)
+    g = batch[edge_index[0]]
+    src, dst = edge_index[0] - ptr[g], edge_index[1] - ptr[g]
+    a = torch.zeros(num_graphs, num_nodes_max, num_nodes_max)
+    a[g, src, dst] = 1.0
+    at = a.transpose(1, 2)
+    eye = torch.eye(num_nodes_max, dtype=torch.bool).expand(num_graphs, -1, -1)
+    dense = {
+        "self": eye.clone(),
+        "children": a > 0,
+        "parents": at > 0,
+        "grandchildren": (a @ a) > 0,
+        "grandparents": (at @ at) > 0,
+        "siblings": ((at @ a) > 0) & ~eye,
+        "coparents": ((a @ at) > 0) & ~eye,
+    }
+    return torch.stack([dense[r] for r in relations], dim=1)

@@ -1,0 +1,245 @@
+"""LeDG-Former: a relation-gated graph transformer over operator DAGs, conditioned on the target.
+
+Inputs per batch row ``b`` are one (graph, target) pair. Node states start as
+``proj(text embedding) + proj(normalized numeric features)``; the target
+(text embedding, optionally its numeric descriptor) gives a conditioning
+vector ``c_b`` that modulates every layer (FiLM), seeds the global token and
+sets a per-target log-scale.
+
+Output parametrisation: node ``i`` gets a log-contribution
+``l_i = w·h_i + offset_b`` (``offset_b`` from the global token and the
+target), ``per_op_ms_i = exp(l_i)`` and ``latency_ms_b = Σ_i per_op_ms_i``.
+Then ``log(latency) = logsumexp(l)`` is computed stably, learning a total
+that spans orders of magnitude is an additive shift of ``offset_b``, and the
+per-operator breakdown sums to the total by construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cost_model.batch import ALL_RELATIONS, GraphBatch
+from cost_model.layers.bgiffn import Adjacency
+from cost_model.layers.block import LeDGBlock
+from cost_model.layers.gate import GATE_MODES
+from cost_model.layers.relation_attention import RelationIndex
+from targets.errors import CheckpointError
+
+__all__ = ["LeDGFormerConfig", "LeDGOutput", "LeDGFormer"]
+
+
+@dataclass(frozen=True)
+class LeDGFormerConfig:
+    """Hyper-parameters; ``to_dict``/``from_dict`` round-trip through JSON.
+
+    ``text_dim`` is the text encoder's width, ``num_node_features`` the width
+    of ``x_num`` (``len(featurize.FEATURE_NAMES)``), ``num_target_features``
+    that of the target descriptor's feature vector. ``gate``: ``dynamic``
+    (LeDG-Former), ``learned`` (node-independent) or ``static`` (NN-Former's
+    head-per-relation; needs ``heads >= len(relations) + global_token``).
+    """
+
+    text_dim: int
+    num_node_features: int
+    num_target_features: int
+    dim: int = 64
+    layers: int = 3
+    heads: int = 4
+    ffn_ratio: float = 2.0
+    dropout: float = 0.1
+    relations: tuple[str, ...] = ALL_RELATIONS
+    gate: str = "dynamic"
+    bgiffn: bool = True
+    film: bool = True
+    global_token: bool = True
+    use_target_features: bool = True
+    variance_head: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "relations", tuple(self.relations))
+        problems = []
+        if self.dim <= 0 or self.layers <= 0 or self.heads <= 0 or self.text_dim <= 0:
+            problems.append("dim, layers, heads and text_dim must be positive")
+        elif self.dim % self.heads:
+            problems.append(f"heads={self.heads} does not divide dim={self.dim}")
+        if self.num_node_features <= 0:
+            problems.append("num_node_features must be positive")
+        distinct = set(self.relations)
+        if not self.relations or len(distinct) != len(self.relations) or distinct - set(ALL_RELATIONS):
+            problems.append(f"relations={self.relations!r}: expected distinct names from {ALL_RELATIONS}")
+        if self.gate not in GATE_MODES:
+            problems.append(f"gate={self.gate!r}: expected one of {GATE_MODES}")
+        slots = len(self.relations) + int(self.global_token)
+        if self.gate == "static" and self.heads < slots:
+            problems.append(f"gate='static' gives each head one channel: heads={self.heads} < {slots} channels")
+        if self.hidden_dim < 2:
+            problems.append(f"ffn_ratio={self.ffn_ratio} gives an FFN narrower than 2")
+        if self.use_target_features and self.num_target_features <= 0:
+            problems.append("use_target_features=True needs num_target_features > 0")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout={self.dropout} outside [0, 1)")
+        if problems:
+            raise ValueError("LeDGFormerConfig: " + "; ".join(problems))
+
+    @property
+    def hidden_dim(self) -> int:
+        """FFN width, rounded down to an even number (BGIFFN splits it between directions)."""
+        return int(self.dim * self.ffn_ratio) // 2 * 2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["relations"] = list(self.relations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LeDGFormerConfig":
+        """Rebuild from ``to_dict`` output; unknown or missing keys raise ``CheckpointError``."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise CheckpointError(f"LeDGFormerConfig: unknown keys {unknown} (checkpoint from another version?)")
+        try:
+            return cls(**{k: tuple(v) if k == "relations" else v for k, v in d.items()})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"LeDGFormerConfig: {exc}") from exc
+
+
+@dataclass
+class LeDGOutput:
+    """Predictions for B (graph, target) rows.
+
+    Shapes:
+        ``latency_ms``, ``log_latency_ms``: ``(B,)``; ``per_op_ms``: ``(S,)`` flat over the
+        batch's nodes, summing to ``latency_ms`` per graph; ``log_var``: ``(B,)`` variance of
+        ``log_latency_ms`` when the model has a variance head, else None.
+    """
+
+    latency_ms: Tensor
+    log_latency_ms: Tensor
+    per_op_ms: Tensor
+    log_var: Tensor | None = None
+
+
+def _segment_sum(x: Tensor, counts: Tensor) -> Tensor:
+    return torch.segment_reduce(x, "sum", lengths=counts, unsafe=True)
+
+
+class LeDGFormer(nn.Module):
+    """Shapes:
+        ``forward(batch, node_text_emb (U, text_dim), target_text_emb (B, text_dim),
+        target_features (B, F_t), target_mask (B, F_t))`` -> ``LeDGOutput``; U = ``len(batch.texts)``.
+    """
+
+    def __init__(self, config: LeDGFormerConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        d = c.dim
+        self.node_text_proj = nn.Linear(c.text_dim, d)
+        self.node_num_proj = nn.Linear(c.num_node_features, d)
+        self.register_buffer("x_num_mean", torch.zeros(c.num_node_features))
+        self.register_buffer("x_num_std", torch.ones(c.num_node_features))
+        self.target_text_proj = nn.Linear(c.text_dim, d)
+        if c.use_target_features:
+            self.target_feat_proj = nn.Linear(2 * c.num_target_features, d)
+            self.register_buffer("target_mean", torch.zeros(c.num_target_features))
+            self.register_buffer("target_std", torch.ones(c.num_target_features))
+        self.cond_norm = nn.LayerNorm(d)
+        self.global_embed = nn.Parameter(torch.zeros(d)) if c.global_token else None
+        self.blocks = nn.ModuleList(
+            LeDGBlock(d, c.heads, len(c.relations), c.hidden_dim, gate=c.gate, global_token=c.global_token,
+                      bgiffn=c.bgiffn, film=c.film, dropout=c.dropout)
+            for _ in range(c.layers)
+        )
+        self.final_norm = nn.LayerNorm(d)
+        self.node_head = nn.Linear(d, 1)
+        self.graph_head = nn.Linear(d, 1)
+        self.target_scale = nn.Linear(d, 1)
+        self.var_head = nn.Linear(d, 1) if c.variance_head else None
+
+    # --------------------------------------------------------------- set-up
+    @torch.no_grad()
+    def fit_normalizers(self, x_num: Tensor, target_features: Tensor | None = None,
+                        target_mask: Tensor | None = None) -> None:
+        """Standardize inputs with training-set statistics (stored as buffers, saved with the weights)."""
+        self.x_num_mean.copy_(x_num.mean(0))
+        self.x_num_std.copy_(_safe_std(x_num.std(0, unbiased=False)))
+        if self.config.use_target_features and target_features is not None:
+            mask = torch.ones_like(target_features) if target_mask is None else target_mask.float()
+            n = mask.sum(0).clamp_min(1.0)
+            mean = (target_features * mask).sum(0) / n
+            var = (((target_features - mean) * mask) ** 2).sum(0) / n
+            self.target_mean.copy_(mean)
+            self.target_std.copy_(_safe_std(var.sqrt()))
+
+    @torch.no_grad()
+    def init_output_bias(self, mean_log_latency_ms: float, mean_num_nodes: float) -> None:
+        """Start predictions at the training mean: each node contributes ``mean / N`` at init."""
+        self.node_head.bias.fill_(mean_log_latency_ms - math.log(max(mean_num_nodes, 1.0)))
+
+    # -------------------------------------------------------------- forward
+    def forward(self, batch: GraphBatch, node_text_emb: Tensor, target_text_emb: Tensor,
+                target_features: Tensor | None = None, target_mask: Tensor | None = None) -> LeDGOutput:
+        c = self.config
+        self._check_inputs(batch, node_text_emb, target_text_emb, target_features, target_mask)
+        s, b = batch.num_nodes, batch.num_graphs
+        x = self.node_text_proj(node_text_emb)[batch.node_text_index]
+        x = x + self.node_num_proj((batch.x_num - self.x_num_mean) / self.x_num_std)
+        cond = self.target_text_proj(target_text_emb)
+        if c.use_target_features:
+            mask = torch.ones_like(target_features) if target_mask is None else target_mask.to(target_features.dtype)
+            values = (target_features - self.target_mean) / self.target_std * mask
+            cond = cond + self.target_feat_proj(torch.cat([values, mask], dim=-1))
+        cond = self.cond_norm(cond)
+
+        row_graph = batch.batch
+        if c.global_token:
+            x = torch.cat([x, cond + self.global_embed])
+            row_graph = torch.cat([batch.batch, torch.arange(b)])
+        index = RelationIndex.from_batch(batch, c.global_token)
+        adjacency = Adjacency.from_edges(batch.edge_index, x.shape[0])
+        for block in self.blocks:
+            x = block(x, index, adjacency, cond, row_graph)
+        h = self.final_norm(x)
+
+        counts = batch.counts
+        summary = h[s:] if c.global_token else _segment_sum(h, counts) / counts[:, None]
+        offset = self.graph_head(summary).squeeze(-1) + self.target_scale(cond).squeeze(-1)
+        node_log = self.node_head(h[:s]).squeeze(-1) + offset[batch.batch]
+        peak = torch.segment_reduce(node_log.detach(), "max", lengths=counts, unsafe=True)
+        per_op = torch.exp(node_log)
+        log_latency = torch.log(_segment_sum(torch.exp(node_log - peak[batch.batch]), counts)) + peak
+        log_var = self.var_head(summary).squeeze(-1) if self.var_head is not None else None
+        return LeDGOutput(_segment_sum(per_op, counts), log_latency, per_op, log_var)
+
+    def _check_inputs(self, batch: GraphBatch, node_text_emb: Tensor, target_text_emb: Tensor,
+                      target_features: Tensor | None, target_mask: Tensor | None) -> None:
+        c = self.config
+        if tuple(batch.relations) != c.relations:
+            raise ValueError(f"batch built for relations {batch.relations}, model uses {c.relations}; "
+                             f"collate(graphs, relations=config.relations)")
+        if batch.x_num.shape[1] != c.num_node_features:
+            raise CheckpointError(f"batch has {batch.x_num.shape[1]} node features, the model expects "
+                                  f"{c.num_node_features}; featurize with the schema it was trained on")
+        for name, emb, rows in (("node_text_emb", node_text_emb, len(batch.texts)),
+                                ("target_text_emb", target_text_emb, batch.num_graphs)):
+            if emb.dim() != 2 or emb.shape != (rows, c.text_dim):
+                raise ValueError(f"{name} has shape {tuple(emb.shape)}, expected ({rows}, {c.text_dim})")
+        if c.use_target_features:
+            if target_features is None:
+                raise ValueError("the model uses target features; pass target_features (and target_mask)")
+            expected = (batch.num_graphs, c.num_target_features)
+            bad_mask = target_mask is not None and target_mask.shape != target_features.shape
+            if tuple(target_features.shape) != expected or bad_mask:
+                raise CheckpointError(f"target features have shape {tuple(target_features.shape)}, the model "
+                                      f"expects {expected}; use the target schema it was trained on")
+
+
+def _safe_std(std: Tensor) -> Tensor:
+    """Constant features (std 0) are only centred, not blown up."""
+    return torch.where(std > 1e-6, std, torch.ones_like(std))
