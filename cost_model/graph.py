@@ -114,14 +114,12 @@ class OpGraph:
     Shapes:
         ``nodes``: N nodes in topological order, ``nodes[i].id == i``;
         ``edges``: E pairs ``(src, dst)`` with ``src < dst`` (data flows src -> dst);
-        ``input_edges``: pairs ``(k, dst)``: graph input ``k`` is read by node ``dst``;
         ``output_nodes``: ids of the nodes whose results the graph returns.
     """
 
     nodes: list[OpNode]
     edges: list[tuple[int, int]]
     inputs: list[TensorSpec] = field(default_factory=list)
-    input_edges: list[tuple[int, int]] = field(default_factory=list)
     output_nodes: list[int] = field(default_factory=list)
     name: str = ""
     fused: bool = False
@@ -129,7 +127,6 @@ class OpGraph:
 
     def __post_init__(self) -> None:
         self.edges = [(int(s), int(d)) for s, d in self.edges]
-        self.input_edges = [(int(k), int(d)) for k, d in self.input_edges]
         self.output_nodes = [int(i) for i in self.output_nodes]
         self.validate()
 
@@ -147,9 +144,6 @@ class OpGraph:
                 raise GraphError(f"graph {self.name!r}: edge ({s}, {d}) is not in topological order")
         if len(set(self.edges)) != len(self.edges):
             raise GraphError(f"graph {self.name!r}: duplicate edges")
-        for k, d in self.input_edges:
-            if not (0 <= k < len(self.inputs) and 0 <= d < n):
-                raise GraphError(f"graph {self.name!r}: input edge ({k}, {d}) points outside the graph")
         for i in self.output_nodes:
             if not 0 <= i < n:
                 raise GraphError(f"graph {self.name!r}: output node {i} outside 0..{n - 1}")
@@ -208,7 +202,6 @@ class OpGraph:
             "inputs": [t.to_json() for t in self.inputs],
             "nodes": [n.to_json() for n in self.nodes],
             "edges": [list(e) for e in self.edges],
-            "input_edges": [list(e) for e in self.input_edges],
             "output_nodes": list(self.output_nodes),
         }
 
@@ -226,7 +219,6 @@ class OpGraph:
                 nodes=[OpNode.from_json(n) for n in d["nodes"]],
                 edges=[tuple(e) for e in d["edges"]],
                 inputs=[TensorSpec.from_json(t) for t in d.get("inputs", [])],
-                input_edges=[tuple(e) for e in d.get("input_edges", [])],
                 output_nodes=list(d.get("output_nodes", [])),
                 name=str(d.get("name", "")),
                 fused=bool(d.get("fused", False)),
@@ -273,7 +265,6 @@ class OpGraph:
                 for n in self.nodes
             ],
             "edges": sorted(self.edges),
-            "input_edges": sorted(self.input_edges),
             "output_nodes": sorted(self.output_nodes),
         }
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -184,7 +184,9 @@ class LeDGFormer(nn.Module):
 
     # -------------------------------------------------------------- forward
     def forward(self, batch: GraphBatch, node_text_emb: Tensor, target_text_emb: Tensor,
-                target_features: Tensor | None = None, target_mask: Tensor | None = None) -> LeDGOutput:
+                target_features: Tensor | None = None, target_mask: Tensor | None = None,
+                target_offset: Tensor | None = None) -> LeDGOutput:
+        """``target_offset`` ``(B, dim)``: a learned per-target correction of the target embedding (few-shot)."""
         c = self.config
         self._check_inputs(batch, node_text_emb, target_text_emb, target_features, target_mask)
         s, b = batch.num_nodes, batch.num_graphs
@@ -195,6 +197,8 @@ class LeDGFormer(nn.Module):
             mask = torch.ones_like(target_features) if target_mask is None else target_mask.to(target_features.dtype)
             values = (target_features - self.target_mean) / self.target_std * mask
             cond = cond + self.target_feat_proj(torch.cat([values, mask], dim=-1))
+        if target_offset is not None:
+            cond = cond + target_offset
         cond = self.cond_norm(cond)
 
         row_graph = batch.batch

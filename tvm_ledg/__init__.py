@@ -4,7 +4,7 @@ Public API (imported lazily so that ``import tvm_ledg`` stays cheap; TVM itself
 costs ~5 s to import and is only loaded by the functions that need it):
 
 - ``load_model(source, example_inputs=None, input_shapes=None)`` -> Relax ``IRModule``
-- ``to_op_graph(mod, fused=False)`` -> ``OpGraph``
+- ``to_op_graph(mod, fused=False)`` -> ``OpGraph``; ``fuse_module(mod)`` -> the fused Relax module
 - ``load_network(spec)`` -> Relax ``IRModule`` from an ONNX path or a space string (``nb201:...``)
 """
 
@@ -29,6 +29,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "tvm_ledg.frontend",
     "to_op_graph": "tvm_ledg.lowering",
+    "fuse_module": "tvm_ledg.lowering",
+    "normalize_module": "tvm_ledg.normalize",
     "load_network": "tvm_ledg.networks",
     "network_graph": "tvm_ledg.networks",
 }

@@ -50,7 +50,7 @@ def load_network(spec: str, *, batch_size: int | None = None):
     if is_space_spec(spec):
         from tvm_ledg import spaces
 
-        built = spaces.build(spec, batch_size=batch_size)
+        built = spaces.build(spec, batch_size=batch_size or 1)
         return load_model(built.module, built.example_inputs)
     path = Path(spec)
     if path.suffix.lower() != ".onnx":

@@ -9,7 +9,7 @@ from targets.errors import GraphError
 
 def _graph(c: int) -> OpGraph:
     t = TensorSpec((1, c), "float32")
-    return OpGraph(nodes=[OpNode(0, "nn.relu", inputs=[t], outputs=[t])], edges=[], inputs=[t], input_edges=[(0, 0)])
+    return OpGraph(nodes=[OpNode(0, "nn.relu", inputs=[t], outputs=[t])], edges=[], inputs=[t], output_nodes=[0])
 
 
 def test_round_trip_and_missing(tmp_path):

@@ -1,0 +1,75 @@
+"""Lower many MODEL strings into a ``GraphStore``, in parallel and resumably.
+
+Each worker process imports TVM once and lowers one network at a time; results
+are written by the worker straight into the store (atomic per graph), so a
+killed build keeps everything finished and a re-run only does what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from cost_model.graph_store import GraphStore
+from targets.errors import LedgError
+
+__all__ = ["BuildReport", "build_graphs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    built: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _lower_one(store_root: str, spec: str, fused: bool) -> str | None:
+    """Worker body: lower ``spec`` into the store; return an error message or None."""
+    from tvm_ledg.networks import network_graph
+
+    try:
+        GraphStore(store_root).put(spec, network_graph(spec, fused=fused))
+    except LedgError as exc:
+        return str(exc)
+    return None
+
+
+def build_graphs(
+    specs: Sequence[str],
+    store: GraphStore,
+    *,
+    workers: int = 1,
+    fused: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildReport:
+    """Lower every spec not yet in ``store``; ``progress(done, total)`` is called after each one."""
+    todo = store.missing(specs)
+    report = BuildReport(skipped=len(set(specs)) - len(todo))
+    if not todo:
+        return report
+    workers = max(1, min(workers, len(todo), os.cpu_count() or 1))
+    if workers == 1:
+        results = ((spec, _lower_one(str(store.root), spec, fused)) for spec in todo)
+        _collect(results, report, len(todo), progress)
+        return report
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_lower_one, str(store.root), spec, fused): spec for spec in todo}
+        results = ((futures[f], f.result()) for f in as_completed(futures))
+        _collect(results, report, len(todo), progress)
+    return report
+
+
+def _collect(results, report: BuildReport, total: int, progress: Callable[[int, int], None] | None) -> None:
+    for done, (spec, error) in enumerate(results, start=1):
+        if error is None:
+            report.built += 1
+        else:
+            report.failed[spec] = error
+            log.warning("lowering %s failed: %s", spec, error)
+        if progress is not None:
+            progress(done, total)
