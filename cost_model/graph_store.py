@@ -13,11 +13,10 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from cost_model.graph import OpGraph
+from cost_model.graph import OpGraph, write_bytes_atomic
 from targets.errors import GraphError
 
 __all__ = ["GraphStore"]
@@ -47,17 +46,8 @@ class GraphStore:
         return out
 
     def put(self, spec: str, graph: OpGraph) -> None:
-        path = self._path(spec)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"spec": spec, "graph": graph.to_json()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-                f.write(json.dumps(payload, separators=(",", ":")).encode())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        payload = json.dumps({"spec": spec, "graph": graph.to_json()}, separators=(",", ":"))
+        write_bytes_atomic(self._path(spec), gzip.compress(payload.encode(), mtime=0))
 
     def __getitem__(self, spec: str) -> OpGraph:
         path = self._path(spec)

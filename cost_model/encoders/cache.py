@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from cost_model.graph import write_text_atomic
+from cost_model.graph import write_bytes_atomic, write_text_atomic
 
 __all__ = ["EmbeddingCache", "default_cache_root", "text_key", "CACHE_FORMAT"]
 
@@ -58,21 +57,6 @@ def text_key(encoder_id: str, text: str) -> bytes:
     h.update(b"\0")
     h.update(text.encode("utf-8", errors="surrogatepass"))
     return h.digest()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Binary twin of ``cost_model.graph.write_text_atomic`` (temp file in the same folder + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _checksum(keys: torch.Tensor, embeddings: torch.Tensor) -> str:
