@@ -52,6 +52,27 @@ def format_graph_table(graph, limit: int | None = None) -> str:
     return "\n".join(rows)
 
 
+def _cmd_graphs(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cost_model.graph_store import GraphStore
+    from tvm_ledg.graph_builder import build_graphs
+    from tvm_ledg.networks import expand_model_args
+
+    specs = expand_model_args(args.models)
+    with tqdm(total=len(set(specs)), desc="lowering", unit="net", disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        report = build_graphs(specs, GraphStore(args.store), workers=args.workers, fused=args.fused, progress=progress)
+    print(f"built {report.built}, already stored {report.skipped}, failed {len(report.failed)} -> {args.store}")
+    for spec, reason in report.failed.items():
+        print(f"failed: {spec}: {reason}", file=sys.stderr)
+    return EXIT_USER_ERROR if report.failed else 0
+
+
 def _cmd_targets(args: argparse.Namespace) -> int:
     import targets
 
@@ -88,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="override the batch size")
     g.add_argument("--limit", type=int, default=40, help="rows to print (0 = all)")
     g.set_defaults(func=_cmd_graph)
+
+    gb = sub.add_parser("graphs", help="lower many models into a graph store (parallel, resumable)")
+    gb.add_argument("models", nargs="+", metavar="MODEL", help="ONNX files, space strings or @list files")
+    gb.add_argument("--store", type=Path, required=True, help="graph store directory")
+    gb.add_argument("--workers", type=int, default=1, help="worker processes (each imports TVM once)")
+    gb.add_argument("--fused", action="store_true", help="store the fused-kernel view")
+    gb.set_defaults(func=_cmd_graphs)
 
     t = sub.add_parser("targets", help="list, show or validate target descriptors")
     tsub = t.add_subparsers(dest="action", required=True)

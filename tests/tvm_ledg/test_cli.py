@@ -45,3 +45,15 @@ def test_user_errors_are_one_line(argv, fragment, capsys):
     assert main(argv) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err.startswith("error:") and fragment in err and "Traceback" not in err
+
+
+def test_graphs_build_into_a_store_and_resume(tmp_path, capsys):
+    cell = "nb201:|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    listing = tmp_path / "models.txt"
+    listing.write_text(f"# one model per line\n{cell}\n")
+    store = tmp_path / "store"
+    assert main(["graphs", f"@{listing}", "--store", str(store)]) == 0
+    assert "built 1, already stored 0" in capsys.readouterr().out
+    assert main(["graphs", cell, "nb201:|bogus|", "--store", str(store)]) == EXIT_USER_ERROR
+    captured = capsys.readouterr()
+    assert "built 0, already stored 1, failed 1" in captured.out and "bogus" in captured.err
