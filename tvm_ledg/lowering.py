@@ -45,7 +45,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from cost_model.graph import OpGraph, OpNode, TensorSpec
 from targets.errors import ModelImportError
@@ -245,6 +245,23 @@ class _Walk:
     """Shared machinery to walk a Relax function's bindings with an environment of values."""
 
     env: dict[Any, Value] = field(default_factory=dict)
+
+    def kernel_calls(self, func: Function, module: IRModule) -> Iterator[tuple[Any, Call, str, Any, list[Value]]]:
+        """Walk ``func``'s bindings: resolve non-calls and plumbing into ``env``, yield the other calls.
+
+        Yields ``(var, call, callee name, callee function, resolved args)``; the caller binds ``var``.
+        """
+        for binding in _bindings(func):
+            var, value = binding.var, binding.value
+            if not isinstance(value, Call) or isinstance(binding, MatchCast):
+                self.env[var] = self.resolve(value)
+                continue
+            callee, callee_func = _callee_name(value, module)
+            args = [self.resolve(a) for a in _call_args(value)]
+            if _is_plumbing(value, callee):
+                self.env[var] = _Other(producers=_producers(x for a in args for x in _flatten(a)))
+                continue
+            yield var, value, callee, callee_func, args
 
     def resolve(self, expr: Any) -> Value:
         if isinstance(expr, Var):
@@ -533,16 +550,7 @@ class _FusedBuilder(_Walk):
         self.env = {}
         self.bind_params(main, num_input)
         position = 0
-        for binding in _bindings(main):
-            var, value = binding.var, binding.value
-            if not isinstance(value, Call) or isinstance(binding, MatchCast):
-                self.env[var] = self.resolve(value)
-                continue
-            callee, func = _callee_name(value, self.fused)
-            args = [self.resolve(a) for a in _call_args(value)]
-            if _is_plumbing(value, callee):
-                self.env[var] = _Other(producers=_producers(x for a in args for x in _flatten(a)))
-                continue
+        for var, value, callee, func, args in self.kernel_calls(main, self.fused):
             expected, members = kernels[position] if position < len(kernels) else ("<none>", [])
             position += 1
             if expected != callee:
@@ -558,16 +566,7 @@ class _FusedBuilder(_Walk):
         walk = _Walk()
         main = self.grouped["main"]
         walk.bind_params(main)
-        for binding in _bindings(main):
-            var, value = binding.var, binding.value
-            if not isinstance(value, Call) or isinstance(binding, MatchCast):
-                walk.env[var] = walk.resolve(value)
-                continue
-            callee, func = _callee_name(value, self.grouped)
-            args = [walk.resolve(a) for a in _call_args(value)]
-            if _is_plumbing(value, callee):
-                walk.env[var] = _Other()
-                continue
+        for var, value, callee, func, args in walk.kernel_calls(main, self.grouped):
             members: list[int] = []
             if isinstance(func, Function):  # a FuseOps group: resolve its inner calls from the call site
                 inner = _Walk({p: a for p, a in zip(func.params, args)})
