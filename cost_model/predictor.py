@@ -3,33 +3,46 @@
 Rows are ``(graph_key, target_name, latency_ms)``; graphs and targets are
 passed as mappings so each graph is featurized once and each distinct text is
 embedded once, however many targets it is measured on.
+
+Training is seeded and resumable: with ``resume_dir`` every finished epoch
+writes the weights, optimizer and scheduler state (safetensors + JSON, no
+pickle) atomically, and a restarted ``fit`` with the same data and settings
+continues from the last finished epoch. Shuffling and dropout are seeded per
+epoch, so a resumed run follows the same path as an uninterrupted one.
+
+Few-shot adaptations (``cost_model.adapt``) are stored per target (keyed by
+the descriptor's content hash) and applied by ``predict`` automatically.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from cost_model.batch import GraphTensors, collate
 from cost_model.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from cost_model.encoders import TextEncoder, make_encoder
 from cost_model.featurize import FEATURE_NAMES, feature_schema_hash, graph_tensors
 from cost_model.graph import OpGraph
-from cost_model.ledgformer import LeDGFormer, LeDGFormerConfig
+from cost_model.ledgformer import LeDGFormer, LeDGFormerConfig, LeDGOutput
 from cost_model.losses import latency_loss
 from targets.errors import CheckpointError, DataError
 from targets.schema import FEATURE_NAMES as TARGET_FEATURE_NAMES
 from targets.schema import SCHEMA_VERSION, TargetDescriptor
 
-__all__ = ["TrainConfig", "LatencyPredictor"]
+__all__ = ["TrainConfig", "Adaptation", "Prediction", "LatencyPredictor"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +51,9 @@ Row = tuple[str, str, float]
 
 @dataclass
 class TrainConfig:
+    """Optimisation settings. ``rows_per_epoch`` (None: all) samples that many training rows
+    per epoch, so that an epoch has a bounded cost however many devices are in the data."""
+
     epochs: int = 20
     batch_size: int = 64
     lr: float = 2e-3
@@ -46,6 +62,41 @@ class TrainConfig:
     huber_delta: float = 1.0
     patience: int = 5
     seed: int = 0
+    rows_per_epoch: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "train") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DataError(f"{source}: unknown training settings {unknown} (known: {sorted(known)})")
+        return cls(**d)
+
+
+@dataclass
+class Adaptation:
+    """A few-shot correction for one target: ``log y = scale_a + scale_b * log(model(offset))``."""
+
+    descriptor: dict[str, Any]
+    scale_a: float = 0.0
+    scale_b: float = 1.0
+    offset: torch.Tensor | None = None  # (dim,) added to the target conditioning vector
+    samples: int = 0
+    method: str = "zero-shot"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"descriptor": self.descriptor, "scale_a": self.scale_a, "scale_b": self.scale_b,
+                "has_offset": self.offset is not None, "samples": self.samples, "method": self.method}
+
+
+@dataclass
+class Prediction:
+    """Predictions for a list of pairs: ``latency_ms`` (P,), ``std_log`` (P,) or None, and
+    ``per_op_ms``: one array per pair (its graph's operators in node order) when asked for."""
+
+    latency_ms: np.ndarray
+    std_log: np.ndarray | None = None
+    per_op_ms: list[np.ndarray] | None = None
 
 
 def _schemas() -> dict[str, Any]:
@@ -56,17 +107,33 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _validate_rows(rows: Sequence[Row], graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
+                   what: str) -> None:
+    for key, target, ms in rows:
+        if not (isinstance(ms, (int, float)) and math.isfinite(ms) and ms > 0):
+            raise DataError(f"{what}: latency of ({key!r}, {target!r}) is {ms!r}; latencies must be finite and > 0 ms")
+        if target not in targets:
+            raise DataError(f"{what}: no target descriptor named {target!r}")
+        if key not in graphs:
+            raise DataError(f"{what}: no graph for {key!r}")
+
+
 class LatencyPredictor:
     """Predict latency (ms) of (graph, target) pairs; unfitted until ``fit`` or ``from_pretrained``."""
 
-    def __init__(self, encoder: str | dict = "builtin", model: dict | None = None, train: TrainConfig | None = None):
+    def __init__(self, encoder: str | dict = "builtin", model: dict | None = None, train: TrainConfig | None = None,
+                 feature_cache: dict[str, GraphTensors] | None = None):
+        """``feature_cache``: featurized graphs shared by predictors that see the same graph keys
+        (benchmarks train one model per fold on one graph store)."""
         self.encoder_spec = encoder
         self.model_options = dict(model or {})
         self.train_config = train or TrainConfig()
         self.encoder_: TextEncoder | None = None
         self.model_: LeDGFormer | None = None
         self.history_: list[dict[str, float]] = []
-        self._tensors: dict[str, GraphTensors] = {}
+        self.adaptations_: dict[str, Adaptation] = {}
+        self.data_summary_: dict[str, Any] = {}
+        self._tensors: dict[str, GraphTensors] = {} if feature_cache is None else feature_cache
 
     # ------------------------------------------------------------ helpers
     def _graph(self, key: str, graphs: Mapping[str, OpGraph]) -> GraphTensors:
@@ -76,7 +143,9 @@ class LatencyPredictor:
             self._tensors[key] = graph_tensors(graphs[key])
         return self._tensors[key]
 
-    def _forward(self, keys: Sequence[str], descs: Sequence[TargetDescriptor], graphs: Mapping[str, OpGraph]):
+    def forward(self, keys: Sequence[str], descs: Sequence[TargetDescriptor], graphs: Mapping[str, OpGraph],
+                offsets: torch.Tensor | None = None) -> LeDGOutput:
+        """Raw model output for (graph, target) rows; ``offsets`` (B, dim) override stored adaptations."""
         assert self.model_ is not None and self.encoder_ is not None
         batch = collate([self._graph(k, graphs) for k in keys], self.model_.config.relations)
         node_emb = self.encoder_(batch.texts)
@@ -84,58 +153,84 @@ class LatencyPredictor:
         feats = [d.to_features() for d in descs]
         values = torch.tensor([f[0] for f in feats], dtype=torch.float32)
         mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)
-        return self.model_(batch, node_emb, target_emb, values, mask)
+        if offsets is None and self.adaptations_:
+            offsets = self._stored_offsets(descs)
+        return self.model_(batch, node_emb, target_emb, values, mask, target_offset=offsets)
+
+    def _stored_offsets(self, descs: Sequence[TargetDescriptor]) -> torch.Tensor | None:
+        rows = [self.adaptations_.get(d.content_hash()) for d in descs]
+        if not any(a is not None and a.offset is not None for a in rows):
+            return None
+        zero = torch.zeros(self.model_.config.dim)
+        return torch.stack([a.offset if a is not None and a.offset is not None else zero for a in rows])
 
     def _check_fitted(self) -> None:
         if self.model_ is None:
             raise CheckpointError("this LatencyPredictor is not fitted; call fit() or from_pretrained() first")
 
-    # ---------------------------------------------------------------- fit
-    def fit(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor], rows: Sequence[Row],
-            val_rows: Sequence[Row] = ()) -> "LatencyPredictor":
-        """Train on ``rows``; early-stop on ``val_rows`` (never on test data), keeping the best weights."""
-        cfg = self.train_config
-        if not rows:
-            raise DataError("fit() needs at least one training row")
-        if any(not (r[2] > 0 and math.isfinite(r[2])) for r in rows):
-            raise DataError("training latencies must be finite and > 0 ms")
-        torch.manual_seed(cfg.seed)
+    def _build(self) -> None:
         self.encoder_ = make_encoder(self.encoder_spec)
         self.model_ = LeDGFormer(LeDGFormerConfig(
             text_dim=self.encoder_.dim, num_node_features=len(FEATURE_NAMES),
             num_target_features=len(TARGET_FEATURE_NAMES), **self.model_options))
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor], rows: Sequence[Row],
+            val_rows: Sequence[Row] = (), *, resume_dir: str | os.PathLike[str] | None = None,
+            progress: bool = False) -> "LatencyPredictor":
+        """Train on ``rows``; early-stop on ``val_rows`` (never on test data), keeping the best weights."""
+        cfg = self.train_config
+        if not rows:
+            raise DataError("fit() needs at least one training row")
+        _validate_rows(rows, graphs, targets, "training rows")
+        _validate_rows(val_rows, graphs, targets, "validation rows")
+        torch.manual_seed(cfg.seed)
+        self._build()
         keys = sorted({r[0] for r in rows})
-        x_num = torch.cat([self._graph(k, graphs).x_num for k in keys])
-        feats = torch.tensor([targets[t].to_features()[0] for t in sorted({r[1] for r in rows})])
-        masks = torch.tensor([targets[t].to_features()[1] for t in sorted({r[1] for r in rows})])
-        self.model_.fit_normalizers(x_num.float(), feats.float(), masks.float())
+        tensors = [self._graph(k, graphs) for k in tqdm(keys, desc="featurize", disable=not progress, leave=False)]
+        train_targets = sorted({r[1] for r in rows})
+        feats = torch.tensor([targets[t].to_features()[0] for t in train_targets])
+        masks = torch.tensor([targets[t].to_features()[1] for t in train_targets])
+        self.model_.fit_normalizers(torch.cat([t.x_num for t in tensors]).float(), feats.float(), masks.float())
         log_y = np.log([r[2] for r in rows])
-        self.model_.init_output_bias(float(log_y.mean()), float(np.mean([self._graph(k, graphs).num_nodes for k in keys])))
+        self.model_.init_output_bias(float(log_y.mean()), float(np.mean([t.num_nodes for t in tensors])))
         params = [*self.model_.parameters(), *(self.encoder_.parameters() if self.encoder_.trainable else [])]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = cfg.epochs * math.ceil(len(rows) / cfg.batch_size)
+        per_epoch = min(len(rows), cfg.rows_per_epoch or len(rows))
+        steps = cfg.epochs * math.ceil(per_epoch / cfg.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
         target_ids = {t: i for i, t in enumerate(sorted(targets))}
-        rng = np.random.default_rng(cfg.seed)
-        best, best_state, bad_epochs = math.inf, None, 0
-        for epoch in range(cfg.epochs):
+        resume = _Resume(resume_dir, self._fingerprint(rows, val_rows)) if resume_dir is not None else None
+        best, best_state, bad_epochs, start_epoch = math.inf, None, 0, 0
+        if resume is not None and resume.exists():
+            start_epoch, best, bad_epochs, best_state = resume.load(self, opt, sched)
+            log.info("resuming after epoch %d from %s", start_epoch - 1, resume.root)
+        y_all = np.array([r[2] for r in rows], dtype=np.float32)
+        for epoch in range(start_epoch, cfg.epochs):
+            if val_rows and bad_epochs >= cfg.patience:
+                break
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
             self.model_.train()
             self.encoder_.train(self.encoder_.trainable)
-            order = rng.permutation(len(rows))
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(rows))[:per_epoch]
             total = 0.0
-            for start in range(0, len(rows), cfg.batch_size):
-                chunk = [rows[i] for i in order[start:start + cfg.batch_size]]
-                out = self._forward([r[0] for r in chunk], [targets[r[1]] for r in chunk], graphs)
-                y = torch.tensor([r[2] for r in chunk], dtype=torch.float32)
+            bar = tqdm(range(0, per_epoch, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not progress, leave=False)
+            for start in bar:
+                idx = order[start:start + cfg.batch_size]
+                chunk = [rows[i] for i in idx]
+                out = self.forward([r[0] for r in chunk], [targets[r[1]] for r in chunk], graphs)
                 group = torch.tensor([target_ids[r[1]] for r in chunk])
-                loss = latency_loss(out, y, group, huber_delta=cfg.huber_delta, rank_weight=cfg.rank_weight).total
+                loss = latency_loss(out, torch.from_numpy(y_all[idx]), group, huber_delta=cfg.huber_delta,
+                                    rank_weight=cfg.rank_weight).total
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
                 total += float(loss.detach()) * len(chunk)
-            entry = {"epoch": epoch, "train_loss": total / len(rows)}
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            entry = {"epoch": epoch, "train_loss": total / per_epoch}
             if val_rows:
                 pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
                 entry["val_log_rmse"] = float(np.sqrt(np.mean((np.log(pred) - np.log([r[2] for r in val_rows])) ** 2)))
@@ -146,26 +241,67 @@ class LatencyPredictor:
                     bad_epochs += 1
             self.history_.append(entry)
             log.info("epoch %s", entry)
-            if val_rows and bad_epochs >= cfg.patience:
-                break
+            if progress:
+                tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
+            if resume is not None:
+                resume.save(self, opt, sched, epoch + 1, best, bad_epochs, best_state)
         if best_state is not None:
             self._load_state(best_state)
+        self.data_summary_ = {"train_rows": len(rows), "val_rows": len(val_rows), "graphs": len(keys),
+                              "targets": train_targets}
         return self
+
+    def _fingerprint(self, rows: Sequence[Row], val_rows: Sequence[Row]) -> str:
+        """Identifies a training run: a resume directory written for other data or settings is refused."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.encoder_spec, self.model_options, dataclasses.asdict(self.train_config)],
+                            sort_keys=True, default=str).encode())
+        for r in (*rows, "|", *val_rows):
+            h.update(repr(r).encode())
+        return h.hexdigest()[:16]
 
     # ------------------------------------------------------------ predict
     @torch.inference_mode()
     def predict(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
                 pairs: Sequence[tuple[str, str]], batch_size: int = 256) -> np.ndarray:
         """Latency in ms for each ``(graph_key, target_name)`` pair."""
+        return self.predict_detailed(graphs, targets, pairs, batch_size=batch_size).latency_ms
+
+    @torch.inference_mode()
+    def predict_detailed(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
+                         pairs: Sequence[tuple[str, str]], *, breakdown: bool = False,
+                         batch_size: int = 256) -> Prediction:
+        """Latency, uncertainty (when the model has a variance head) and per-operator breakdown."""
         self._check_fitted()
+        for key, target in pairs:
+            if target not in targets:
+                raise DataError(f"no target descriptor named {target!r}")
         self.model_.eval()
         self.encoder_.eval()
-        out = []
+        lat, std, per_op = [], [], []
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
-            res = self._forward([p[0] for p in chunk], [targets[p[1]] for p in chunk], graphs)
-            out.append(res.latency_ms.double().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+            descs = [targets[p[1]] for p in chunk]
+            res = self.forward([p[0] for p in chunk], descs, graphs)
+            a, b = self._calibration(descs)
+            scale = b * res.log_latency_ms.double() + a
+            lat.append(torch.exp(scale).numpy())
+            if res.log_var is not None:
+                std.append((torch.exp(0.5 * res.log_var.double()) * b.abs()).numpy())
+            if breakdown:
+                # per-op shares are kept; the calibrated total is split in the same proportions
+                factor = torch.exp(scale - res.log_latency_ms.double())
+                counts = [self._graph(p[0], graphs).num_nodes for p in chunk]
+                for ops, f in zip(torch.split(res.per_op_ms.double(), counts), factor):
+                    per_op.append((ops * f).numpy())
+        latency = np.concatenate(lat) if lat else np.zeros(0)
+        return Prediction(latency, np.concatenate(std) if std else None, per_op if breakdown else None)
+
+    def _calibration(self, descs: Sequence[TargetDescriptor]) -> tuple[torch.Tensor, torch.Tensor]:
+        found = [self.adaptations_.get(d.content_hash()) for d in descs] if self.adaptations_ else [None] * len(descs)
+        a = torch.tensor([x.scale_a if x else 0.0 for x in found], dtype=torch.float64)
+        b = torch.tensor([x.scale_b if x else 1.0 for x in found], dtype=torch.float64)
+        return a, b
 
     # ---------------------------------------------------------- persistence
     def _state(self) -> dict[str, torch.Tensor]:
@@ -187,26 +323,90 @@ class LatencyPredictor:
 
     def save_pretrained(self, directory: str | os.PathLike[str], *, data_summary: dict | None = None) -> None:
         self._check_fitted()
-        save_checkpoint(directory, self._state(), {
+        state = self._state()
+        for key, adaptation in self.adaptations_.items():
+            if adaptation.offset is not None:
+                state[f"adapt.{key}.offset"] = adaptation.offset
+        save_checkpoint(directory, state, {
             "kind": "ledgformer-latency",
             "model": self.model_.config.to_dict(),
             "encoder": {"config": self.encoder_.config(), "id": self.encoder_.encoder_id},
             "schemas": _schemas(),
             "train": dataclasses.asdict(self.train_config),
             "history": self.history_,
-            "data": data_summary or {},
+            "data": data_summary if data_summary is not None else self.data_summary_,
+            "adaptations": {k: a.to_json() for k, a in self.adaptations_.items()},
         })
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str]) -> "LatencyPredictor":
         state, config = load_checkpoint(directory)
         check_compatible(config, _schemas(), source=str(directory))
-        self = cls(encoder=config["encoder"]["config"], train=TrainConfig(**config.get("train", {})))
+        if config.get("kind") != "ledgformer-latency":
+            raise CheckpointError(f"{directory}: a {config.get('kind')!r} checkpoint, expected 'ledgformer-latency'")
+        try:
+            train = TrainConfig.from_dict(config.get("train", {}), source=f"{directory}/config.json train")
+        except DataError as exc:
+            raise CheckpointError(str(exc)) from exc
+        self = cls(encoder=config["encoder"]["config"], train=train)
         self.encoder_ = make_encoder(config["encoder"]["config"])
         if self.encoder_.encoder_id != config["encoder"]["id"]:
             raise CheckpointError(f"{directory}: trained with encoder {config['encoder']['id']!r}, "
                                   f"but {self.encoder_.encoder_id!r} was found")
         self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))
-        self._load_state(state)
+        self._load_state({k: v for k, v in state.items() if not k.startswith("adapt.")})
         self.history_ = list(config.get("history", []))
+        self.data_summary_ = dict(config.get("data", {}))
+        for key, entry in config.get("adaptations", {}).items():
+            offset = state.get(f"adapt.{key}.offset")
+            if entry.get("has_offset") and offset is None:
+                raise CheckpointError(f"{directory}: adaptation {key} lists an offset that model.safetensors lacks")
+            self.adaptations_[key] = Adaptation(entry["descriptor"], float(entry["scale_a"]), float(entry["scale_b"]),
+                                                offset, int(entry.get("samples", 0)), str(entry.get("method", "")))
         return self
+
+
+class _Resume:
+    """Per-epoch training state in ``root`` (a checkpoint directory of kind ``training-state``), replaced atomically."""
+
+    def __init__(self, root: str | os.PathLike[str], fingerprint: str) -> None:
+        self.root = Path(root)
+        self.fingerprint = fingerprint
+
+    def exists(self) -> bool:
+        return (self.root / "config.json").is_file()
+
+    def save(self, predictor: LatencyPredictor, opt: torch.optim.Optimizer, sched: Any, next_epoch: int,
+             best: float, bad_epochs: int, best_state: Mapping[str, torch.Tensor] | None) -> None:
+        tensors = {f"cur.{k}": v for k, v in predictor._state().items()}
+        if best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in best_state.items()})
+        opt_state = opt.state_dict()
+        for pid, slots in opt_state["state"].items():
+            for name, value in slots.items():
+                tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value)
+        meta = {"fingerprint": self.fingerprint, "next_epoch": next_epoch, "best": best if math.isfinite(best) else None,
+                "bad_epochs": bad_epochs, "has_best": best_state is not None, "history": predictor.history_,
+                "param_groups": opt_state["param_groups"], "scheduler": sched.state_dict()}
+        save_checkpoint(self.root, tensors, {"kind": "training-state", "model": {}, "encoder": {}, "schemas": {},
+                                             "resume": meta})
+
+    def load(self, predictor: LatencyPredictor, opt: torch.optim.Optimizer,
+             sched: Any) -> tuple[int, float, int, dict[str, torch.Tensor] | None]:
+        tensors, config = load_checkpoint(self.root)
+        meta = config.get("resume", {})
+        if meta.get("fingerprint") != self.fingerprint:
+            raise CheckpointError(f"{self.root}: resume state belongs to another run (different data or settings); "
+                                  "delete it or choose another output directory")
+        predictor._load_state({k[4:]: v for k, v in tensors.items() if k.startswith("cur.")})
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                slots.setdefault(int(pid), {})[name] = value
+        opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+        sched.load_state_dict(meta["scheduler"])
+        predictor.history_ = list(meta["history"])
+        best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} if meta["has_best"] else None
+        best = math.inf if meta["best"] is None else float(meta["best"])
+        return int(meta["next_epoch"]), best, int(meta["bad_epochs"]), best_state

@@ -6,6 +6,7 @@ costs ~5 s to import and is only loaded by the functions that need it):
 - ``load_model(source, example_inputs=None, input_shapes=None)`` -> Relax ``IRModule``
 - ``to_op_graph(mod, fused=False)`` -> ``OpGraph``; ``fuse_module(mod)`` -> the fused Relax module
 - ``load_network(spec)`` -> Relax ``IRModule`` from an ONNX path or a space string (``nb201:...``)
+- ``predict_latency(models, targets, checkpoint=None, breakdown=False)`` -> ``[LatencyPrediction]``
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _LAZY = {
     "normalize_module": "tvm_ledg.normalize",
     "load_network": "tvm_ledg.networks",
     "network_graph": "tvm_ledg.networks",
+    "predict_latency": "tvm_ledg.predict",
+    "load_predictor": "tvm_ledg.predict",
 }
 
 __all__ = [

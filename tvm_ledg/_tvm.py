@@ -59,6 +59,7 @@ __all__ = [
     "estimate_tir_flops",
     "from_onnx",
     "from_exported_program",
+    "from_fx",
 ]
 
 TVM_VERSION: str = tvm.__version__
@@ -102,3 +103,10 @@ def from_exported_program(
         run_ep_decomposition=decompose,
         custom_convert_map=custom_convert_map,
     )
+
+
+def from_fx(graph_module: Any, input_info: list[tuple[list[int], str]]) -> IRModule:
+    """``tvm.relax.frontend.torch.from_fx`` (weights become constants, a single output is unwrapped)."""
+    from tvm.relax.frontend.torch import from_fx as _from_fx
+
+    return _from_fx(graph_module, input_info, keep_params_as_input=False, unwrap_unit_return_tuple=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -97,6 +98,86 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cost_model.training import load_run_config, train_from_config
+
+    config = load_run_config(args.config)
+    predictor, data = train_from_config(config, args.out, resume=not args.restart)
+    summary = data.summary()
+    last = predictor.history_[-1] if predictor.history_ else {}
+    print(f"trained on {summary['train']['rows']} rows ({summary['train']['archs']} archs x "
+          f"{summary['train']['targets']} targets), {len(predictor.history_)} epochs, last {last} -> {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from cost_model.evaluation import evaluate_checkpoint, format_metrics_table
+    from cost_model.training import load_run_config
+
+    report = evaluate_checkpoint(args.checkpoint, load_run_config(args.config), split=args.split)
+    print(format_metrics_table(report))
+    if args.json:
+        from cost_model.graph import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(report, indent=1))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tvm_ledg.predict import predict_latency
+
+    results = predict_latency(args.models, args.target, checkpoint=args.checkpoint, breakdown=args.breakdown,
+                              graph_store=args.graph_store, batch_size=args.batch_size, workers=args.workers)
+    print(f"{'model':<48} {'target':<34} {'latency ms':>11} {'x/ std':>7}")
+    for r in results:
+        spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
+        model = r.model if len(r.model) <= 48 else "..." + r.model[-45:]
+        print(f"{model:<48} {r.target[:34]:<34} {r.latency_ms:>11.4f} {spread:>7}" + ("  (adapted)" if r.adapted else ""))
+        for node_id, op, ms in r.operators[: args.top]:
+            print(f"    {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+    if args.csv:
+        _write_predictions_csv(args.csv, results, args.breakdown)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
+    import csv
+    import io
+
+    from cost_model.graph import write_text_atomic
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    if breakdown:
+        writer.writerow(["model", "target", "latency_ms", "node_id", "op", "op_ms"])
+        for r in results:
+            for node_id, op, ms in sorted(r.operators):
+                writer.writerow([r.model, r.target, f"{r.latency_ms:.6g}", node_id, op, f"{ms:.6g}"])
+    else:
+        writer.writerow(["model", "target", "latency_ms", "std_log"])
+        for r in results:
+            writer.writerow([r.model, r.target, f"{r.latency_ms:.6g}", "" if r.std_log is None else f"{r.std_log:.4g}"])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    import targets
+    from cost_model.adapt import adapt
+    from tvm_ledg.predict import load_predictor, read_measurements, resolve_graphs
+
+    predictor = load_predictor(args.checkpoint, cached=False)
+    desc = targets.load(args.target)
+    measured = read_measurements(args.measurements)
+    names, graphs = resolve_graphs([m for m, _ in measured], graph_store=args.graph_store, workers=args.workers)
+    samples = list(zip(names, [ms for _, ms in measured]))
+    adaptation = adapt(predictor, desc, samples, graphs)
+    predictor.save_pretrained(args.out)
+    print(f"{desc.name}: {adaptation.method} from {adaptation.samples} measurements "
+          f"(log y = {adaptation.scale_a:.3f} + {adaptation.scale_b:.3f} log y_model) -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvm-ledg", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -116,6 +197,40 @@ def build_parser() -> argparse.ArgumentParser:
     gb.add_argument("--workers", type=int, default=1, help="worker processes (each imports TVM once)")
     gb.add_argument("--fused", action="store_true", help="store the fused-kernel view")
     gb.set_defaults(func=_cmd_graphs)
+
+    tr = sub.add_parser("train", help="train a LeDG-Former checkpoint from a YAML config (resumable)")
+    tr.add_argument("--config", type=Path, required=True, help="training config (see cost_model/training.py)")
+    tr.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    tr.add_argument("--restart", action="store_true", help="ignore an interrupted run's state and start over")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="metrics of a checkpoint on a config's test (or held-out) split")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--config", type=Path, required=True, help="the data section picks devices and split")
+    ev.add_argument("--split", choices=["test", "holdout", "val"], default="test")
+    ev.add_argument("--json", type=Path, help="also write the metrics as JSON")
+    ev.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="predict latencies of models on targets")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="ONNX files, space strings or @list files")
+    p.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
+    p.add_argument("--breakdown", action="store_true", help="per-operator latencies")
+    p.add_argument("--top", type=int, default=5, help="operators to print per prediction with --breakdown")
+    p.add_argument("--csv", type=Path, help="write all predictions (and the breakdown) as CSV")
+    p.add_argument("--batch-size", type=int, help="override the models' batch size")
+    p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default ~/.cache/tvm-ledg)")
+    p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
+    p.set_defaults(func=_cmd_predict)
+
+    ad = sub.add_parser("adapt", help="adapt a checkpoint to a new target from k measurements (few-shot)")
+    ad.add_argument("--checkpoint", type=Path, help="checkpoint to start from (default: the shipped one)")
+    ad.add_argument("--target", required=True, help="target name or YAML file")
+    ad.add_argument("--measurements", type=Path, required=True, help="CSV with columns model,latency_ms")
+    ad.add_argument("--out", type=Path, required=True, help="adapted checkpoint directory")
+    ad.add_argument("--graph-store", type=Path, help="where lowered graphs are cached")
+    ad.add_argument("--workers", type=int, default=1)
+    ad.set_defaults(func=_cmd_adapt)
 
     t = sub.add_parser("targets", help="list, show or validate target descriptors")
     tsub = t.add_subparsers(dest="action", required=True)

@@ -3,7 +3,10 @@
 ONNX goes through ``tvm.relax.frontend.onnx.from_onnx``; PyTorch through
 ``torch.export.export`` (eval mode, no grad) and
 ``tvm.relax.frontend.torch.from_exported_program`` (without PyTorch's
-decomposition pass when TVM covers every operator, see ``_translate_exported``).
+decomposition pass when TVM covers every operator, see ``_translate_exported``),
+or, on request (``torch_tracer="fx"``), through ``torch.fx.symbolic_trace`` and
+``from_fx``: about 3x faster, used for the architecture spaces, whose FX and
+export graphs are tested to be identical.
 Both results are brought to one canonical form by
 ``tvm_ledg.normalize.normalize_module`` (BatchNorm folded into the preceding
 convolution, constants folded, one spelling per operator), so the same network
@@ -25,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from targets.errors import ModelImportError, UnsupportedOperatorError
-from tvm_ledg._tvm import IRModule, OpNotImplemented, from_exported_program, from_onnx, relax, tvm
+from tvm_ledg._tvm import IRModule, OpNotImplemented, from_exported_program, from_fx, from_onnx, relax, tvm
 from tvm_ledg.lowering import FRONTEND_ATTR, SOURCE_ATTR
 from tvm_ledg.normalize import normalize_module
 
@@ -41,6 +44,7 @@ def load_model(
     example_inputs: Any = None,
     *,
     input_shapes: Mapping[str, Shape] | None = None,
+    torch_tracer: str = "export",
 ) -> IRModule:
     """Import a network as a normalized Relax ``IRModule``.
 
@@ -66,7 +70,7 @@ def load_model(
                 f"{type(source).__name__}: input_shapes applies to ONNX models; for a torch module pass "
                 "example_inputs of the shape you want"
             )
-        return _import_torch(source, example_inputs)
+        return _import_torch(source, example_inputs, torch_tracer)
     raise ModelImportError(
         f"cannot import a {type(source).__name__}: expected an ONNX path or ModelProto, a torch.nn.Module "
         "or a Relax IRModule"
@@ -149,15 +153,19 @@ def _is_torch_module(obj: Any) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
-def _import_torch(model: Any, example_inputs: Any) -> IRModule:
+def _import_torch(model: Any, example_inputs: Any, tracer: str = "export") -> IRModule:
     import torch
 
     name = type(model).__name__
+    if tracer not in ("export", "fx"):
+        raise ModelImportError(f"{name}: torch_tracer must be 'export' or 'fx', not {tracer!r}")
     if example_inputs is None:
         raise ModelImportError(f"{name}: a torch module needs example_inputs (a tensor or a tuple of tensors)")
     args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
         raise ModelImportError(f"{name}: example_inputs must be a tensor or a non-empty tuple of tensors")
+    if tracer == "fx":
+        return _finish(_import_fx(model, args, name), "torch", name)
     was_training = model.training
     model.eval()
     try:
@@ -168,6 +176,40 @@ def _import_torch(model: Any, example_inputs: Any) -> IRModule:
     finally:
         model.train(was_training)
     return _finish(_translate_exported(program, name), "torch", name)
+
+
+def _fx_tracer_class() -> type:
+    import torch
+
+    class Tracer(torch.fx.Tracer):
+        """Traces *into* average pooling: TVM 0.27's ``nn.AvgPool*d`` module converter drops
+        ``count_include_pad``, while its ``F.avg_pool*d`` function converter honours it."""
+
+        def is_leaf_module(self, m: torch.nn.Module, qualified_name: str) -> bool:
+            if isinstance(m, (torch.nn.AvgPool1d, torch.nn.AvgPool2d, torch.nn.AvgPool3d)):
+                return False
+            return super().is_leaf_module(m, qualified_name)
+
+    return Tracer
+
+
+def _import_fx(model: Any, args: tuple[Any, ...], name: str) -> IRModule:
+    """``torch.fx.symbolic_trace`` + ``from_fx`` (the module must be in eval mode for BatchNorm)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        graph_module = torch.fx.GraphModule(model, _fx_tracer_class()().trace(model))
+    except Exception as exc:  # symbolic tracing raises TraceError, TypeError, ... on dynamic control flow
+        raise ModelImportError(f"{name}: torch.fx.symbolic_trace failed ({type(exc).__name__}: {exc})") from exc
+    finally:
+        model.train(was_training)
+    info = [(list(a.shape), str(a.dtype).removeprefix("torch.")) for a in args]
+    try:
+        return from_fx(graph_module, info)
+    except (tvm.error.TVMError, ValueError, TypeError, KeyError, AssertionError, NotImplementedError) as exc:
+        raise ModelImportError(f"{name}: PyTorch FX import failed ({type(exc).__name__}: {exc})") from exc
 
 
 def _translate_exported(program: Any, name: str) -> IRModule:

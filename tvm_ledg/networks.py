@@ -51,7 +51,7 @@ def load_network(spec: str, *, batch_size: int | None = None):
         from tvm_ledg import spaces
 
         built = spaces.build(spec, batch_size=batch_size or 1)
-        return load_model(built.module, built.example_inputs)
+        return load_model(built.module, built.example_inputs, torch_tracer="fx")
     path = Path(spec)
     if path.suffix.lower() != ".onnx":
         raise ModelImportError(

@@ -61,3 +61,103 @@ def test_unfitted_and_corrupted(tmp_path):
     (tmp_path / "ckpt").mkdir()
     with pytest.raises(CheckpointError, match="missing"):
         LatencyPredictor.from_pretrained(tmp_path / "ckpt")
+
+
+def _small(epochs: int = 4, **train) -> LatencyPredictor:
+    return LatencyPredictor(encoder={"kind": "builtin", "dim": 16, "vocab_size": 256},
+                            model={"dim": 16, "layers": 1, "heads": 2, "dropout": 0.1},
+                            train=TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=3, **train))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    graphs, rows = _data(0)
+    val_graphs, val_rows = _data(1)
+    graphs.update(val_graphs)
+    pairs = [(r[0], r[1]) for r in val_rows]
+    straight = _small().fit(graphs, TARGETS, rows, val_rows).predict(graphs, TARGETS, pairs)
+
+    resume = tmp_path / "resume"
+    partial = _small()
+    calls = []
+    original = partial.predict
+
+    def crash_after_two(*args, **kwargs):  # validation runs once per epoch
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    partial.predict = crash_after_two
+    with pytest.raises(KeyboardInterrupt):
+        partial.fit(graphs, TARGETS, rows, val_rows, resume_dir=resume)
+    resumed = _small()
+    validations = []
+    original_resumed = resumed.predict
+
+    def counting(*args, **kwargs):
+        validations.append(1)
+        return original_resumed(*args, **kwargs)
+
+    resumed.predict = counting
+    resumed.fit(graphs, TARGETS, rows, val_rows, resume_dir=resume)
+    assert len(validations) == 2  # epochs 0 and 1 were not trained again
+    assert [h["epoch"] for h in resumed.history_] == [0, 1, 2, 3]
+    np.testing.assert_allclose(resumed.predict(graphs, TARGETS, pairs), straight, rtol=1e-5)
+
+
+def test_resume_state_of_another_run_is_refused(tmp_path):
+    graphs, rows = _data(0)
+    _small(epochs=1).fit(graphs, TARGETS, rows, resume_dir=tmp_path / "r")
+    with pytest.raises(CheckpointError, match="another run"):
+        _small(epochs=1).fit(graphs, TARGETS, rows[:-1], resume_dir=tmp_path / "r")
+
+
+def test_breakdown_sums_to_the_total_and_rows_are_validated():
+    from targets.errors import DataError
+
+    graphs, rows = _data(0)
+    model = _small(epochs=1).fit(graphs, TARGETS, rows)
+    pairs = [(r[0], r[1]) for r in rows[:10]]
+    detailed = model.predict_detailed(graphs, TARGETS, pairs, breakdown=True)
+    assert len(detailed.per_op_ms) == 10
+    for key_target, ops, total in zip(pairs, detailed.per_op_ms, detailed.latency_ms):
+        assert len(ops) == graphs[key_target[0]].num_nodes and (ops > 0).all()
+        assert ops.sum() == pytest.approx(total, rel=1e-6)
+    with pytest.raises(DataError, match="no graph for 'nope'"):
+        _small().fit(graphs, TARGETS, [("nope", "pixel3-tflite", 1.0)])
+    with pytest.raises(DataError, match="finite and > 0"):
+        _small().fit(graphs, TARGETS, [(rows[0][0], "pixel3-tflite", -1.0)])
+    with pytest.raises(DataError, match="no target descriptor named 'tpu'"):
+        model.predict(graphs, TARGETS, [(rows[0][0], "tpu")])
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 20])
+def test_adaptation_is_never_worse_than_zero_shot_on_its_samples(tmp_path, k):
+    from cost_model.adapt import adapt
+
+    graphs, rows = _data(0)
+    model = _small(epochs=3).fit(graphs, TARGETS, [r for r in rows if r[1] == "gtx1080ti-pytorch-fp32-b1"])
+    new = targets.load("galaxy-a50-tflite")  # never trained on; truth follows a different law
+    test_graphs, _ = _data(2)
+    graphs.update(test_graphs)
+    keys = sorted(test_graphs)
+    truth = {key: 3.0 * graphs[key].total_flops / 1e6 + 0.5 * graphs[key].num_nodes for key in keys}
+    samples = [(key, truth[key]) for key in keys[:k]]
+    tgt = {**TARGETS, new.name: new}
+    zero = model.predict(graphs, tgt, [(key, new.name) for key, _ in samples])
+    adaptation = adapt(model, new, samples, graphs, steps=20, folds=3)
+    after = model.predict(graphs, tgt, [(key, new.name) for key, _ in samples])
+    y = np.log([ms for _, ms in samples])
+    err = lambda p: float(np.sqrt(np.mean((np.log(p) - y) ** 2)))  # noqa: E731
+    assert err(after) <= err(zero) + 1e-9, (adaptation.method, err(zero), err(after))
+    if k >= 10:  # zero-shot is far off in scale here, so adapting must actually help
+        assert adaptation.method != "zero-shot" and err(after) < 0.5 * err(zero)
+        held = [(key, new.name) for key in keys[k:]]
+        held_truth = np.log([truth[key] for key in keys[k:]])
+        held_before = np.log(_small(epochs=3).fit(graphs, TARGETS, [r for r in rows if r[1] == "gtx1080ti-pytorch-fp32-b1"]).predict(graphs, tgt, held))
+        assert np.sqrt(np.mean((np.log(model.predict(graphs, tgt, held)) - held_truth) ** 2)) < np.sqrt(np.mean((held_before - held_truth) ** 2))
+    model.save_pretrained(tmp_path / "adapted")
+    again = LatencyPredictor.from_pretrained(tmp_path / "adapted")
+    np.testing.assert_allclose(again.predict(graphs, tgt, [(key, new.name) for key, _ in samples]), after, rtol=1e-5)
+    assert model.predict(graphs, tgt, [(keys[0], "pixel3-tflite")]) == pytest.approx(
+        again.predict(graphs, tgt, [(keys[0], "pixel3-tflite")]))

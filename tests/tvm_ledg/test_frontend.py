@@ -215,6 +215,38 @@ def test_torch_export_failure_names_the_module():
         load_model(Branchy(), torch.randn(2, 2))
 
 
+def test_fx_tracing_failure_names_the_module():
+    class Branchy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 1 if x.sum() > 0 else x - 1
+
+    with pytest.raises(ModelImportError, match="Branchy: torch.fx.symbolic_trace failed"):
+        load_model(Branchy(), torch.randn(2, 2), torch_tracer="fx")
+    with pytest.raises(ModelImportError, match="torch_tracer must be"):
+        load_model(Branchy(), torch.randn(2, 2), torch_tracer="jit")
+
+
+_SPACE_SPECS = [
+    "nb201:|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|avg_pool_3x3~2|",
+    "nb201:|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+    "fbnet:0,1,4,0,0,7,6,3,7,7,4,8,6,7,0,5,6,7,4,7,7,3",
+    'ofa:{"ks":[3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5],"e":[3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4],'
+    '"d":[2,3,4,2,3],"r":128}',
+]
+
+
+@pytest.mark.parametrize("spec", _SPACE_SPECS)
+def test_fx_and_export_give_the_same_space_graph(spec):
+    """Spaces are lowered through FX for speed; that is only valid while both tracers agree exactly."""
+    from tvm_ledg import spaces
+
+    built = spaces.build(spec, batch_size=2)
+    via_export = to_op_graph(load_model(built.module, built.example_inputs))
+    via_fx = to_op_graph(load_model(built.module, built.example_inputs, torch_tracer="fx"))
+    assert via_fx.content_hash() == via_export.content_hash()
+    assert [n.op for n in via_fx.nodes] == [n.op for n in via_export.nodes]
+
+
 def test_unknown_source_type():
     with pytest.raises(ModelImportError, match="cannot import a int"):
         load_model(42)

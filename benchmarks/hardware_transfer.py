@@ -1,0 +1,295 @@
+"""Zero-shot and few-shot prediction on hardware never trained on (issue 3, benchmarks 1, 2 and 5).
+
+Protocol. Devices are grouped by hardware (the descriptor's ``model``: the
+three HELP batch sizes of a GTX 1080 Ti, the HELP-NB201 and HELP-OFA tables of
+one GPU, Jetson Nano fp32/fp16 and the two Edge TPU tables are one group each)
+and the groups are dealt into ``--folds`` folds. For each fold a model is
+trained on every other device and predicts the fold's devices from their
+descriptors alone (zero-shot); then, per held-out device, k = 10 and 20 of its
+measured training-split architectures are given (few-shot, HELP's protocol)
+and the model is adapted with ``cost_model.adapt``. Every device is held out
+exactly once, and never together with another setting of the same hardware,
+which is stricter than leave-one-device-out (a GTX 1080 Ti at batch 32 would
+otherwise teach the model the GTX 1080 Ti at batch 1).
+
+Architectures are split by spec string (``assign_arch_split``): metrics are on
+test-split architectures only, which no model has seen on any device. The
+proxy-device baseline may read the training devices' measurements of the test
+architectures (a practitioner has the proxy's full table); it never reads the
+held-out device.
+
+Usage::
+
+    python benchmarks/hardware_transfer.py --graph-store .cache/graphs --out docs/results/hardware_transfer
+
+Per-fold results are kept in ``<out>.folds/`` so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common import md_table, write_results
+
+import targets
+from cost_model.adapt import adapt
+from cost_model.baselines import make_baseline
+from cost_model.data import assign_arch_split, load_all
+from cost_model.graph import write_text_atomic
+from cost_model.graph_store import GraphStore
+from cost_model.metrics import aggregate, latency_metrics
+from cost_model.predictor import LatencyPredictor, TrainConfig
+
+METRICS = ("spearman", "kendall", "mape", "acc10", "log_rmse")
+
+
+class _Loaded(dict):
+    """Graphs read from the store once, on first use."""
+
+    def __init__(self, store: GraphStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def __missing__(self, key: str):
+        self[key] = graph = self.store[key]
+        return graph
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (isinstance(key, str) and key in self.store)
+
+
+def assign_folds(groups: dict[str, list[str]], folds: int) -> list[list[str]]:
+    """Deal hardware groups (largest first) into the currently smallest fold: balanced, deterministic."""
+    out: list[list[str]] = [[] for _ in range(folds)]
+    for _, devices in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        min(out, key=len).extend(devices)
+    return [sorted(f) for f in out if f]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--graph-store", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("docs/results/hardware_transfer"))
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--folds", type=int, default=8)
+    ap.add_argument("--max-train-archs", type=int, default=300, help="training architectures per device")
+    ap.add_argument("--max-test-archs", type=int, default=1000, help="test architectures per device")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--rows-per-epoch", type=int, default=4000)
+    ap.add_argument("--shots", type=int, nargs="*", default=[10, 20])
+    ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.time()
+
+    store = GraphStore(args.graph_store)
+    tables = load_all(root=args.data_root)
+    descs = {t.target_alias: targets.load(t.target_alias) for t in tables}
+    measured: dict[str, dict[str, float]] = {}
+    for t in tables:
+        measured[t.target_alias] = {a: float(ms) for a, ms, ok in zip(t.archs, t.latency_ms, t.valid) if ok}
+    all_archs = sorted({a for m in measured.values() for a in m})
+    have = {a for a in all_archs if a in store}
+    split = {a: assign_arch_split(a, args.seed, 0.2, 0.1) for a in have}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for alias, d in descs.items():
+        groups[d.model].append(alias)
+    folds = assign_folds(groups, args.folds)
+    graphs = _Loaded(store)
+    cache: dict[str, Any] = {}
+    fold_dir = args.out.with_name(args.out.name + ".folds")
+    fold_dir.mkdir(parents=True, exist_ok=True)
+
+    def rows_of(alias: str, part: str, cap: int | None) -> list[tuple[str, str, float]]:
+        rows = sorted((a, alias, ms) for a, ms in measured[alias].items() if a in have and split[a] == part)
+        if cap is not None and len(rows) > cap:
+            order = np.random.default_rng([args.seed, len(alias)]).permutation(len(rows))[:cap]
+            rows = [rows[i] for i in sorted(order)]
+        return rows
+
+    per_device: dict[str, dict[str, Any]] = {}
+    fold_info = []
+    for fi, held in enumerate(folds):
+        path = fold_dir / f"fold{fi}.json"
+        if path.is_file():
+            done = json.loads(path.read_text())
+            if done.get("held") == held:
+                per_device.update(done["devices"])
+                fold_info.append(done["info"])
+                print(f"fold {fi}: loaded {path}")
+                continue
+        train_devices = [a for a in descs if a not in held]
+        train = [r for a in train_devices for r in rows_of(a, "train", args.max_train_archs)]
+        val = [r for a in train_devices for r in rows_of(a, "val", 40)]
+        t0 = time.time()
+        model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
+                                 model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0},
+                                 train=TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, seed=args.seed,
+                                                   patience=3, rows_per_epoch=args.rows_per_epoch),
+                                 feature_cache=cache)
+        model.fit(graphs, descs, train, val, progress=True)
+        train_s = time.time() - t0
+        baselines = {}
+        for name in args.baselines:
+            t1 = time.time()
+            if name == "proxy":  # reference tables of the training devices, all architectures
+                reference = [(a, dev, ms) for dev in train_devices for a, ms in measured[dev].items() if a in have]
+                baselines[name] = make_baseline("proxy").fit(graphs, descs, reference)
+            elif name in ("flops", "params"):
+                baselines[name] = make_baseline("flops", feature=name).fit(graphs, descs, train)
+            else:
+                baselines[name] = make_baseline(name).fit(graphs, descs, train, val)
+            print(f"fold {fi}: baseline {name} fitted in {time.time() - t1:.0f} s")
+        devices: dict[str, Any] = {}
+        for alias in held:
+            test = rows_of(alias, "test", args.max_test_archs)
+            if len(test) < 20:
+                continue
+            pairs = [(r[0], r[1]) for r in test]
+            y = np.array([r[2] for r in test])
+            res: dict[str, Any] = {"n_test": len(test), "class": descs[alias].device_class,
+                                   "hardware": descs[alias].model, "zero_shot": {}, "few_shot": {}}
+            res["zero_shot"]["ledg"] = latency_metrics(y, model.predict(graphs, descs, pairs))
+            for name, base in baselines.items():
+                res["zero_shot"][name] = latency_metrics(y, base.predict(graphs, descs, pairs))
+            pool = rows_of(alias, "train", None)
+            for k in args.shots:
+                if len(pool) < k:
+                    continue
+                pick = np.random.default_rng([args.seed, k, len(alias)]).choice(len(pool), k, replace=False)
+                samples = [(pool[i][0], pool[i][2]) for i in sorted(pick)]
+                adaptation = adapt(model, descs[alias], samples, graphs, steps=30, folds=3, seed=args.seed)
+                shot = {"ledg": {**latency_metrics(y, model.predict(graphs, descs, pairs)),
+                                 "method": adaptation.method}}
+                model.adaptations_.clear()
+                shot.update(_few_shot_baselines(samples, test, measured, train_devices, graphs))
+                res["few_shot"][str(k)] = shot
+            devices[alias] = res
+            z = res["zero_shot"]
+            print(f"fold {fi} {alias:<28} zero-shot Spearman ledg {z['ledg']['spearman']:.3f} "
+                  + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items() if n != "ledg"))
+        info = {"fold": fi, "held": held, "train_rows": len(train), "val_rows": len(val),
+                "train_seconds": round(train_s, 1), "epochs_run": len(model.history_)}
+        write_text_atomic(path, json.dumps({"held": held, "devices": devices, "info": info}))
+        per_device.update(devices)
+        fold_info.append(info)
+
+    _report(args, per_device, fold_info, folds, len(have), started)
+
+
+def _loglinear(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``log y = a + b log x`` by least squares (b = 1 below 4 samples)."""
+    lx, ly = np.log(x), np.log(y)
+    if len(x) < 4 or np.ptp(lx) == 0:
+        return float(np.mean(ly - lx)), 1.0
+    b, a = np.polyfit(lx, ly, 1)
+    return float(a), float(b)
+
+
+def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[str, Any]:
+    """FLOPs fitted on the k samples; the proxy device that ranks the k samples best, calibrated on them."""
+    from scipy.stats import spearmanr
+
+    y = np.array([r[2] for r in test])
+    keys = [s[0] for s in samples]
+    ys = np.array([s[1] for s in samples])
+    flops_s = np.array([graphs[k].total_flops for k in keys], float)
+    flops_t = np.array([graphs[r[0]].total_flops for r in test], float)
+    a, b = _loglinear(flops_s, ys)
+    out = {"flops": latency_metrics(y, np.exp(a + b * np.log(flops_t)))}
+    best, best_dev = -2.0, None
+    for dev in sorted(train_devices):
+        m = measured[dev]
+        if all(k in m for k in keys) and all(r[0] in m for r in test):
+            rho = spearmanr([m[k] for k in keys], ys).statistic
+            if np.isfinite(rho) and rho > best:
+                best, best_dev = rho, dev
+    if best_dev is not None:
+        m = measured[best_dev]
+        a, b = _loglinear(np.array([m[k] for k in keys]), ys)
+        out["proxy"] = {**latency_metrics(y, np.exp(a + b * np.log([m[r[0]] for r in test]))), "proxy": best_dev}
+    return out
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return aggregate([{k: r[k] for k in METRICS} for r in rows]) if rows else {}
+
+
+def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
+    devices = sorted(per_device)
+    methods = sorted({m for d in per_device.values() for m in d["zero_shot"]}, key=lambda m: (m != "ledg", m))
+    lines = [
+        "Zero-shot: a model trained on the other hardware predicts each device from its descriptor only. "
+        f"Few-shot: plus k measured architectures of that device. {len(devices)} devices in {len(folds)} folds "
+        f"(whole hardware groups held out), {n_graphs} architectures with graphs, "
+        f"at most {args.max_train_archs} training architectures per device, metrics on test-split architectures "
+        f"(at most {args.max_test_archs} per device).",
+        "",
+        "## Mean over devices",
+        "",
+    ]
+    summary: dict[str, Any] = {}
+    table = []
+    for setting in ["zero_shot", *[f"k={k}" for k in args.shots]]:
+        for m in methods:
+            if setting == "zero_shot":
+                rows = [per_device[d]["zero_shot"][m] for d in devices if m in per_device[d]["zero_shot"]]
+            else:
+                k = setting[2:]
+                rows = [per_device[d]["few_shot"][k][m] for d in devices
+                        if k in per_device[d]["few_shot"] and m in per_device[d]["few_shot"][k]]
+            if not rows:
+                continue
+            mean = _mean(rows)
+            summary[f"{setting}/{m}"] = {**mean, "devices": len(rows)}
+            table.append([setting.replace("_", "-"), m, len(rows), mean["spearman"], mean["kendall"], mean["mape"],
+                          mean["acc10"]])
+    lines.append(md_table(["setting", "method", "devices", "Spearman", "Kendall", "MAPE %", "Acc10"], table))
+    lines += ["", "## Zero-shot mean by device class", ""]
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for d in devices:
+        by_class[per_device[d]["class"]].append(d)
+    class_rows = []
+    for cls, ds in sorted(by_class.items()):
+        row = [cls, len(ds)]
+        for m in methods:
+            rs = [per_device[d]["zero_shot"][m] for d in ds if m in per_device[d]["zero_shot"]]
+            row.append(_mean(rs).get("spearman", float("nan")))
+        class_rows.append(row)
+    lines.append(md_table(["class", "devices", *[f"{m} Spearman" for m in methods]], class_rows))
+    lines += ["", "## Per device (Spearman; MAPE % in parentheses)", ""]
+    dev_rows = []
+    for d in devices:
+        r = per_device[d]
+        row = [d, r["class"], r["n_test"]]
+        for m in methods:
+            z = r["zero_shot"].get(m)
+            row.append("-" if z is None else f"{z['spearman']:.3f} ({z['mape']:.0f})")
+        for k in args.shots:
+            f = r["few_shot"].get(str(k), {}).get("ledg")
+            row.append("-" if f is None else f"{f['spearman']:.3f} ({f['mape']:.0f})")
+        dev_rows.append(row)
+    lines.append(md_table(["device", "class", "n", *[f"zero-shot {m}" for m in methods],
+                           *[f"ledg k={k}" for k in args.shots]], dev_rows))
+    lines += ["", "## Folds", "", md_table(["fold", "held out", "train rows", "epochs", "train s"],
+                                            [[f["fold"], ", ".join(f["held"]), f["train_rows"], f["epochs_run"],
+                                              f["train_seconds"]] for f in fold_info])]
+    write_results(args.out, "Hardware transfer: zero-shot and few-shot", "\n".join(lines),
+                  {"summary": summary, "devices": per_device, "folds": fold_info,
+                   "settings": vars(args) | {"graph_store": str(args.graph_store), "out": str(args.out)}},
+                  started)
+    print("\n".join(lines[:12 + len(table)]))
+
+
+if __name__ == "__main__":
+    main()

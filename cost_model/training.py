@@ -1,0 +1,191 @@
+"""Training runs from a YAML config: public device tables + a graph store -> a checkpoint.
+
+A config has four sections (every key optional except ``data.graph_store``)::
+
+    data:
+      root: null                # data root; default $TVM_LEDG_DATA_ROOT, then ../shared/data
+      graph_store: .cache/graphs
+      sources: [help-nb201, help-ofa, oneproxy]
+      devices: null             # only these target aliases (null: all devices of the sources)
+      holdout_targets: []       # target aliases never trained on (zero-shot evaluation)
+      max_train_archs: null     # per target, at most this many training architectures
+      split: {seed: 0, test_fraction: 0.2, val_fraction: 0.1}
+    encoder: {kind: builtin, dim: 32}
+    model: {dim: 32, layers: 2, heads: 4}
+    train: {epochs: 10, batch_size: 64, lr: 0.003, seed: 0}
+
+Architectures are split by spec string (``assign_arch_split``), so one
+architecture is in the same split on every device and test architectures are
+never seen in training or validation. Only architectures whose graph is in the
+store are used; the run summary says how many were available.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import targets
+from cost_model.data import assign_arch_split, load_all
+from cost_model.graph_store import GraphStore
+from cost_model.predictor import LatencyPredictor, Row, TrainConfig
+from targets.errors import DataError
+from targets.schema import TargetDescriptor
+
+__all__ = ["RunConfig", "LatencyData", "load_run_config", "load_latency_data", "train_from_config"]
+
+log = logging.getLogger(__name__)
+
+_SECTIONS = ("data", "encoder", "model", "train")
+_DATA_KEYS = {"root", "graph_store", "sources", "devices", "holdout_targets", "max_train_archs", "split"}
+_SPLIT_KEYS = {"seed", "test_fraction", "val_fraction"}
+
+
+@dataclass
+class RunConfig:
+    data: dict[str, Any]
+    encoder: Any = field(default_factory=lambda: {"kind": "builtin", "dim": 32})
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    source: str = "<dict>"
+
+    def split(self) -> tuple[int, float, float]:
+        s = {"seed": 0, "test_fraction": 0.2, "val_fraction": 0.1, **(self.data.get("split") or {})}
+        return int(s["seed"]), float(s["test_fraction"]), float(s["val_fraction"])
+
+
+def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunConfig:
+    """Parse and validate a config file (or dict); errors name the file and the key."""
+    if isinstance(source, Mapping):
+        raw, origin = dict(source), "<dict>"
+    else:
+        origin = str(source)
+        try:
+            raw = yaml.safe_load(Path(source).read_text())
+        except OSError as exc:
+            raise DataError(f"{origin}: cannot read config ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise DataError(f"{origin}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise DataError(f"{origin}: expected a mapping with sections {list(_SECTIONS)}")
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise DataError(f"{origin}: unknown sections {unknown} (expected {list(_SECTIONS)})")
+    data = raw.get("data") or {}
+    if not isinstance(data, dict) or "graph_store" not in data:
+        raise DataError(f"{origin}: data.graph_store is required (a directory filled by `tvm-ledg graphs`)")
+    bad = sorted(set(data) - _DATA_KEYS)
+    if bad:
+        raise DataError(f"{origin}: unknown keys data.{bad} (known: {sorted(_DATA_KEYS)})")
+    bad = sorted(set(data.get("split") or {}) - _SPLIT_KEYS)
+    if bad:
+        raise DataError(f"{origin}: unknown keys data.split.{bad} (known: {sorted(_SPLIT_KEYS)})")
+    for key in ("model", "train"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise DataError(f"{origin}: section {key!r} must be a mapping")
+    train = TrainConfig.from_dict(raw.get("train") or {}, source=f"{origin}: train")
+    return RunConfig(data, raw.get("encoder") or {"kind": "builtin", "dim": 32}, dict(raw.get("model") or {}),
+                     train, origin)
+
+
+@dataclass
+class LatencyData:
+    """Rows per split plus everything needed to featurize them."""
+
+    graphs: GraphStore
+    targets: dict[str, TargetDescriptor]
+    rows: dict[str, list[Row]]  # "train", "val", "test", "holdout"
+    missing_graphs: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        def count(rows: Sequence[Row]) -> dict[str, int]:
+            return {"rows": len(rows), "archs": len({r[0] for r in rows}), "targets": len({r[1] for r in rows})}
+
+        return {**{name: count(rows) for name, rows in self.rows.items()}, "missing_graphs": self.missing_graphs,
+                "train_targets": sorted({r[1] for r in self.rows["train"]})}
+
+
+def load_latency_data(config: RunConfig) -> LatencyData:
+    """Public device tables joined with the graph store and split by architecture."""
+    data = config.data
+    store = GraphStore(data["graph_store"])
+    if not store.root.is_dir():
+        raise DataError(f"{config.source}: graph store {store.root} does not exist; fill it with `tvm-ledg graphs`")
+    tables = load_all(root=data.get("root"), sources=data.get("sources"))
+    wanted = data.get("devices")
+    if wanted is not None:
+        known = {t.target_alias for t in tables}
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise DataError(f"{config.source}: data.devices names unknown devices {unknown}")
+        tables = [t for t in tables if t.target_alias in set(wanted)]
+    holdout = set(data.get("holdout_targets") or [])
+    unknown = sorted(holdout - {t.target_alias for t in tables})
+    if unknown:
+        raise DataError(f"{config.source}: data.holdout_targets names unknown devices {unknown}")
+    seed, test_fraction, val_fraction = config.split()
+    cap = data.get("max_train_archs")
+    rows: dict[str, list[Row]] = {"train": [], "val": [], "test": [], "holdout": []}
+    descs: dict[str, TargetDescriptor] = {}
+    in_store: dict[str, bool] = {}
+    for table in tables:
+        descs[table.target_alias] = targets.load(table.target_alias)
+        per_split: dict[str, list[Row]] = {"train": [], "val": [], "test": []}
+        for arch, ms, ok in zip(table.archs, table.latency_ms, table.valid):
+            if not ok:
+                continue
+            if arch not in in_store:
+                in_store[arch] = arch in store
+            if not in_store[arch]:
+                continue
+            per_split[assign_arch_split(arch, seed, test_fraction, val_fraction)].append(
+                (arch, table.target_alias, float(ms)))
+        if table.target_alias in holdout:
+            rows["holdout"].extend(per_split["test"])
+            continue
+        if cap is not None:
+            per_split["train"] = _capped(per_split["train"], int(cap), seed)
+        for name, part in per_split.items():
+            rows[name].extend(part)
+    missing = sum(1 for ok in in_store.values() if not ok)
+    if not rows["train"] and not rows["holdout"]:
+        raise DataError(f"{config.source}: no measured architecture has a graph in {store.root}; "
+                        "run `tvm-ledg graphs` on the architectures first")
+    return LatencyData(store, descs, rows, missing)
+
+
+def _capped(rows: list[Row], cap: int, seed: int) -> list[Row]:
+    """The ``cap`` rows whose architectures hash lowest: the same subset for every device and run."""
+    key = lambda r: hashlib.sha256(f"cap{seed}\0{r[0]}".encode()).digest()  # noqa: E731
+    return sorted(rows, key=key)[:cap]
+
+
+def train_from_config(config: RunConfig, out: str | os.PathLike[str], *, progress: bool = True,
+                      resume: bool = True) -> tuple[LatencyPredictor, LatencyData]:
+    """Train, save the checkpoint to ``out`` and return it with the data it used.
+
+    The per-epoch training state lives in ``<out>.resume/`` until the run finishes,
+    so an interrupted run started again with the same config continues where it stopped.
+    """
+    out = Path(out)
+    data = load_latency_data(config)
+    if not data.rows["train"]:
+        raise DataError(f"{config.source}: no training rows (every device held out or no graphs)")
+    resume_dir = out.with_name(out.name + ".resume")
+    if not resume and resume_dir.exists():
+        shutil.rmtree(resume_dir)
+    predictor = LatencyPredictor(encoder=config.encoder, model=config.model, train=config.train)
+    predictor.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], resume_dir=resume_dir,
+                  progress=progress)
+    summary = {**data.summary(), "config": {"data": config.data, "source": config.source}}
+    predictor.save_pretrained(out, data_summary=summary)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    return predictor, data

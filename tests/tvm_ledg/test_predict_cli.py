@@ -1,0 +1,162 @@
+"""predict / adapt / train / eval through the CLI and ``predict_latency``, on tiny real graphs."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+import targets
+from cost_model.predictor import LatencyPredictor, TrainConfig
+from tvm_ledg.cli import EXIT_USER_ERROR, main
+from tvm_ledg.networks import network_graph
+from tvm_ledg.predict import DEFAULT_CHECKPOINT, predict_latency
+
+CELLS = [
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+    "|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|avg_pool_3x3~2|",
+    "|skip_connect~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
+]
+SPECS = [f"nb201:{c}" for c in CELLS]
+TARGETS = ["pixel3-tflite", "gtx1080ti-pytorch-fp32-b1"]
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    return {spec: network_graph(spec) for spec in SPECS}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(graphs, tmp_path_factory):
+    """A tiny model trained on FLOPs-proportional latencies (the point is the plumbing, not accuracy)."""
+    descs = {t: targets.load(t) for t in TARGETS}
+    rows = [(s, t, (1.0 if t == TARGETS[0] else 0.1) * graphs[s].total_flops / 1e7) for s in SPECS for t in TARGETS]
+    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 16, "vocab_size": 256},
+                             model={"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0},
+                             train=TrainConfig(epochs=3, batch_size=4, seed=0))
+    model.fit(graphs, descs, rows)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    model.save_pretrained(path)
+    return path
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_cli_prints_writes_csv_and_breakdown_sums(checkpoint, tmp_path, capsys):
+    store = tmp_path / "graphs"
+    out = tmp_path / "pred.csv"
+    argv = ["predict", SPECS[0], SPECS[1], "-t", *TARGETS, "--checkpoint", str(checkpoint),
+            "--graph-store", str(store), "--csv", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "pixel3-tflite" in text and "gtx1080ti-pytorch-fp32-b1" in text
+    rows = _read_csv(out)
+    assert [(r["model"], r["target"]) for r in rows] == [(s, t) for s in SPECS[:2] for t in TARGETS]
+    assert all(float(r["latency_ms"]) > 0 for r in rows)
+
+    ops_csv = tmp_path / "ops.csv"
+    assert main([*argv[:-1], str(ops_csv), "--breakdown"]) == 0
+    ops = _read_csv(ops_csv)
+    for spec in SPECS[:2]:
+        for t in TARGETS:
+            mine = [r for r in ops if r["model"] == spec and r["target"] == t]
+            total = float(mine[0]["latency_ms"])
+            assert len(mine) == network_graph(spec).num_nodes
+            assert math.isclose(sum(float(r["op_ms"]) for r in mine), total, rel_tol=1e-4)
+    api = predict_latency(SPECS[:2], TARGETS, checkpoint=checkpoint, graph_store=store)
+    np.testing.assert_allclose([p.latency_ms for p in api], [float(r["latency_ms"]) for r in rows], rtol=1e-5)
+
+
+def test_predict_accepts_graphs_and_list_files(checkpoint, graphs, tmp_path):
+    listing = tmp_path / "models.txt"
+    listing.write_text("# two models\n" + SPECS[2] + "\n\n" + SPECS[3] + "\n")
+    from_list = predict_latency(f"@{listing}", "help:pixel3", checkpoint=checkpoint, graph_store=tmp_path / "g")
+    direct = predict_latency([graphs[SPECS[2]], graphs[SPECS[3]]], "help:pixel3", checkpoint=checkpoint)
+    assert [p.model for p in from_list] == SPECS[2:]
+    np.testing.assert_allclose([p.latency_ms for p in from_list], [p.latency_ms for p in direct], rtol=1e-6)
+
+
+def test_adapt_cli_writes_an_adapted_checkpoint(checkpoint, graphs, tmp_path, capsys):
+    new = "galaxy-a50-tflite"
+    truth = {s: 5.0 * graphs[s].total_flops / 1e7 for s in SPECS}
+    meas = tmp_path / "m.csv"
+    meas.write_text("model,latency_ms\n" + "".join(f'"{s}",{ms}\n' for s, ms in truth.items()))
+    out = tmp_path / "adapted"
+    store = tmp_path / "graphs"
+    assert main(["adapt", "--checkpoint", str(checkpoint), "--target", new, "--measurements", str(meas),
+                 "--out", str(out), "--graph-store", str(store)]) == 0
+    assert "galaxy-a50-tflite" in capsys.readouterr().out
+    before = predict_latency(SPECS, new, checkpoint=checkpoint, graph_store=store)
+    after = predict_latency(SPECS, new, checkpoint=out, graph_store=store)
+    assert all(p.adapted for p in after) and not any(p.adapted for p in before)
+    err = lambda ps: np.sqrt(np.mean([(math.log(p.latency_ms / truth[p.model])) ** 2 for p in ps]))  # noqa: E731
+    assert err(after) <= err(before) + 1e-9
+    # other targets are untouched by the adaptation
+    np.testing.assert_allclose([p.latency_ms for p in predict_latency(SPECS, TARGETS[0], checkpoint=out, graph_store=store)],
+                               [p.latency_ms for p in predict_latency(SPECS, TARGETS[0], checkpoint=checkpoint,
+                                                                      graph_store=store)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("model,ms\nx,1\n", "missing column(s) ['latency_ms']"),
+    ("model,latency_ms\n" + f'"{SPECS[0]}",-3\n', "m.csv:2: latency_ms '-3'"),
+    ("model,latency_ms\n", "no measurements"),
+])
+def test_adapt_rejects_bad_measurements(checkpoint, tmp_path, capsys, content, fragment):
+    meas = tmp_path / "m.csv"
+    meas.write_text(content)
+    code = main(["adapt", "--checkpoint", str(checkpoint), "--target", "help:pixel3", "--measurements", str(meas),
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER_ERROR and fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_with_a_missing_checkpoint_names_it(tmp_path, capsys):
+    assert main(["predict", SPECS[0], "-t", "help:pixel3", "--checkpoint", str(tmp_path / "nope")]) == EXIT_USER_ERROR
+    assert "nope: checkpoint directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_dir(), reason="no shipped checkpoint in this checkout")
+def test_shipped_checkpoint_predicts_out_of_the_box(tmp_path):
+    res = predict_latency(SPECS[0], ["help:pixel3", "help:1080ti_1"], graph_store=tmp_path)
+    assert len(res) == 2 and all(0 < p.latency_ms < 1e4 for p in res)
+
+
+@pytest.mark.data
+def test_train_and_eval_cli_on_public_data(tmp_path, capsys):
+    """A tiny real training run from a config: resumable state is cleaned up, eval reports every device."""
+    from cost_model.data import load_device
+
+    archs = list(load_device("oneproxy", "true_a76").archs[:24])
+    store = tmp_path / "graphs"
+    assert main(["graphs", *archs, "--store", str(store)]) == 0
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"graph_store": str(store), "sources": ["oneproxy"],
+                 "devices": ["oneproxy:true_a76", "oneproxy:eagle_jetson", "oneproxy:true_vpu"],
+                 "holdout_targets": ["oneproxy:true_vpu"], "split": {"seed": 0, "test_fraction": 0.3,
+                                                                     "val_fraction": 0.2}},
+        "encoder": {"kind": "builtin", "dim": 16, "vocab_size": 256},
+        "model": {"dim": 16, "layers": 1, "heads": 2},
+        "train": {"epochs": 2, "batch_size": 8},
+    }))
+    out = tmp_path / "ckpt"
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 0
+    assert (out / "config.json").is_file() and not (tmp_path / "ckpt.resume").exists()
+    assert main(["eval", "--checkpoint", str(out), "--config", str(config), "--json", str(tmp_path / "e.json")]) == 0
+    table = capsys.readouterr().out
+    assert "oneproxy:true_a76" in table and "oneproxy:eagle_jetson" in table and "oneproxy:true_vpu" not in table
+    assert main(["eval", "--checkpoint", str(out), "--config", str(config), "--split", "holdout"]) == 0
+    assert "oneproxy:true_vpu" in capsys.readouterr().out
+    config.write_text("data: {graph_store: x}\ntrain: {epochz: 3}\n")
+    assert main(["train", "--config", str(config), "--out", str(out)]) == EXIT_USER_ERROR
+    assert "unknown training settings ['epochz']" in capsys.readouterr().err

@@ -1,0 +1,210 @@
+"""Predict latencies of networks on targets with a trained checkpoint.
+
+``predict_latency(models, targets)`` lowers each network once (cached on
+disk in a ``GraphStore``, so a model already lowered costs a file read),
+featurizes it once and predicts every (model, target) pair in batches. The
+default checkpoint ships inside the package (``cost_model/checkpoints/ledg-default``);
+its ``README.md`` says how it was trained and on what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cost_model
+from cost_model.graph import OpGraph
+from cost_model.graph_store import GraphStore
+from targets.errors import CheckpointError, ModelImportError
+from targets.schema import TargetDescriptor
+
+__all__ = ["DEFAULT_CHECKPOINT", "LatencyPrediction", "load_predictor", "resolve_graphs", "predict_latency", "read_measurements"]
+
+DEFAULT_CHECKPOINT = Path(cost_model.__file__).resolve().parent / "checkpoints" / "ledg-default"
+CACHE_ENV = "TVM_LEDG_CACHE_DIR"
+
+
+@dataclass
+class LatencyPrediction:
+    """One (model, target) prediction; ``operators`` is ``[(node id, op, ms), ...]`` by decreasing ms."""
+
+    model: str
+    target: str
+    latency_ms: float
+    std_log: float | None = None
+    adapted: bool = False
+    operators: list[tuple[int, str, float]] = field(default_factory=list)
+
+
+def default_graph_cache() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    return (Path(root) if root else Path.home() / ".cache" / "tvm-ledg") / "graphs"
+
+
+_PREDICTORS: dict[Path, Any] = {}
+
+
+def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: bool = True):
+    """A ``LatencyPredictor`` from a checkpoint directory (the shipped default when None).
+
+    Cached per process for repeated predictions; pass ``cached=False`` for a private
+    copy that may be modified (adaptation).
+    """
+    from cost_model.predictor import LatencyPredictor
+
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if checkpoint is None and not path.is_dir():
+        raise CheckpointError(f"{path}: the default checkpoint is missing from this installation; "
+                              "pass --checkpoint DIR (train one with `tvm-ledg train`)")
+    path = path.resolve()
+    if not cached:
+        return LatencyPredictor.from_pretrained(path)
+    if path not in _PREDICTORS:
+        _PREDICTORS[path] = LatencyPredictor.from_pretrained(path)
+    return _PREDICTORS[path]
+
+
+def _model_key(model: str, batch_size: int | None) -> str:
+    """Cache key: the space string itself, or the ONNX file's content hash (renames and edits are safe)."""
+    from tvm_ledg.networks import is_space_spec
+
+    suffix = "" if batch_size is None else f"#batch={batch_size}"
+    if is_space_spec(model):
+        return model + suffix
+    path = Path(model)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+    except OSError as exc:
+        raise ModelImportError(f"{model}: cannot read model file ({exc.strerror})") from exc
+    return f"onnx-sha256:{digest}{suffix}"
+
+
+def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str] | None = None,
+                   batch_size: int | None = None, workers: int = 1) -> tuple[list[str], dict[str, OpGraph]]:
+    """Names and operator graphs of ``models`` (MODEL strings, ``OpGraph``s or Relax modules).
+
+    MODEL strings are lowered at most once per store: a missing graph is built (in
+    ``workers`` processes when there are many) and kept for the next call.
+    """
+    from tvm_ledg.networks import expand_model_args
+
+    names: list[str] = []
+    graphs: dict[str, OpGraph] = {}
+    pending: dict[str, str] = {}  # store key -> MODEL string
+    for i, model in enumerate(models):
+        if isinstance(model, OpGraph):
+            name = model.name or f"graph{i}"
+            graphs[name] = model
+        elif isinstance(model, (str, os.PathLike)):
+            for spec in expand_model_args([str(model)]):
+                names.append(spec)
+                pending[spec] = _model_key(spec, batch_size)
+            continue
+        elif type(model).__name__ == "IRModule":
+            from tvm_ledg.lowering import to_op_graph
+
+            name = f"module{i}"
+            graphs[name] = to_op_graph(model, name=name)
+        else:
+            raise ModelImportError(f"cannot predict for a {type(model).__name__}: pass an ONNX path, a space "
+                                   "string, an OpGraph or a Relax IRModule (torch modules: load_model() first)")
+        names.append(name)
+    if pending:
+        store = GraphStore(graph_store or default_graph_cache())
+        todo = {key: spec for spec, key in pending.items() if key not in store}
+        parallel = [key for key, spec in todo.items() if key == spec]  # space strings at their own batch size
+        if len(parallel) > 1 and workers > 1:
+            from tvm_ledg.graph_builder import build_graphs
+
+            report = build_graphs(parallel, store, workers=workers)
+            if report.failed:
+                spec, reason = next(iter(report.failed.items()))
+                raise ModelImportError(f"{spec}: {reason}")
+        from tvm_ledg.networks import network_graph
+
+        for key, spec in todo.items():
+            if key not in store:
+                store.put(key, network_graph(spec, batch_size=batch_size))
+        for spec, key in pending.items():
+            graphs[spec] = store[key]
+    return names, graphs
+
+
+def _targets(targets: Iterable[str | TargetDescriptor] | str | TargetDescriptor) -> dict[str, TargetDescriptor]:
+    import targets as registry
+
+    if isinstance(targets, (str, TargetDescriptor)):
+        targets = [targets]
+    out: dict[str, TargetDescriptor] = {}
+    for t in targets:
+        desc = t if isinstance(t, TargetDescriptor) else registry.load(t)
+        out[desc.name] = desc
+    return out
+
+
+def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[str] | None = None,
+                    breakdown: bool = False, top_ops: int | None = None,
+                    graph_store: str | os.PathLike[str] | None = None, batch_size: int | None = None,
+                    workers: int = 1) -> list[LatencyPrediction]:
+    """Predicted latency of every model on every target (models outer, targets inner).
+
+    Args:
+        models: one or a list of: ONNX path, space string (``nb201:...``), ``@list`` file,
+            ``OpGraph`` or Relax ``IRModule``.
+        targets: one or a list of target names, aliases, YAML paths or ``TargetDescriptor``s.
+        checkpoint: checkpoint directory (default: the shipped one).
+        breakdown: also return per-operator latencies (all, or the ``top_ops`` largest).
+        batch_size: override the models' batch size (ONNX and spaces).
+    """
+    predictor = load_predictor(checkpoint)
+    if not isinstance(models, (list, tuple)):
+        models = [models]
+    names, graphs = resolve_graphs(models, graph_store=graph_store, batch_size=batch_size, workers=workers)
+    descs = _targets(targets)
+    pairs = [(name, t) for name in names for t in descs]
+    result = predictor.predict_detailed(graphs, descs, pairs, breakdown=breakdown)
+    out = []
+    for i, (name, t) in enumerate(pairs):
+        ops: list[tuple[int, str, float]] = []
+        if breakdown:
+            graph = graphs[name]
+            ops = sorted(((n.id, n.op, float(ms)) for n, ms in zip(graph.nodes, result.per_op_ms[i])),
+                         key=lambda x: -x[2])[:top_ops]
+        std = None if result.std_log is None else float(result.std_log[i])
+        adapted = descs[t].content_hash() in predictor.adaptations_
+        out.append(LatencyPrediction(name, t, float(result.latency_ms[i]), std, adapted, ops))
+    return out
+
+
+def read_measurements(path: str | os.PathLike[str]) -> list[tuple[str, float]]:
+    """``(MODEL, latency_ms)`` rows of a CSV with a header holding ``model`` and ``latency_ms``."""
+    import csv
+    import math
+
+    from targets.errors import DataError
+
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"model", "latency_ms"} - set(reader.fieldnames or [])
+            if missing:
+                raise DataError(f"{path}: missing column(s) {sorted(missing)} (header: {reader.fieldnames})")
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    ms = float(row["latency_ms"])
+                except (TypeError, ValueError):
+                    ms = math.nan
+                if not (math.isfinite(ms) and ms > 0):
+                    raise DataError(f"{path}:{line}: latency_ms {row['latency_ms']!r} is not a positive number")
+                rows.append((row["model"].strip(), ms))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read measurements ({exc.strerror})") from exc
+    if not rows:
+        raise DataError(f"{path}: no measurements")
+    return rows
