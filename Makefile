@@ -19,8 +19,9 @@ $(STAMP): requirements-ci.txt requirements-nodeps.txt setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/tvm-ledg graph "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-	$(VENV)/bin/tvm-ledg targets list
+	$(VENV)/bin/tvm-ledg predict "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|" \
+	  --target help:pixel3 help:1080ti_1 help:1080ti_256 jetson-nano-gpu-fp16 oneproxy:true_a76 edgetpu-tflite-int8-brpnas \
+	  --breakdown --top 3
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -9,6 +9,7 @@ A config has four sections (every key optional except ``data.graph_store``)::
       devices: null             # only these target aliases (null: all devices of the sources)
       holdout_targets: []       # target aliases never trained on (zero-shot evaluation)
       max_train_archs: null     # per target, at most this many training architectures
+      max_val_archs: null       # per target, at most this many validation architectures
       split: {seed: 0, test_fraction: 0.2, val_fraction: 0.1}
     encoder: {kind: builtin, dim: 32}
     model: {dim: 32, layers: 2, heads: 4}
@@ -45,7 +46,8 @@ __all__ = ["RunConfig", "LatencyData", "load_run_config", "load_latency_data", "
 log = logging.getLogger(__name__)
 
 _SECTIONS = ("data", "encoder", "model", "train")
-_DATA_KEYS = {"root", "graph_store", "sources", "devices", "holdout_targets", "max_train_archs", "split"}
+_DATA_KEYS = {"root", "graph_store", "sources", "devices", "holdout_targets", "max_train_archs", "max_val_archs",
+              "split"}
 _SPLIT_KEYS = {"seed", "test_fraction", "val_fraction"}
 
 
@@ -151,8 +153,9 @@ def load_latency_data(config: RunConfig) -> LatencyData:
         if table.target_alias in holdout:
             rows["holdout"].extend(per_split["test"])
             continue
-        if cap is not None:
-            per_split["train"] = _capped(per_split["train"], int(cap), seed)
+        for name, limit in (("train", cap), ("val", data.get("max_val_archs"))):
+            if limit is not None:
+                per_split[name] = _capped(per_split[name], int(limit), seed)
         for name, part in per_split.items():
             rows[name].extend(part)
     missing = sum(1 for ok in in_store.values() if not ok)

@@ -1,0 +1,139 @@
+"""In-domain prediction: every device seen in training, test architectures unseen (issue 3, benchmark 3).
+
+For each training size N (architectures per device), one LeDG-Former is trained
+jointly on all devices with the same N training architectures per device, and
+evaluated per device on the test-split architectures. Baselines in the same
+splits: FLOPs and params (per-device log-linear fit on the same N architectures)
+and whichever trained baselines are named. Sizes above the number of
+training-split architectures that have graphs are capped, and the table says
+so. Usage::
+
+    python benchmarks/in_domain.py --graph-store .cache/graphs --sizes 100 1000 --out docs/results/in_domain
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common import md_table, write_results
+
+from cost_model.baselines import make_baseline
+from cost_model.evaluation import evaluate_rows
+from cost_model.graph import write_text_atomic
+from cost_model.predictor import LatencyPredictor, TrainConfig
+from cost_model.training import load_latency_data, load_run_config
+
+COLUMNS = ("mape", "acc5", "acc10", "spearman", "kendall")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--graph-store", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("docs/results/in_domain"))
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--max-test-archs", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--rows-per-epoch", type=int, default=8000)
+    ap.add_argument("--baselines", nargs="*", default=["flops", "params"])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    part_dir = args.out.with_name(args.out.name + ".parts")
+    part_dir.mkdir(parents=True, exist_ok=True)
+    cache: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    for size in args.sizes:
+        path = part_dir / f"n{size}.json"
+        if path.is_file():
+            results[str(size)] = json.loads(path.read_text())
+            print(f"N={size}: loaded {path}")
+            continue
+        config = load_run_config({
+            "data": {"graph_store": str(args.graph_store), "root": args.data_root, "max_train_archs": size,
+                     "max_val_archs": 60},
+            "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.003, "seed": 0, "patience": 3,
+                      "rows_per_epoch": args.rows_per_epoch},
+        })
+        data = load_latency_data(config)
+        test = _cap_test(data.rows["test"], args.max_test_archs)
+        archs_per_device = {t: n for t, n in _count(data.rows["train"]).items()}
+        t0 = time.time()
+        model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
+                                 model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}, train=config.train,
+                                 feature_cache=cache)
+        model.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], progress=True)
+        entry = {"train_seconds": round(time.time() - t0, 1), "epochs_run": len(model.history_),
+                 "train_archs_per_device": archs_per_device, "methods": {}}
+        entry["methods"]["ledg"] = evaluate_rows(model, data.graphs, data.targets, test)
+        for name in args.baselines:
+            kw = {"feature": name} if name in ("flops", "params") else {}
+            base = make_baseline("flops" if name in ("flops", "params") else name, **kw)
+            base.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"])
+            entry["methods"][name] = evaluate_rows(base, data.graphs, data.targets, test)
+        write_text_atomic(path, json.dumps(entry))
+        results[str(size)] = entry
+        m = entry["methods"]["ledg"]["mean"]
+        print(f"N={size}: ledg mean MAPE {m['mape']:.2f}% Acc10 {m['acc10']:.3f} Spearman {m['spearman']:.3f}")
+    _report(args, results, started)
+
+
+def _count(rows) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r[1]] = out.get(r[1], 0) + 1
+    return out
+
+
+def _cap_test(rows, cap: int):
+    """At most ``cap`` test architectures per device (the same ones on every device of a source)."""
+    by_target: dict[str, list] = {}
+    for r in rows:
+        by_target.setdefault(r[1], []).append(r)
+    out = []
+    for t, rs in sorted(by_target.items()):
+        rs = sorted(rs)
+        if len(rs) > cap:
+            idx = np.random.default_rng(0).permutation(len(rs))[:cap]
+            rs = [rs[i] for i in sorted(idx)]
+        out.extend(rs)
+    return out
+
+
+def _report(args, results, started) -> None:
+    lines = ["One model per training size N, trained jointly on every device with N training architectures per "
+             "device (fewer where the graph store has fewer), evaluated per device on test-split architectures.",
+             "", "## Mean over devices", ""]
+    rows = []
+    for size, entry in results.items():
+        for method, rep in entry["methods"].items():
+            m = rep["mean"]
+            rows.append([size, method, *[m[c] for c in COLUMNS]])
+    lines.append(md_table(["N", "method", "MAPE %", "Acc5", "Acc10", "Spearman", "Kendall"], rows))
+    for size, entry in results.items():
+        lines += ["", f"## N = {size}: per device (LeDG-Former; FLOPs MAPE for reference)", ""]
+        ledg = entry["methods"]["ledg"]["per_target"]
+        flops = entry["methods"].get("flops", {}).get("per_target", {})
+        dev_rows = []
+        for t, m in ledg.items():
+            dev_rows.append([t, entry["train_archs_per_device"].get(t, 0), m["n"], *[m[c] for c in COLUMNS],
+                             flops.get(t, {}).get("mape", float("nan"))])
+        lines.append(md_table(["device", "train archs", "test archs", "MAPE %", "Acc5", "Acc10", "Spearman",
+                               "Kendall", "FLOPs MAPE %"], dev_rows))
+        lines.append("")
+        lines.append(f"Training: {entry['train_seconds']:.0f} s, {entry['epochs_run']} epochs.")
+    write_results(args.out, "In-domain latency prediction", "\n".join(lines),
+                  {"results": results, "settings": {k: str(v) for k, v in vars(args).items()}}, started)
+    print("\n".join(lines[:6 + len(rows)]))
+
+
+if __name__ == "__main__":
+    main()
