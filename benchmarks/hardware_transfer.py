@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report-only", action="store_true", help="write the tables from the folds finished so far")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -128,6 +129,8 @@ def main() -> None:
                 fold_info.append(done["info"])
                 print(f"fold {fi}: loaded {path}")
                 continue
+        if args.report_only:
+            continue
         train_devices = [a for a in descs if a not in held]
         train = [r for a in train_devices for r in rows_of(a, "train", args.max_train_archs)]
         val = [r for a in train_devices for r in rows_of(a, "val", 40)]
