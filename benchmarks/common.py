@@ -67,7 +67,7 @@ def write_results(out: Path, title: str, markdown_body: str, payload: Mapping[st
         f"Date: {env['date']}; wall time {env['wall_seconds']:.0f} s. Raw numbers: `{out.with_suffix('.json').name}`.",
         "",
     ]
-    write_text_atomic(out.with_suffix(".md"), "\n".join(header) + markdown_body.rstrip() + "\n")
+    write_text_atomic(out.with_suffix(".md"), "\n".join(header) + "\n" + markdown_body.rstrip() + "\n")
 
 
 def md_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
