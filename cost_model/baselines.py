@@ -42,6 +42,7 @@ from cost_model.data.specs import (
 )
 from cost_model.featurize import graph_tensors
 from cost_model.graph import OpGraph
+from cost_model.metrics import log_rmse
 from cost_model.predictor import Row, _validate_rows
 from targets.errors import CheckpointError, DataError
 from targets.schema import TargetDescriptor
@@ -332,7 +333,7 @@ class _TorchBaseline:
             entry = {"epoch": epoch, "train_loss": total / seen}
             if val_rows:
                 pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
-                entry["val_log_rmse"] = float(np.sqrt(np.mean((np.log(pred) - np.log([r[2] for r in val_rows])) ** 2)))
+                entry["val_log_rmse"] = log_rmse([r[2] for r in val_rows], pred)
                 if entry["val_log_rmse"] < best:
                     best, bad = entry["val_log_rmse"], 0
                     best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}

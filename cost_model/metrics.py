@@ -15,7 +15,7 @@ from scipy import stats
 
 from targets.errors import DataError
 
-__all__ = ["latency_metrics", "mape", "rmse", "acc_within", "spearman", "kendall", "aggregate"]
+__all__ = ["latency_metrics", "log_rmse", "mape", "rmse", "acc_within", "spearman", "kendall", "aggregate"]
 
 
 def _arrays(y_true: Sequence[float], y_pred: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +46,12 @@ def acc_within(y_true: Sequence[float], y_pred: Sequence[float], delta: float) -
     """Fraction of samples whose relative error is below ``delta`` (0.05 -> Acc(5%))."""
     t, p = _arrays(y_true, y_pred)
     return float(np.mean(np.abs(p - t) / t < delta))
+
+
+def log_rmse(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+    """RMSE of ln latency: the validation score of every trained predictor (scale-free)."""
+    t, p = _arrays(y_true, y_pred)
+    return float(np.sqrt(np.mean((np.log(p) - np.log(t)) ** 2)))
 
 
 def spearman(y_true: Sequence[float], y_pred: Sequence[float]) -> float:

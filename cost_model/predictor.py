@@ -38,6 +38,7 @@ from cost_model.featurize import FEATURE_NAMES, feature_schema_hash, graph_tenso
 from cost_model.graph import OpGraph
 from cost_model.ledgformer import LeDGFormer, LeDGFormerConfig, LeDGOutput
 from cost_model.losses import latency_loss
+from cost_model.metrics import log_rmse
 from targets.errors import CheckpointError, DataError
 from targets.schema import FEATURE_NAMES as TARGET_FEATURE_NAMES
 from targets.schema import SCHEMA_VERSION, TargetDescriptor
@@ -233,7 +234,7 @@ class LatencyPredictor:
             entry = {"epoch": epoch, "train_loss": total / per_epoch}
             if val_rows:
                 pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
-                entry["val_log_rmse"] = float(np.sqrt(np.mean((np.log(pred) - np.log([r[2] for r in val_rows])) ** 2)))
+                entry["val_log_rmse"] = log_rmse([r[2] for r in val_rows], pred)
                 if entry["val_log_rmse"] < best:
                     best, bad_epochs = entry["val_log_rmse"], 0
                     best_state = {k: v.detach().clone() for k, v in self._state().items()}
