@@ -28,6 +28,7 @@ setup(
     ],
     extras_require={
         "tune": ["psutil>=5.9", "cloudpickle>=2.0", "xgboost>=2.0"],
+        "rpc": ["tornado>=6.0"],  # TVM's RPC tracker
         "plots": ["matplotlib>=3.8"],
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },

@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.10])
     ap.add_argument("--test-archs", type=int, default=1000)
     ap.add_argument("--dataset", default="cifar10")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--baselines", nargs="*", default=["mlp", "graphsage"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)

@@ -10,7 +10,10 @@ measured training-split architectures are given (few-shot, HELP's protocol)
 and the model is adapted with ``cost_model.adapt``. Every device is held out
 exactly once, and never together with another setting of the same hardware,
 which is stricter than leave-one-device-out (a GTX 1080 Ti at batch 32 would
-otherwise teach the model the GTX 1080 Ti at batch 1).
+otherwise teach the model the GTX 1080 Ti at batch 1). ``--grouping class``
+holds out one device class per fold (all phones CPUs, all desktop GPUs, ...),
+``--grouping device`` is plain leave-one-device-out; ``--hold`` restricts a run
+to the folds holding the named devices.
 
 Architectures are split by spec string (``assign_arch_split``): metrics are on
 test-split architectures only, which no model has seen on any device. The
@@ -28,9 +31,11 @@ Per-fold results are kept in ``<out>.folds/`` so an interrupted run resumes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,9 @@ from cost_model.metrics import aggregate, latency_metrics
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
 METRICS = ("spearman", "kendall", "mape", "acc10", "log_rmse")
+GROUPINGS = ("hardware", "class", "device")
+HELD_OUT = {"hardware": "whole hardware groups held out", "class": "one device class held out per fold",
+            "device": "one device held out per fold, other settings of its hardware stay in training"}
 
 
 class _Loaded(dict):
@@ -66,6 +74,11 @@ class _Loaded(dict):
         return dict.__contains__(self, key) or (isinstance(key, str) and key in self.store)
 
 
+def fold_file(held: list[str]) -> str:
+    """A fold's result file is named by the devices it holds out, so folds can be run in any subset."""
+    return "fold-" + hashlib.sha1("+".join(sorted(held)).encode()).hexdigest()[:12] + ".json"
+
+
 def assign_folds(groups: dict[str, list[str]], folds: int) -> list[list[str]]:
     """Deal hardware groups (largest first) into the currently smallest fold: balanced, deterministic."""
     out: list[list[str]] = [[] for _ in range(folds)]
@@ -74,25 +87,49 @@ def assign_folds(groups: dict[str, list[str]], folds: int) -> list[list[str]]:
     return [sorted(f) for f in out if f]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass
+class Protocol:
+    """Everything a fold needs: descriptors, measurements, graphs, the architecture split and the folds."""
+
+    descs: dict[str, Any]
+    measured: dict[str, dict[str, float]]
+    have: set[str]
+    split: dict[str, str]
+    folds: list[list[str]]
+    graphs: _Loaded
+    seed: int
+
+    def rows_of(self, alias: str, part: str, cap: int | None) -> list[tuple[str, str, float]]:
+        """(arch, device, ms) of one device and split part; a seeded subset of ``cap`` rows."""
+        rows = sorted((a, alias, ms) for a, ms in self.measured[alias].items()
+                      if a in self.have and self.split[a] == part)
+        if cap is not None and len(rows) > cap:
+            order = np.random.default_rng([self.seed, len(alias)]).permutation(len(rows))[:cap]
+            rows = [rows[i] for i in sorted(order)]
+        return rows
+
+    def train_val(self, held: list[str], max_train: int) -> tuple[list[str], list, list]:
+        train_devices = [a for a in self.descs if a not in held]
+        train = [r for a in train_devices for r in self.rows_of(a, "train", max_train)]
+        val = [r for a in train_devices for r in self.rows_of(a, "val", 40)]
+        return train_devices, train, val
+
+
+def add_protocol_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--graph-store", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=Path("docs/results/hardware_transfer"))
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--folds", type=int, default=8)
+    ap.add_argument("--grouping", choices=GROUPINGS, default="hardware",
+                    help="what is held out together: one hardware (all its settings), a device class, or one device")
+    ap.add_argument("--folds", type=int, default=8, help="number of folds (grouping 'hardware' only)")
+    ap.add_argument("--hold", nargs="*", default=None,
+                    help="evaluate only the folds that hold out these devices (default: every fold)")
     ap.add_argument("--max-train-archs", type=int, default=300, help="training architectures per device")
     ap.add_argument("--max-test-archs", type=int, default=1000, help="test architectures per device")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--rows-per-epoch", type=int, default=4000)
-    ap.add_argument("--shots", type=int, nargs="*", default=[10, 20])
-    ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--report-only", action="store_true", help="write the tables from the folds finished so far")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
 
+
+def load_protocol(args: argparse.Namespace) -> Protocol:
     store = GraphStore(args.graph_store)
     tables = load_all(root=args.data_root)
     descs = {t.target_alias: targets.load(t.target_alias) for t in tables}
@@ -104,24 +141,39 @@ def main() -> None:
     split = {a: assign_arch_split(a, args.seed, 0.2, 0.1) for a in have}
     groups: dict[str, list[str]] = defaultdict(list)
     for alias, d in descs.items():
-        groups[d.model].append(alias)
-    folds = assign_folds(groups, args.folds)
-    graphs = _Loaded(store)
+        key = {"hardware": d.model, "class": d.device_class, "device": alias}[args.grouping]
+        groups[key].append(alias)
+    folds = assign_folds(groups, args.folds) if args.grouping == "hardware" else sorted(sorted(g) for g in groups.values())
+    if args.hold:
+        unknown = set(args.hold) - set(descs)
+        if unknown:
+            raise SystemExit(f"--hold: unknown devices {sorted(unknown)}; known: {sorted(descs)}")
+        folds = [f for f in folds if set(f) & set(args.hold)]
+    return Protocol(descs, measured, have, split, folds, _Loaded(store), args.seed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_protocol_arguments(ap)
+    ap.add_argument("--out", type=Path, default=Path("docs/results/hardware_transfer"))
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--rows-per-epoch", type=int, default=4000)
+    ap.add_argument("--shots", type=int, nargs="*", default=[10, 20])
+    ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
+    ap.add_argument("--report-only", action="store_true", help="write the tables from the folds finished so far")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    proto = load_protocol(args)
+    descs, measured, graphs, folds, rows_of = proto.descs, proto.measured, proto.graphs, proto.folds, proto.rows_of
     cache: dict[str, Any] = {}
     fold_dir = args.out.with_name(args.out.name + ".folds")
     fold_dir.mkdir(parents=True, exist_ok=True)
 
-    def rows_of(alias: str, part: str, cap: int | None) -> list[tuple[str, str, float]]:
-        rows = sorted((a, alias, ms) for a, ms in measured[alias].items() if a in have and split[a] == part)
-        if cap is not None and len(rows) > cap:
-            order = np.random.default_rng([args.seed, len(alias)]).permutation(len(rows))[:cap]
-            rows = [rows[i] for i in sorted(order)]
-        return rows
-
     per_device: dict[str, dict[str, Any]] = {}
     fold_info = []
     for fi, held in enumerate(folds):
-        path = fold_dir / f"fold{fi}.json"
+        path = fold_dir / fold_file(held)
         if path.is_file():
             done = json.loads(path.read_text())
             if done.get("held") == held:
@@ -131,9 +183,7 @@ def main() -> None:
                 continue
         if args.report_only:
             continue
-        train_devices = [a for a in descs if a not in held]
-        train = [r for a in train_devices for r in rows_of(a, "train", args.max_train_archs)]
-        val = [r for a in train_devices for r in rows_of(a, "val", 40)]
+        train_devices, train, val = proto.train_val(held, args.max_train_archs)
         t0 = time.time()
         model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
                                  model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0},
@@ -146,7 +196,7 @@ def main() -> None:
         for name in args.baselines:
             t1 = time.time()
             if name == "proxy":  # reference tables of the training devices, all architectures
-                reference = [(a, dev, ms) for dev in train_devices for a, ms in measured[dev].items() if a in have]
+                reference = [(a, dev, ms) for dev in train_devices for a, ms in measured[dev].items() if a in proto.have]
                 baselines[name] = make_baseline("proxy").fit(graphs, descs, reference)
             elif name in ("flops", "params"):
                 baselines[name] = make_baseline("flops", feature=name).fit(graphs, descs, train)
@@ -187,7 +237,7 @@ def main() -> None:
         per_device.update(devices)
         fold_info.append(info)
 
-    _report(args, per_device, fold_info, folds, len(have), started)
+    _report(args, per_device, fold_info, folds, len(proto.have), started)
 
 
 def _loglinear(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -234,7 +284,7 @@ def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
     lines = [
         "Zero-shot: a model trained on the other hardware predicts each device from its descriptor only. "
         f"Few-shot: plus k measured architectures of that device. {len(devices)} devices in {len(folds)} folds "
-        f"(whole hardware groups held out), {n_graphs} architectures with graphs, "
+        f"({HELD_OUT[args.grouping]}), {n_graphs} architectures with graphs, "
         f"at most {args.max_train_archs} training architectures per device, metrics on test-split architectures "
         f"(at most {args.max_test_archs} per device).",
         "",

@@ -80,8 +80,11 @@ def _log_predict(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
 
 def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence[Sample],
           graphs: Mapping[str, OpGraph], *, steps: int = 60, lr: float = 0.05, l2: float = 1e-2,
-          folds: int = 5, seed: int = 0) -> Adaptation:
-    """Adapt ``predictor`` to ``desc`` from measured ``samples``; stores and returns the ``Adaptation``."""
+          folds: int = 5, seed: int = 0, offset: bool = True) -> Adaptation:
+    """Adapt ``predictor`` to ``desc`` from measured ``samples``; stores and returns the ``Adaptation``.
+
+    ``offset=False`` leaves out the fine-tuned candidate: calibration only, which costs one forward
+    pass over the samples (used to calibrate the training targets on hundreds of samples)."""
     predictor._check_fitted()
     if not samples:
         raise DataError(f"{desc.name}: adaptation needs at least one measured (model, latency) pair")
@@ -96,8 +99,8 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
 
     def offset_then_calibrate(idx: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
         sub = [keys[i] for i in idx]
-        offset = _fit_offset(predictor, desc, sub, np.exp(log_y[idx]), graphs, steps, lr, l2, seed)
-        return offset, fit_calibration(_log_predict(predictor, desc, sub, graphs, offset), log_y[idx])
+        vec = _fit_offset(predictor, desc, sub, np.exp(log_y[idx]), graphs, steps, lr, l2, seed)
+        return vec, fit_calibration(_log_predict(predictor, desc, sub, graphs, vec), log_y[idx])
 
     cv = {"zero-shot": _log_rmse(base, log_y)}
     k = len(samples)
@@ -109,24 +112,24 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
             fit_idx = np.setdiff1d(order, held)
             a, b = fit_calibration(base[fit_idx], log_y[fit_idx])
             calib_err.append((a + b * base[held] - log_y[held]) ** 2)
-            if k >= 5:
-                offset, (a2, b2) = offset_then_calibrate(fit_idx)
-                pred = a2 + b2 * _log_predict(predictor, desc, [keys[i] for i in held], graphs, offset)
+            if offset and k >= 5:
+                offset_vec, (a2, b2) = offset_then_calibrate(fit_idx)
+                pred = a2 + b2 * _log_predict(predictor, desc, [keys[i] for i in held], graphs, offset_vec)
                 offset_err.append((pred - log_y[held]) ** 2)
         cv["calibrated"] = float(np.sqrt(np.mean(np.concatenate(calib_err))))
         if offset_err:
             cv["offset+calibrated"] = float(np.sqrt(np.mean(np.concatenate(offset_err))))
     method = min(cv, key=cv.get)
-    offset, (a, b) = None, (0.0, 1.0)
+    offset_vec, (a, b) = None, (0.0, 1.0)
     if method == "calibrated":
         a, b = fit_calibration(base, log_y)
     elif method == "offset+calibrated":
-        offset, (a, b) = offset_then_calibrate(np.arange(k))
-        in_sample = a + b * _log_predict(predictor, desc, keys, graphs, offset)
+        offset_vec, (a, b) = offset_then_calibrate(np.arange(k))
+        in_sample = a + b * _log_predict(predictor, desc, keys, graphs, offset_vec)
         if _log_rmse(in_sample, log_y) > cv["zero-shot"]:
-            method, offset, (a, b) = "calibrated", None, fit_calibration(base, log_y)
+            method, offset_vec, (a, b) = "calibrated", None, fit_calibration(base, log_y)
     if method == "calibrated" and _log_rmse(a + b * base, log_y) > cv["zero-shot"]:
         method, a, b = "zero-shot", 0.0, 1.0
-    adaptation = Adaptation(desc.to_dict(), a, b, offset, k, method)
+    adaptation = Adaptation(desc.to_dict(), a, b, offset_vec, k, method)
     predictor.adaptations_[desc.content_hash()] = adaptation
     return adaptation

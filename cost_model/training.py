@@ -11,6 +11,7 @@ A config has four sections (every key optional except ``data.graph_store``)::
       max_train_archs: null     # per target, at most this many training architectures
       max_val_archs: null       # per target, at most this many validation architectures
       split: {seed: 0, test_fraction: 0.2, val_fraction: 0.1}
+      measured: []              # measurement stores (.sqlite) or their exports (.jsonl.gz) to train on too
     encoder: {kind: builtin, dim: 32}
     model: {dim: 32, layers: 2, heads: 4}
     train: {epochs: 10, batch_size: 64, lr: 0.003, seed: 0}
@@ -18,7 +19,10 @@ A config has four sections (every key optional except ``data.graph_store``)::
 Architectures are split by spec string (``assign_arch_split``), so one
 architecture is in the same split on every device and test architectures are
 never seen in training or validation. Only architectures whose graph is in the
-store are used; the run summary says how many were available.
+store are used; the run summary says how many were available. Measured
+datasets (``tvm-ledg collect``) carry their own graphs and descriptors; their
+rows are keyed by graph hash and split the same way. With ``sources: []`` and
+``measured`` set, no graph store is needed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
+from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +42,9 @@ import yaml
 
 import targets
 from cost_model.data import assign_arch_split, load_all
+from cost_model.graph import OpGraph
 from cost_model.graph_store import GraphStore
+from cost_model.measurement_store import MeasurementStore
 from cost_model.predictor import LatencyPredictor, Row, TrainConfig
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
@@ -47,7 +55,7 @@ log = logging.getLogger(__name__)
 
 _SECTIONS = ("data", "encoder", "model", "train")
 _DATA_KEYS = {"root", "graph_store", "sources", "devices", "holdout_targets", "max_train_archs", "max_val_archs",
-              "split"}
+              "split", "measured"}
 _SPLIT_KEYS = {"seed", "test_fraction", "val_fraction"}
 
 
@@ -82,7 +90,8 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     if unknown:
         raise DataError(f"{origin}: unknown sections {unknown} (expected {list(_SECTIONS)})")
     data = raw.get("data") or {}
-    if not isinstance(data, dict) or "graph_store" not in data:
+    if not isinstance(data, dict) or ("graph_store" not in data and not (data.get("measured")
+                                                                       and data.get("sources") == [])):
         raise DataError(f"{origin}: data.graph_store is required (a directory filled by `tvm-ledg graphs`)")
     bad = sorted(set(data) - _DATA_KEYS)
     if bad:
@@ -102,7 +111,7 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
 class LatencyData:
     """Rows per split plus everything needed to featurize them."""
 
-    graphs: GraphStore
+    graphs: Mapping[str, OpGraph]  # the graph store, plus the graphs of measured datasets
     targets: dict[str, TargetDescriptor]
     rows: dict[str, list[Row]]  # "train", "val", "test", "holdout"
     missing_graphs: int = 0
@@ -118,10 +127,27 @@ class LatencyData:
 def load_latency_data(config: RunConfig) -> LatencyData:
     """Public device tables joined with the graph store and split by architecture."""
     data = config.data
-    store = GraphStore(data["graph_store"])
-    if not store.root.is_dir():
-        raise DataError(f"{config.source}: graph store {store.root} does not exist; fill it with `tvm-ledg graphs`")
-    tables = load_all(root=data.get("root"), sources=data.get("sources"))
+    tables: list[Any] = []
+    store: Mapping[str, OpGraph] = {}
+    if data.get("sources") != [] or "graph_store" in data:
+        store = GraphStore(data["graph_store"])
+        if not store.root.is_dir():
+            raise DataError(f"{config.source}: graph store {store.root} does not exist; fill it with "
+                            "`tvm-ledg graphs`")
+        if data.get("sources") != []:
+            tables = load_all(root=data.get("root"), sources=data.get("sources"))
+    measured_graphs: dict[str, OpGraph] = {}
+    measured_descs: dict[str, TargetDescriptor] = {}
+    for path in data.get("measured") or []:
+        graphs, descs, rows = _read_measured(Path(path), config.source)
+        measured_graphs.update(graphs)
+        measured_descs.update(descs)
+        by_target: dict[str, list[Row]] = {}
+        for row in rows:
+            by_target.setdefault(row[1], []).append(row)
+        tables.extend(_TargetRows(alias, rs) for alias, rs in sorted(by_target.items()))
+    if measured_graphs:
+        store = ChainMap(measured_graphs, store)
     wanted = data.get("devices")
     if wanted is not None:
         known = {t.target_alias for t in tables}
@@ -139,7 +165,7 @@ def load_latency_data(config: RunConfig) -> LatencyData:
     descs: dict[str, TargetDescriptor] = {}
     in_store: dict[str, bool] = {}
     for table in tables:
-        descs[table.target_alias] = targets.load(table.target_alias)
+        descs[table.target_alias] = measured_descs.get(table.target_alias) or targets.load(table.target_alias)
         per_split: dict[str, list[Row]] = {"train": [], "val": [], "test": []}
         for arch, ms, ok in zip(table.archs, table.latency_ms, table.valid):
             if not ok:
@@ -160,9 +186,41 @@ def load_latency_data(config: RunConfig) -> LatencyData:
             rows[name].extend(part)
     missing = sum(1 for ok in in_store.values() if not ok)
     if not rows["train"] and not rows["holdout"]:
-        raise DataError(f"{config.source}: no measured architecture has a graph in {store.root}; "
+        raise DataError(f"{config.source}: no measured architecture has a graph in {data.get('graph_store')}; "
                         "run `tvm-ledg graphs` on the architectures first")
     return LatencyData(store, descs, rows, missing)
+
+
+@dataclass
+class _TargetRows:
+    """One target's rows of a measured dataset, shaped like a public ``DeviceTable``."""
+
+    target_alias: str
+    rows: list[Row]
+
+    @property
+    def archs(self) -> list[str]:
+        return [r[0] for r in self.rows]
+
+    @property
+    def latency_ms(self) -> list[float]:
+        return [r[2] for r in self.rows]
+
+    @property
+    def valid(self) -> list[bool]:
+        return [True] * len(self.rows)
+
+
+def _read_measured(path: Path, origin: str) -> tuple[dict[str, OpGraph], dict[str, TargetDescriptor], list[Row]]:
+    """Graphs, descriptors and rows of a measurement store or of its ``.jsonl.gz`` export."""
+    if not path.exists():
+        raise DataError(f"{origin}: data.measured names {path}, which does not exist")
+    if path.name.endswith(".jsonl.gz"):
+        with tempfile.TemporaryDirectory() as tmp, MeasurementStore(Path(tmp) / "import.sqlite") as store:
+            store.import_jsonl(path)
+            return store.training_rows()
+    with MeasurementStore(path, readonly=True) as store:
+        return store.training_rows()
 
 
 def _capped(rows: list[Row], cap: int, seed: int) -> list[Row]:

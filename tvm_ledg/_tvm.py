@@ -55,6 +55,7 @@ __all__ = [
     "mutator",
     "PrimFunc",
     "OpNotImplemented",
+    "TVMError",
     "make_target",
     "estimate_tir_flops",
     "from_onnx",
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 TVM_VERSION: str = tvm.__version__
+
+#: TVM 0.27 has no ``tvm.error.TVMError``: its errors (InternalError, OpError, ...) derive from RuntimeError.
+TVMError = RuntimeError
 
 #: Raised by the ONNX frontend for operators it has no converter for.
 OpNotImplemented = tvm.error.OpNotImplemented

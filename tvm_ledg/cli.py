@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from targets.errors import LedgError
+from targets.errors import DataError, LedgError
 
 __all__ = ["main", "build_parser"]
 
@@ -178,6 +178,63 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import targets
+    from tvm_ledg.collect import collect, default_store_path
+    from tvm_ledg.measure.protocol import MeasureProtocol
+    from tvm_ledg.networks import expand_model_args
+
+    specs = expand_model_args(args.models or [])
+    if args.families:
+        from tvm_ledg.spaces.zoo import sample_specs
+
+        specs += sample_specs(args.count, families=args.families, start_seed=args.start_seed)
+    if not specs:
+        raise DataError("collect: name models (MODEL... or @list) or --families with --count")
+    descs = [targets.load(t) for t in args.target]
+    protocol = MeasureProtocol(max_seconds=args.max_seconds)
+    with tqdm(total=None, unit="pair", dynamic_ncols=True) as bar:
+        def progress(done: int, total: int, last: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(last[-60:], refresh=True)
+
+        report = collect(specs, descs, args.db or default_store_path(), protocol=protocol, timeout_s=args.timeout,
+                         tracker=args.tracker, key=args.key, parallel=args.parallel,
+                         retry_failures=args.retry_failures, progress=progress)
+    print(f"measured {report.measured}, already in the store {report.skipped}, failed {report.failed} "
+          f"({report.seconds:.0f} s); networks flagged by the numerical check: {len(report.flagged_networks)}")
+    for spec, target, stage, reason in report.failures[:20]:
+        print(f"  failed: {spec} on {target} at {stage}: {reason}")
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from cost_model.measurement_store import MeasurementStore
+    from tvm_ledg.collect import default_store_path
+
+    path = args.db or default_store_path()
+    if args.action == "stats":
+        with MeasurementStore(path, readonly=True) as store:
+            stats = store.stats()
+        if args.json:
+            print(json.dumps(stats, indent=1))
+            return 0
+        print(f"{stats['path']}: {stats['networks']} networks ({stats['numerics_flagged']} flagged), "
+              f"{stats['targets']} targets, {stats['measurements']} measurements, failures {stats['failures']}")
+        for name, t in sorted(stats["per_target"].items()):
+            print(f"  {name:<40} {t['measurements']:>6} measurements, median CV {t['median_cv']:.3f}")
+        for family, n in sorted(stats["per_family"].items()):
+            print(f"  family {family:<20} {n:>6} networks")
+        return 0
+    with MeasurementStore(path) as store:
+        counts = store.export_jsonl(args.file) if args.action == "export" else store.import_jsonl(args.file)
+    print(f"{args.action} {args.file}: " + ", ".join(f"{n} {k}s" for k, n in counts.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvm-ledg", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -231,6 +288,32 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--graph-store", type=Path, help="where lowered graphs are cached")
     ad.add_argument("--workers", type=int, default=1)
     ad.set_defaults(func=_cmd_adapt)
+
+    co = sub.add_parser("collect", help="measure networks on local or RPC targets into a measurement store")
+    co.add_argument("models", nargs="*", metavar="MODEL", help="space strings, ONNX files or @list files")
+    co.add_argument("--families", nargs="+", help="generate networks of these zoo families (see tvm_ledg.spaces.zoo)")
+    co.add_argument("--count", type=int, default=10, help="generated networks in all (round-robin over families)")
+    co.add_argument("--start-seed", type=int, default=0)
+    co.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
+    co.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
+    co.add_argument("--timeout", type=float, default=600, help="seconds per network (all its targets)")
+    co.add_argument("--max-seconds", type=float, default=5.0, help="timed seconds per measurement at most")
+    co.add_argument("--tracker", help="TVM RPC tracker HOST:PORT (TVM targets are measured on its devices)")
+    co.add_argument("--key", help="RPC device key")
+    co.add_argument("--parallel", type=int, default=1, help="RPC devices used at once (needs --tracker)")
+    co.add_argument("--retry-failures", action="store_true", help="measure pairs that failed before again")
+    co.set_defaults(func=_cmd_collect)
+
+    db = sub.add_parser("db", help="inspect a measurement store, or move it as gzip JSON lines")
+    dsub = db.add_subparsers(dest="action", required=True)
+    ds = dsub.add_parser("stats", help="counts per target and family, noise (median CV), failures")
+    ds.add_argument("--json", action="store_true")
+    for action, text in (("export", "write everything to FILE (.jsonl.gz)"), ("import", "merge FILE into the store")):
+        dx = dsub.add_parser(action, help=text)
+        dx.add_argument("file", type=Path)
+    for p_ in dsub.choices.values():
+        p_.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
+    db.set_defaults(func=_cmd_db)
 
     t = sub.add_parser("targets", help="list, show or validate target descriptors")
     tsub = t.add_subparsers(dest="action", required=True)

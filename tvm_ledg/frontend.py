@@ -28,7 +28,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from targets.errors import ModelImportError, UnsupportedOperatorError
-from tvm_ledg._tvm import IRModule, OpNotImplemented, from_exported_program, from_fx, from_onnx, relax, tvm
+from tvm_ledg._tvm import (
+    IRModule,
+    OpNotImplemented,
+    TVMError,
+    from_exported_program,
+    from_fx,
+    from_onnx,
+    relax,
+)
 from tvm_ledg.lowering import FRONTEND_ATTR, SOURCE_ATTR
 from tvm_ledg.normalize import normalize_module
 
@@ -103,7 +111,7 @@ def _import_onnx(model: Any, input_shapes: Mapping[str, Shape] | None, name: str
     except OpNotImplemented as exc:
         ops = str(exc).rsplit(":", 1)[-1].strip()
         raise UnsupportedOperatorError(f"{name}: TVM's ONNX frontend does not support operator(s) {ops}") from exc
-    except (tvm.error.TVMError, ValueError, TypeError, KeyError, AssertionError, NotImplementedError) as exc:
+    except (TVMError, ValueError, TypeError, KeyError, AssertionError, NotImplementedError) as exc:
         raise ModelImportError(f"{name}: ONNX import failed ({type(exc).__name__}: {exc})") from exc
     return _finish(mod, "onnx", name)
 
@@ -208,7 +216,7 @@ def _import_fx(model: Any, args: tuple[Any, ...], name: str) -> IRModule:
     info = [(list(a.shape), str(a.dtype).removeprefix("torch.")) for a in args]
     try:
         return from_fx(graph_module, info)
-    except (tvm.error.TVMError, ValueError, TypeError, KeyError, AssertionError, NotImplementedError) as exc:
+    except (TVMError, ValueError, TypeError, KeyError, AssertionError, NotImplementedError) as exc:
         raise ModelImportError(f"{name}: PyTorch FX import failed ({type(exc).__name__}: {exc})") from exc
 
 
@@ -233,7 +241,7 @@ def _translate_exported(program: Any, name: str) -> IRModule:
                 raise ModelImportError(f"{name}: PyTorch import failed ({exc})") from exc
             unsupported = [match.group(1)]
             log.debug("%s: %s unsupported without decomposition; decomposing", name, match.group(1))
-        except (tvm.error.TVMError, ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        except (TVMError, ValueError, TypeError, KeyError, NotImplementedError) as exc:
             raise ModelImportError(f"{name}: PyTorch import failed ({type(exc).__name__}: {exc})") from exc
     raise UnsupportedOperatorError(f"{name}: TVM's PyTorch frontend does not support operator(s) {unsupported[0]}")
 
@@ -269,7 +277,7 @@ def _batch_norm_converter(node: Any, importer: Any) -> Any:
 def _finish(mod: IRModule, frontend: str, name: str) -> IRModule:
     try:
         mod = normalize_module(mod)
-    except (tvm.error.TVMError, ValueError, TypeError) as exc:
+    except (TVMError, ValueError, TypeError) as exc:
         raise ModelImportError(f"{name}: normalizing the imported module failed ({exc})") from exc
     log.debug("imported %s through the %s frontend", name, frontend)
     return mod.with_attrs({FRONTEND_ATTR: frontend, SOURCE_ATTR: name})

@@ -52,6 +52,7 @@ from targets.errors import ModelImportError
 from tvm_ledg import op_costs
 from tvm_ledg._tvm import (
     TVM_VERSION,
+    TVMError,
     Call,
     ExternFunc,
     FloatImm,
@@ -411,7 +412,7 @@ class _UnfusedBuilder(_Walk):
         if key not in self.tir_flops:
             try:
                 self.tir_flops[key] = estimate_tir_flops(func)
-            except (tvm.error.TVMError, TypeError, ValueError) as exc:  # dynamic or opaque PrimFunc
+            except (TVMError, TypeError, ValueError) as exc:  # dynamic or opaque PrimFunc
                 log.debug("estimate_tir_flops failed: %s", exc)
                 self.tir_flops[key] = 0
         return self.tir_flops[key]
@@ -647,7 +648,7 @@ def to_op_graph(mod: IRModule, *, fused: bool = False, name: str = "", target: A
 
     try:
         legalized, grouped, fused_mod = _fuse_stages(mod, target)
-    except (tvm.error.TVMError, ValueError, TypeError) as exc:
+    except (TVMError, ValueError, TypeError) as exc:
         raise ModelImportError(f"cannot legalize/fuse {graph_name or 'module'}: {exc}") from exc
     var_node = {var: new_id[old] for var, old in builder.var_node.items()}
     table = _MemberTable(legalized, var_node, num_input)

@@ -50,7 +50,8 @@ def load_network(spec: str, *, batch_size: int | None = None):
     if is_space_spec(spec):
         from tvm_ledg import spaces
 
-        built = spaces.build(spec, batch_size=batch_size or 1)
+        arch = spaces.parse(spec)
+        built = spaces.build(arch, batch_size=batch_size or getattr(arch.arch, "batch", 1))  # zoo archs carry one
         return load_model(built.module, built.example_inputs, torch_tracer="fx")
     path = Path(spec)
     if path.suffix.lower() != ".onnx":

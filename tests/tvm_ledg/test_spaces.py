@@ -54,7 +54,7 @@ def _ofa_spec(**overrides: object) -> str:
 
 
 def test_list_spaces() -> None:
-    assert spaces.list_spaces() == ["fbnet", "nb201", "ofa"]
+    assert spaces.list_spaces() == ["fbnet", "nb201", "ofa", "zoo"]
     assert all(spaces.describe_space(name) for name in spaces.list_spaces())
 
 

@@ -8,10 +8,16 @@ A *spec* names one architecture of one search space as ``<space>:<arch>``:
 * ``fbnet:<22 comma-separated op indices>``, e.g. ``fbnet:0,3,4,0,0,7,6,3,7,7,7,8,6,7,0,4,6,7,4,7,7,3``
   (HW-NAS-Bench / HELP CIFAR-100 network, 32x32 input);
 * ``ofa:<JSON {ks, e, d, r}>``, e.g. ``ofa:{"ks":[3,...],"e":[3,...],"d":[2,2,2,2,2],"r":128}``
-  (OFA-MobileNetV3 w1.0 sub-network, ImageNet head, r x r input).
+  (OFA-MobileNetV3 w1.0 sub-network, ImageNet head, r x r input);
+* ``zoo:<family>:<seed>``, e.g. ``zoo:resnet:17`` (a random but valid network of
+  a classic family -- resnet, vgg, mobilenetv2/v3, efficientnet, mnasnet,
+  squeezenet, googlenet, alexnet, nb201, vit, transformer -- drawn from the
+  seed; see :mod:`tvm_ledg.spaces.zoo`).
 
 The spec identifies an architecture only; the batch size is a separate
 argument of :func:`build` because it changes the input shape, not the network.
+A zoo architecture also draws a batch size: build it with
+``build(spec, batch_size=parse(spec).arch.batch)`` to get the sampled workload.
 :func:`parse` validates a spec and gives its canonical form (the one
 :attr:`SpaceModel.name` carries), so equal architectures get equal names.
 Errors are :class:`~targets.errors.ModelImportError` naming the offending field.
@@ -30,7 +36,7 @@ import torch
 from torch import nn
 
 from targets.errors import ModelImportError
-from tvm_ledg.spaces import fbnet, nb201, ofa
+from tvm_ledg.spaces import fbnet, nb201, ofa, zoo
 
 __all__ = [
     "Arch",
@@ -46,14 +52,14 @@ logger = logging.getLogger(__name__)
 
 _INPUT_SEED = 0  # example inputs and initial weights are deterministic
 
-Arch: TypeAlias = nb201.NB201Cell | fbnet.FBNetArch | ofa.OFAArch
+Arch: TypeAlias = nb201.NB201Cell | fbnet.FBNetArch | ofa.OFAArch | zoo.ZooArch
 
 
 @dataclass(frozen=True)
 class _Space:
     parse_arch: Callable[[str], Any]  # str -> that space's Arch class
     build_module: Callable[[Any], nn.Module]
-    input_shape: Callable[[Any], tuple[int, int, int]]
+    input_shape: Callable[[Any], tuple[int, ...]]  # one sample, without the batch axis
     description: str
 
 
@@ -76,6 +82,12 @@ _SPACES: dict[str, _Space] = {
         ofa.input_shape,
         "Once-for-All MobileNetV3 w1.0 sub-network (JSON ks/e/d/r, ImageNet, r x r)",
     ),
+    zoo.NAME: _Space(
+        zoo.ZooArch.parse,
+        zoo.build_network,
+        zoo.input_shape,
+        f"seeded random networks, <family>:<seed> with family in {', '.join(zoo.FAMILIES)}",
+    ),
 }
 
 
@@ -97,7 +109,8 @@ class SpaceModel:
     """A built network with the inputs to trace/export it with.
 
     ``module`` is in eval mode; ``example_inputs`` is a tuple of one float32
-    NCHW tensor of shape ``(batch_size, *input_shape)``.
+    tensor of shape ``(batch_size, *input_shape)``: NCHW images, except for
+    ``zoo:transformer:*`` whose samples are ``(seq, dim)`` token features.
     """
 
     name: str

@@ -1,0 +1,291 @@
+"""The collector: measure many networks on many targets into a measurement store, crash-safe and resumable.
+
+Work is done by worker processes (spawned, so TVM and torch load once per
+worker): a worker builds a network, lowers its operator graph, measures it on
+every target still missing from the store, cross-checks the backends' outputs,
+and writes each measurement in its own transaction. The parent hands out one
+network at a time, enforces the per-network time-out (a stuck compile is killed
+with its worker, recorded as a failure, and a fresh worker takes over) and
+shows progress. Killing the collector loses at most the measurement in flight:
+a rerun skips every (network, target, protocol) already in the store, and the
+store's unique key makes duplicates impossible.
+
+Locally only one worker measures (measurements on one machine share its
+cores). With a TVM RPC tracker, ``parallel`` workers each hold their own
+remote board.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from cost_model.measurement_store import Measurement, MeasurementStore
+from targets.errors import DataError
+from targets.schema import TargetDescriptor
+from tvm_ledg.measure.protocol import MeasureProtocol
+
+__all__ = ["CollectReport", "collect"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectReport:
+    """What a collect run did; ``failures`` lists ``(spec, target, stage, reason)``."""
+
+    measured: int = 0
+    skipped: int = 0
+    failed: int = 0
+    flagged_networks: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Job:
+    spec: str
+    targets: list[str]  # descriptor names still to measure
+    started: float = 0.0
+    done: set[str] = field(default_factory=set)
+
+
+def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_path: str | os.PathLike[str], *,
+            protocol: MeasureProtocol | None = None, timeout_s: float = 600.0, tracker: str | None = None,
+            key: str | None = None, parallel: int = 1, retry_failures: bool = False,
+            progress: Callable[[int, int, str], None] | None = None) -> CollectReport:
+    """Measure every ``spec`` on every target into the store at ``store_path``; see the module docstring.
+
+    ``progress(done, total, last)`` is called after every (network, target) pair.
+    """
+    protocol = protocol or MeasureProtocol()
+    if parallel < 1:
+        raise DataError(f"parallel={parallel}: need at least one worker")
+    if parallel > 1 and tracker is None:
+        raise DataError("parallel > 1 needs --tracker: local measurements share this machine's cores, "
+                        "so only one may run at a time")
+    if (tracker is None) != (key is None):
+        raise DataError("--tracker and --key go together")
+    if parallel > 1 and any(d.runtime != "tvm" for d in targets):
+        raise DataError("parallel > 1 measures TVM targets on RPC devices; "
+                        f"{[d.name for d in targets if d.runtime != 'tvm']} run on this machine, one at a time: "
+                        "collect them in a separate run without --parallel")
+    names = [d.name for d in targets]
+    if len(set(names)) != len(names):
+        raise DataError(f"targets named twice: {sorted(n for n in names if names.count(n) > 1)}")
+    started = time.time()
+    report = CollectReport()
+    store = MeasurementStore(store_path)
+    by_name = {d.name: d for d in targets}
+    hashes = {d.name: store.add_target(d) for d in targets}
+    queue: deque[_Job] = deque()
+    for spec in dict.fromkeys(specs):
+        todo = [n for n in names
+                if not store.has_measurement(spec, hashes[n], protocol.id)
+                and (retry_failures or not store.has_failure(spec, hashes[n], protocol.id))]
+        report.skipped += len(names) - len(todo)
+        if todo:
+            queue.append(_Job(spec, todo))
+    total = sum(len(j.targets) for j in queue)
+    done = 0
+    remote = {"tracker": tracker, "key": key} if tracker else None
+    workers: list[_Worker] = []
+    try:
+        workers = [_Worker(str(store_path), by_name, protocol, remote) for _ in range(min(parallel, len(queue)))]
+        for w in workers:
+            if queue:
+                w.start_job(queue.popleft())
+        while any(w.job for w in workers):
+            busy = [w for w in workers if w.job]
+            deadline = min(w.job.started + timeout_s for w in busy)
+            ready = wait([w.conn for w in busy], timeout=max(0.0, deadline - time.time()))
+            for w in busy:
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        msg = ("crashed", f"worker exited with code {w.process.exitcode}")
+                elif time.time() > w.job.started + timeout_s:
+                    msg = ("timeout", f"network took longer than {timeout_s:.0f} s")
+                else:
+                    continue
+                kind = msg[0]
+                if kind == "measured":
+                    _, target, ok = msg
+                    w.job.done.add(target)
+                    report.measured += ok
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{w.job.spec} on {target}")
+                    continue
+                if kind == "failed":
+                    _, target, stage, reason = msg
+                    w.job.done.add(target)
+                    report.failed += 1
+                    report.failures.append((w.job.spec, target, stage, reason))
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{w.job.spec} on {target}: {stage} failed")
+                    continue
+                if kind == "flagged":
+                    report.flagged_networks.append(w.job.spec)
+                    continue
+                if kind in ("timeout", "crashed"):  # the rest of this network fails; a fresh worker goes on
+                    for target in w.job.targets:
+                        if target not in w.job.done:
+                            store.add_failure(w.job.spec, hashes[target], protocol.id, kind, msg[1])
+                            report.failed += 1
+                            report.failures.append((w.job.spec, target, kind, msg[1]))
+                            done += 1
+                    if progress:
+                        progress(done, total, f"{w.job.spec}: {kind}")
+                    w.restart()
+                w.job = None  # "finished", or replaced after a time-out / crash
+                if queue:
+                    w.start_job(queue.popleft())
+    finally:
+        for w in workers:
+            w.stop()
+        store.close()
+    report.seconds = time.time() - started
+    return report
+
+
+class _Worker:
+    """A spawned measuring process and the job it is on."""
+
+    def __init__(self, store_path: str, targets: dict[str, TargetDescriptor], protocol: MeasureProtocol,
+                 remote: dict[str, str] | None) -> None:
+        self.args = (store_path, {n: d.to_dict() for n, d in targets.items()}, asdict(protocol), remote)
+        self.job: _Job | None = None
+        self._spawn()
+
+    def _spawn(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, os.getpid(), *self.args), daemon=True)
+        self.process.start()
+        child.close()
+
+    def start_job(self, job: _Job) -> None:
+        job.started = time.time()
+        self.job = job
+        self.conn.send((job.spec, job.targets))
+
+    def restart(self) -> None:
+        self.stop()
+        self._spawn()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _worker_main(conn: Connection, parent: int, store_path: str, targets: dict[str, dict[str, Any]],
+                 protocol: dict[str, Any], remote: dict[str, str] | None) -> None:
+    """Worker loop: one network per message until ``None``; exits when the parent is gone."""
+    from tvm_ledg.measure.rpc import RemoteDevice
+
+    descs = {n: TargetDescriptor.from_dict(d, origin=f"collector target {n}") for n, d in targets.items()}
+    proto = MeasureProtocol(**protocol)
+    device = RemoteDevice(remote["tracker"], remote["key"]) if remote else None
+    store = MeasurementStore(store_path)
+    try:
+        while True:
+            while not conn.poll(1.0):
+                if os.getppid() != parent:
+                    return
+            job = conn.recv()
+            if job is None:
+                return
+            spec, names = job
+            _measure_network(conn, parent, store, spec, [descs[n] for n in names], proto, device)
+            conn.send(("finished",))
+    finally:
+        store.close()
+
+
+def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spec: str,
+                     descs: list[TargetDescriptor], protocol: MeasureProtocol, device: Any) -> None:
+    from tvm_ledg.measure import compare_outputs, environment, measure_session, open_session
+    from tvm_ledg.measure.backends import Network
+    from tvm_ledg import spaces
+    from tvm_ledg.networks import is_space_spec, network_graph
+
+    def fail_all(stage: str, exc: BaseException) -> None:
+        for d in descs:
+            _fail(conn, store, spec, d, protocol, stage, exc)
+
+    try:
+        net = Network.from_spec(spec) if is_space_spec(spec) else Network.from_onnx(spec)
+    except Exception as exc:  # any build/export error of this network
+        return fail_all("build", exc)
+    try:
+        batch = getattr(spaces.parse(spec).arch, "batch", 1) if is_space_spec(spec) else None
+        graph_hash = store.graph_hash_of(spec) or store.add_graph(network_graph(spec, batch_size=batch))
+    except Exception as exc:  # lowering errors of this network
+        return fail_all("lower", exc)
+    if store.graph_hash_of(spec) is None:
+        store.add_network(spec, graph_hash, net.family)
+    outputs = {}
+    if net.module is not None:
+        import torch
+
+        with torch.inference_mode():
+            out = net.module(*[torch.from_numpy(a) for a in net.inputs.values()])
+        outputs["pytorch-reference"] = [t.numpy() for t in (out if isinstance(out, (tuple, list)) else [out])]
+    for desc in descs:
+        if os.getppid() != parent:
+            return
+        stage = "compile"
+        try:
+            with open_session(net, desc, device if desc.runtime == "tvm" else None) as session:
+                stage = "run"
+                outputs[desc.name] = session.outputs()
+                result = measure_session(session, protocol)
+        except Exception as exc:  # compile or run errors of this pair: logged, skipped
+            _fail(conn, store, spec, desc, protocol, stage, exc)
+            continue
+        s = result.stats
+        ok = store.add_measurement(Measurement(
+            spec, graph_hash, desc.content_hash(), protocol.id, s.median_ms, s.mean_ms, s.std_ms, s.min_ms, s.cv,
+            s.runs, s.number, result.compile_s, result.attempts,
+            environment() | {"target": desc.name, "remote": None if device is None or desc.runtime != "tvm"
+                             else f"{device.host}:{device.port}/{device.key}"}))
+        conn.send(("measured", desc.name, int(ok)))
+    if len(outputs) >= 2:
+        agree, err, note = compare_outputs(outputs)
+        store.add_network(spec, graph_hash, net.family, agree, err, note)
+        if not agree:
+            conn.send(("flagged",))
+
+
+def _fail(conn: Connection, store: MeasurementStore, spec: str, desc: TargetDescriptor, protocol: MeasureProtocol,
+          stage: str, exc: BaseException) -> None:
+    reason = f"{type(exc).__name__}: {exc}".strip()
+    log.debug("%s on %s failed at %s:\n%s", spec, desc.name, stage, traceback.format_exc())
+    store.add_failure(spec, desc.content_hash(), protocol.id, stage, reason)
+    conn.send(("failed", desc.name, stage, reason.splitlines()[0][:300] if reason else stage))
+
+
+def default_store_path() -> Path:
+    """``$TVM_LEDG_CACHE_DIR/measurements.sqlite`` or ``~/.cache/tvm-ledg/measurements.sqlite``."""
+    root = os.environ.get("TVM_LEDG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tvm-ledg")
+    return Path(root) / "measurements.sqlite"

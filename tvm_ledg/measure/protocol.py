@@ -1,0 +1,84 @@
+"""How a latency is measured: warm-up, then timed samples until the median is stable (or a cap).
+
+A *sample* times ``number`` back-to-back runs and divides by ``number``; fast
+networks get ``number > 1`` so one sample lasts at least ``min_sample_ms`` and
+timer overhead stays negligible. Sampling stops once at least ``min_runs``
+samples are in and the median of all samples differs from the median without
+the last ``window`` samples by less than ``stable_rel`` (the median has
+converged), or at ``max_runs`` samples, or after ``max_seconds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["MeasureProtocol", "TimingStats", "time_runs"]
+
+
+@dataclass(frozen=True)
+class MeasureProtocol:
+    """Measurement settings; ``id`` names them in the store, so changing any value measures afresh."""
+
+    warmup_runs: int = 3
+    min_runs: int = 10
+    max_runs: int = 100
+    max_seconds: float = 5.0
+    min_sample_ms: float = 5.0
+    window: int = 5
+    stable_rel: float = 0.01
+    remeasure_cv: float = 0.10  # a measurement with a higher CV is taken again (up to max_attempts)
+    max_attempts: int = 3
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return f"median-stable-v1-{digest}"
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Per-run latency statistics over the samples, in milliseconds."""
+
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    cv: float
+    runs: int  # timed samples
+    number: int  # runs per sample
+
+
+def time_runs(run: Callable[[int], float], protocol: MeasureProtocol) -> TimingStats:
+    """Measure ``run(number) -> seconds for number back-to-back runs`` under ``protocol``."""
+    for _ in range(protocol.warmup_runs):
+        once = run(1)
+    if protocol.warmup_runs == 0:
+        once = run(1)
+    number = max(1, math.ceil(protocol.min_sample_ms / 1e3 / max(once, 1e-9)))
+    samples: list[float] = []
+    started = time.perf_counter()
+    while len(samples) < protocol.max_runs:
+        samples.append(run(number) / number)
+        if len(samples) >= protocol.min_runs and (
+                _stable(samples, protocol) or time.perf_counter() - started > protocol.max_seconds):
+            break
+    ms = np.asarray(samples) * 1e3
+    mean = float(ms.mean())
+    std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
+    return TimingStats(float(np.median(ms)), mean, std, float(ms.min()), std / mean if mean > 0 else 0.0,
+                       int(ms.size), number)
+
+
+def _stable(samples: list[float], protocol: MeasureProtocol) -> bool:
+    if len(samples) <= protocol.window:
+        return False
+    now = float(np.median(samples))
+    before = float(np.median(samples[: -protocol.window]))
+    return abs(now - before) <= protocol.stable_rel * now
