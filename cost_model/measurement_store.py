@@ -208,6 +208,10 @@ class MeasurementStore:
                                  "JOIN measurements m ON m.graph_hash = n.graph_hash GROUP BY n.family").fetchall()),
         }
 
+    def families(self) -> dict[str, str]:
+        """Network family by graph hash (for per-family splits)."""
+        return {g: f or "?" for g, f in self._db.execute("SELECT graph_hash, family FROM networks")}
+
     def training_rows(self, *, include_flagged: bool = False) -> tuple[dict[str, OpGraph],
                                                                        dict[str, TargetDescriptor],
                                                                        list[tuple[str, str, float]]]:

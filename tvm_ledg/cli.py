@@ -297,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     co.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
     co.add_argument("--timeout", type=float, default=600, help="seconds per network (all its targets)")
-    co.add_argument("--max-seconds", type=float, default=5.0, help="timed seconds per measurement at most")
+    co.add_argument("--max-seconds", type=float, default=3.0,
+                    help="timed seconds per measurement, past which 3 samples suffice (part of the protocol id)")
     co.add_argument("--tracker", help="TVM RPC tracker HOST:PORT (TVM targets are measured on its devices)")
     co.add_argument("--key", help="RPC device key")
     co.add_argument("--parallel", type=int, default=1, help="RPC devices used at once (needs --tracker)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def test_every_backend_measures_the_tiny_network(net, name: str) -> None:
     s = result.stats
     assert 0 < s.min_ms <= s.median_ms < 1000
     assert s.min_ms <= s.mean_ms
-    assert QUICK.min_runs <= s.runs <= QUICK.max_runs and s.number >= 1
+    assert QUICK.floor_runs <= s.runs <= QUICK.max_runs and s.number >= 1
     assert math.isfinite(s.cv) and s.cv >= 0 and 1 <= result.attempts <= QUICK.max_attempts
     assert result.compile_s >= 0
 
@@ -69,6 +70,10 @@ def test_time_runs_batches_fast_calls_and_stops_at_the_caps() -> None:
     stats = time_runs(lambda n: next(noisy) * n, MeasureProtocol(warmup_runs=0, min_runs=5, max_runs=9,
                                                                  min_sample_ms=0.0, stable_rel=0.0))
     assert stats.runs == 9
+
+    slow = time_runs(lambda n: (time.sleep(0.03), 0.03 * n)[1],
+                     MeasureProtocol(warmup_runs=1, min_runs=10, max_seconds=0.05, floor_runs=3, min_sample_ms=0.0))
+    assert slow.runs == 3  # past max_seconds: the floor, not min_runs, decides
 
 
 def test_protocol_id_changes_with_any_setting() -> None:

@@ -1,11 +1,16 @@
 """How a latency is measured: warm-up, then timed samples until the median is stable (or a cap).
 
-A *sample* times ``number`` back-to-back runs and divides by ``number``; fast
+Warm-up runs ``warmup_runs`` times (fewer when they take over
+``max_warmup_seconds``: the first run of a slow network already warms it). A
+*sample* times ``number`` back-to-back runs and divides by ``number``; fast
 networks get ``number > 1`` so one sample lasts at least ``min_sample_ms`` and
 timer overhead stays negligible. Sampling stops once at least ``min_runs``
 samples are in and the median of all samples differs from the median without
 the last ``window`` samples by less than ``stable_rel`` (the median has
-converged), or at ``max_runs`` samples, or after ``max_seconds``.
+converged), or at ``max_runs`` samples, or once ``max_seconds`` have passed and
+at least ``floor_runs`` samples are in (slow networks: untuned TVM code can
+take seconds per run, and a median of 3 such runs is already far above the
+timer's resolution).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ class MeasureProtocol:
     """Measurement settings; ``id`` names them in the store, so changing any value measures afresh."""
 
     warmup_runs: int = 3
+    max_warmup_seconds: float = 1.0  # warm-up stops early once it took this long (at least one run)
     min_runs: int = 10
     max_runs: int = 100
-    max_seconds: float = 5.0
+    max_seconds: float = 3.0
+    floor_runs: int = 3
     min_sample_ms: float = 5.0
     window: int = 5
     stable_rel: float = 0.01
@@ -57,17 +64,20 @@ class TimingStats:
 
 def time_runs(run: Callable[[int], float], protocol: MeasureProtocol) -> TimingStats:
     """Measure ``run(number) -> seconds for number back-to-back runs`` under ``protocol``."""
-    for _ in range(protocol.warmup_runs):
-        once = run(1)
-    if protocol.warmup_runs == 0:
+    warm_start = time.perf_counter()
+    once = run(1)
+    for _ in range(protocol.warmup_runs - 1):
+        if time.perf_counter() - warm_start > protocol.max_warmup_seconds:
+            break
         once = run(1)
     number = max(1, math.ceil(protocol.min_sample_ms / 1e3 / max(once, 1e-9)))
     samples: list[float] = []
     started = time.perf_counter()
     while len(samples) < protocol.max_runs:
         samples.append(run(number) / number)
-        if len(samples) >= protocol.min_runs and (
-                _stable(samples, protocol) or time.perf_counter() - started > protocol.max_seconds):
+        if len(samples) >= protocol.min_runs and _stable(samples, protocol):
+            break
+        if len(samples) >= protocol.floor_runs and time.perf_counter() - started > protocol.max_seconds:
             break
     ms = np.asarray(samples) * 1e3
     mean = float(ms.mean())
