@@ -93,6 +93,7 @@ _LAYOUT_KEYS = ("data_layout", "layout")
 _MAX_INPUTS = 2
 _MAX_MEMBERS = 4
 _MAX_EXTRA_ATTRS = 2
+_MAX_PROGRAM_ATTRS = 6  # program-DAG nodes (``tir.*``): loop/block attrs are few and all matter
 _MAX_STR_ATTR = 12
 
 
@@ -100,8 +101,9 @@ def node_text(node: OpNode) -> str:
     """A short, deterministic description, e.g. ``conv2d k3x3 s1 p1 g1 in 1x16x32x32 out 1x16x32x32 float32``.
 
     Known attributes are rendered compactly in a fixed order; unknown scalar
-    attributes as ``key=value`` (sorted, at most two); nested or long values
-    are skipped. Convolutions show only their data input (the weight shape is
+    attributes as ``key=value`` (sorted, at most two; six for the loops and
+    blocks of program DAGs, ops ``tir.*``); nested or long values are
+    skipped. Convolutions show only their data input (the weight shape is
     already in ``k``/``g`` and the channels).
     """
     attrs = node.attrs or {}
@@ -127,7 +129,7 @@ def node_text(node: OpNode) -> str:
     layout = _layout(attrs)
     if layout and not layout.startswith("NC"):
         words.append(layout)
-    words.extend(_extra_attrs(attrs))
+    words.extend(_extra_attrs(attrs, _MAX_PROGRAM_ATTRS if node.op.startswith("tir.") else _MAX_EXTRA_ATTRS))
     if node.inputs:
         shown = node.inputs[:1] if _is_conv(node) else node.inputs[:_MAX_INPUTS]
         more = 0 if _is_conv(node) else len(node.inputs) - len(shown)
@@ -191,7 +193,7 @@ def _kernel(node: OpNode) -> list[int]:
     return []
 
 
-def _extra_attrs(attrs: dict[str, object]) -> list[str]:
+def _extra_attrs(attrs: dict[str, object], limit: int) -> list[str]:
     known = {"kernel_size", "pool_size", "strides", "padding", "dilation", "groups", "axis", "axes", "keepdims"}
     words = []
     for key in sorted(attrs):
@@ -204,7 +206,7 @@ def _extra_attrs(attrs: dict[str, object]) -> list[str]:
             words.append(f"{key}={value:g}")
         elif isinstance(value, str) and 0 < len(value) <= _MAX_STR_ATTR and value.replace("_", "").isalnum():
             words.append(f"{key}={value}")
-        if len(words) == _MAX_EXTRA_ATTRS:
+        if len(words) == limit:
             break
     return words
 

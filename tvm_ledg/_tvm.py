@@ -2,9 +2,12 @@
 
 TVM's Python import paths move between releases (0.27 renamed ``tvm.tir`` to
 ``tvm.tirx``, moved FLOP counting to ``tvm.s_tir.analysis`` and made Relax
-constants ``tvm.ir.expr.Constant``). Every other module imports the symbols it
-needs from here, so a TVM upgrade touches one file. The frontends import
-torch/onnx and are loaded lazily through the two ``from_*`` wrappers.
+constants ``tvm.ir.expr.Constant``, moved MetaSchedule to ``tvm.s_tir.meta_schedule``
+and TensorIR blocks to ``tvm.s_tir.stmt.SBlock``). Every other module imports the
+symbols it needs from here, so a TVM upgrade touches one file. The frontends import
+torch/onnx and are loaded lazily through the two ``from_*`` wrappers. MetaSchedule
+comes with ``import tvm`` at no extra cost; only its ``tensor_intrin`` registry is
+slow (40-50 s), and nothing here imports it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 import tvm
+import tvm_ffi
 from tvm import relax
+from tvm.driver import build as driver_build
 from tvm.ir import IRModule, Op
-from tvm.ir.expr import Call, GlobalVar, StringImm, Tuple, TupleGetItem, Var
+from tvm.ir.expr import Call, GlobalVar, StringImm, TensorLoad, Tuple, TupleGetItem, Var
 from tvm.ir.expr import GenericConst as TensorConst  # a tensor constant; IntImm/FloatImm are Constants too
-from tvm.ir.prim.expr import FloatImm, IntImm
+from tvm.ir.prim.expr import Add, Div, FloatImm, FloorDiv, FloorMod, IntImm, Max, Min, Mod, Mul, Sub
+from tvm.ir.utils import derived_object
 from tvm.ir.type import TupleType
 from tvm.relax import (
     ExternFunc,
@@ -27,8 +33,11 @@ from tvm.relax import (
     TensorType,
 )
 from tvm.relax.expr_functor import mutator
+from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.analysis import estimate_tir_flops as _estimate_tir_flops
-from tvm.tirx import PrimFunc
+from tvm.s_tir.stmt import SBlockRealize
+from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+from tvm.tirx import BufferStore, For, PrimFunc
 
 __all__ = [
     "TVM_VERSION",
@@ -54,6 +63,20 @@ __all__ = [
     "PyExprMutator",
     "mutator",
     "PrimFunc",
+    "For",
+    "SBlockRealize",
+    "TensorLoad",
+    "BufferStore",
+    "ARITH_EXPRS",
+    "structural_walk",
+    "structural_hash",
+    "WalkResult",
+    "ms",
+    "derived_object",
+    "driver_build",
+    "RemoveWeightLayoutRewriteBlock",
+    "register_global_func",
+    "get_global_func",
     "OpNotImplemented",
     "TVMError",
     "make_target",
@@ -67,6 +90,17 @@ TVM_VERSION: str = tvm.__version__
 
 #: TVM 0.27 has no ``tvm.error.TVMError``: its errors (InternalError, OpError, ...) derive from RuntimeError.
 TVMError = RuntimeError
+
+#: TIR arithmetic nodes counted as one operation each by the program-DAG FLOP estimate.
+ARITH_EXPRS = (Add, Sub, Mul, Div, Mod, FloorDiv, FloorMod, Max, Min)
+
+#: ``tvm_ffi.structural_walk`` replaces ``tvm.tir.stmt_functor.post_order_visit`` in 0.27.
+structural_walk = tvm_ffi.structural_walk
+structural_hash = tvm_ffi.structural_hash
+WalkResult = tvm_ffi.WalkResult
+
+register_global_func = tvm.register_global_func
+get_global_func = tvm.get_global_func
 
 #: Raised by the ONNX frontend for operators it has no converter for.
 OpNotImplemented = tvm.error.OpNotImplemented

@@ -141,6 +141,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rank(args: argparse.Namespace) -> int:
+    from tvm_ledg.tuning.ranking import rank_targets
+
+    ranked = rank_targets(args.model, args.target, checkpoint=args.checkpoint, top_ops=args.top,
+                          graph_store=args.graph_store)
+    if args.json:
+        print(json.dumps([{"rank": i, "target": r.target, "latency_ms": r.latency_ms, "std_log": r.std_log,
+                           "adapted": r.adapted,
+                           "operators": [{"id": n, "op": op, "ms": ms} for n, op, ms in r.operators]}
+                          for i, r in enumerate(ranked, start=1)], indent=1))
+        return 0
+    print(f"{'rank':>4}  {'target':<40} {'latency ms':>11} {'x/ std':>7}")
+    for i, r in enumerate(ranked, start=1):
+        spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
+        print(f"{i:>4}  {r.target[:40]:<40} {r.latency_ms:>11.4f} {spread:>7}" + ("  (adapted)" if r.adapted else ""))
+        for node_id, op, ms in r.operators:
+            print(f"        {node_id:>5} {op:<34} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+    return 0
+
+
 def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
     import csv
     import io
@@ -279,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default ~/.cache/tvm-ledg)")
     p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
     p.set_defaults(func=_cmd_predict)
+
+    rk = sub.add_parser("rank", help="order targets by the predicted latency of one model")
+    rk.add_argument("model", metavar="MODEL", help="ONNX file or space string")
+    rk.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
+    rk.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
+    rk.add_argument("--top", type=int, default=3, help="slowest operators to show per target (0: none)")
+    rk.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    rk.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default ~/.cache/tvm-ledg)")
+    rk.set_defaults(func=_cmd_rank)
 
     ad = sub.add_parser("adapt", help="adapt a checkpoint to a new target from k measurements (few-shot)")
     ad.add_argument("--checkpoint", type=Path, help="checkpoint to start from (default: the shipped one)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +28,7 @@ def rpc_fleet():
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
                                "--port", str(port), "--port-end", str(port + 1)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     try:
         deadline = time.time() + 60
         while True:
@@ -43,13 +45,14 @@ def rpc_fleet():
             procs.append(subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
                                            "--port", str(server_port), "--port-end", str(server_port + 1),
                                            "--tracker", f"127.0.0.1:{port}", "--key", "ledg-test"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
         while rpc.connect_tracker("127.0.0.1", port).summary()["queue_info"].get("ledg-test", {}).get("free", 0) < 2:
             if time.time() > deadline:
                 pytest.fail("RPC servers did not register within 60 s")
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        for p in procs:
-            p.kill()
+        for p in procs:  # each in its own session: the servers' session workers (popen_worker) go too
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait()

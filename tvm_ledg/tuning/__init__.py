@@ -1,0 +1,37 @@
+"""tvm-ledg in TVM's tuning stack (MetaSchedule).
+
+- ``LeDGCostModel``: LeDG-Former as a MetaSchedule cost model (``cost_model=``)
+- ``PredictedRunner`` / ``tune_with_predictions``: tuning with predicted instead of measured run times
+- ``make_builder`` / ``make_runner``: a builder/runner pair that works on CPU boxes
+- ``program_graph``: scheduled TIR PrimFunc -> program DAG (``OpGraph``)
+- ``rank_targets``: targets ordered by predicted latency; ``register_globals``: TVM global functions
+
+Exports load lazily: ``import tvm_ledg.tuning`` imports neither TVM nor torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "LeDGCostModel": "tvm_ledg.tuning.cost_model",
+    "OnlineConfig": "tvm_ledg.tuning.cost_model",
+    "PredictedRunner": "tvm_ledg.tuning.runner",
+    "tune_with_predictions": "tvm_ledg.tuning.runner",
+    "make_builder": "tvm_ledg.tuning.environment",
+    "make_runner": "tvm_ledg.tuning.environment",
+    "target_of": "tvm_ledg.tuning.environment",
+    "program_graph": "tvm_ledg.tuning.program",
+    "rank_targets": "tvm_ledg.tuning.ranking",
+    "register_globals": "tvm_ledg.tuning.globals",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tvm_ledg.tuning' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
