@@ -2,7 +2,9 @@
 
 MAPE, RMSE, Acc(δ) (fraction of predictions with relative error below δ),
 Spearman's rho and Kendall's tau (scipy.stats), and the error in log space
-(robust to the sub-millisecond outliers of some public devices).
+(robust to the sub-millisecond outliers of some public devices). For ranking
+candidate schedules of one tuning task: TenSet's top-k score and pairwise
+accuracy.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from scipy import stats
 
 from targets.errors import DataError
 
-__all__ = ["latency_metrics", "log_rmse", "mape", "rmse", "acc_within", "spearman", "kendall", "aggregate"]
+__all__ = ["latency_metrics", "log_rmse", "mape", "rmse", "acc_within", "spearman", "kendall", "aggregate",
+           "topk_score", "pairwise_accuracy"]
 
 
 def _arrays(y_true: Sequence[float], y_pred: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -90,3 +93,32 @@ def aggregate(rows: Sequence[dict[str, float]]) -> dict[str, float]:
         raise DataError("nothing to aggregate")
     keys = [k for k in rows[0] if k != "n" and isinstance(rows[0][k], (int, float))]
     return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+
+
+def topk_score(y_true: Sequence[float], y_pred: Sequence[float], k: int) -> float:
+    """TenSet's top-k score: true best latency over the best true latency among the k predicted fastest.
+
+    In (0, 1]; 1 when the k candidates a tuner would measure contain the best one. Ties in the
+    prediction are broken by position (a stable sort), as a tuner taking the first k would.
+    """
+    t, p = _arrays(y_true, y_pred)
+    if not isinstance(k, int) or k < 1:
+        raise DataError(f"top-k score needs an integer k >= 1, got {k!r}")
+    chosen = np.argsort(p, kind="stable")[:k]
+    return float(t.min() / t[chosen].min())
+
+
+def pairwise_accuracy(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+    """Fraction of candidate pairs with different true latencies that the prediction orders correctly.
+
+    A tie in the prediction counts as half right; nan when all true latencies are equal.
+    """
+    t, p = _arrays(y_true, y_pred)
+    dt = np.sign(t[:, None] - t[None, :])
+    dp = np.sign(p[:, None] - p[None, :])
+    upper = np.triu(np.ones_like(dt, dtype=bool), k=1) & (dt != 0)
+    pairs = int(upper.sum())
+    if pairs == 0:
+        return math.nan
+    score = np.where(dp == 0, 0.5, (dp == dt).astype(np.float64))
+    return float(score[upper].sum() / pairs)

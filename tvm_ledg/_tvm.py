@@ -16,7 +16,7 @@ from typing import Any
 
 import tvm
 import tvm_ffi
-from tvm import relax
+from tvm import relax, te
 from tvm.driver import build as driver_build
 from tvm.ir import IRModule, Op
 from tvm.ir.expr import Call, GlobalVar, StringImm, TensorLoad, Tuple, TupleGetItem, Var
@@ -43,6 +43,7 @@ __all__ = [
     "TVM_VERSION",
     "tvm",
     "relax",
+    "te",
     "IRModule",
     "Op",
     "Call",

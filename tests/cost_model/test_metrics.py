@@ -5,7 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from cost_model.metrics import acc_within, aggregate, kendall, latency_metrics, mape, rmse, spearman
+from cost_model.metrics import (
+    acc_within,
+    aggregate,
+    kendall,
+    latency_metrics,
+    mape,
+    pairwise_accuracy,
+    rmse,
+    spearman,
+    topk_score,
+)
 from targets.errors import DataError
 
 
@@ -38,3 +48,23 @@ def test_aggregate_is_unweighted_mean():
 def test_bad_inputs(t, p):
     with pytest.raises(DataError):
         latency_metrics(t, p)
+
+
+def test_topk_score_is_true_best_over_best_of_the_k_predicted_fastest():
+    t = [4.0, 1.0, 2.0, 8.0]
+    assert topk_score(t, [1.0, 2.0, 3.0, 4.0], 1) == pytest.approx(1.0 / 4.0)  # picks 4.0
+    assert topk_score(t, [1.0, 2.0, 3.0, 4.0], 2) == pytest.approx(1.0)  # 4.0 and 1.0
+    assert topk_score(t, t, 1) == 1.0 and topk_score(t, [0.0] * 4, 1) == pytest.approx(0.25)  # ties: first
+    assert topk_score(t, [9.0, 9.0, 1.0, 9.0], 10) == 1.0  # k beyond n takes all
+    with pytest.raises(DataError, match="k >= 1"):
+        topk_score(t, t, 0)
+
+
+def test_pairwise_accuracy_counts_ordered_pairs_and_half_for_predicted_ties():
+    t = [1.0, 2.0, 3.0]
+    assert pairwise_accuracy(t, [10.0, 20.0, 30.0]) == 1.0
+    assert pairwise_accuracy(t, [3.0, 2.0, 1.0]) == 0.0
+    assert pairwise_accuracy(t, [1.0, 3.0, 2.0]) == pytest.approx(2 / 3)
+    assert pairwise_accuracy(t, [5.0, 5.0, 6.0]) == pytest.approx(2.5 / 3)
+    assert pairwise_accuracy([1.0, 1.0, 2.0], [3.0, 2.0, 1.0]) == 0.0  # the equal pair does not count
+    assert math.isnan(pairwise_accuracy([2.0, 2.0], [1.0, 3.0]))

@@ -4,6 +4,8 @@
 - ``PredictedRunner`` / ``tune_with_predictions``: tuning with predicted instead of measured run times
 - ``make_builder`` / ``make_runner``: a builder/runner pair that works on CPU boxes
 - ``program_graph``: scheduled TIR PrimFunc -> program DAG (``OpGraph``)
+- ``WORKLOADS`` / ``get_workload``: the tuning workload suite (single kernels from the zoo families)
+- ``database_records`` / ``run_secs_in_order``: a MetaSchedule JSON database as program records / run times
 - ``rank_targets``: targets ordered by predicted latency; ``register_globals``: TVM global functions
 
 Exports load lazily: ``import tvm_ledg.tuning`` imports neither TVM nor torch.
@@ -23,6 +25,11 @@ _LAZY = {
     "make_runner": "tvm_ledg.tuning.environment",
     "target_of": "tvm_ledg.tuning.environment",
     "program_graph": "tvm_ledg.tuning.program",
+    "WORKLOADS": "tvm_ledg.tuning.workloads",
+    "get_workload": "tvm_ledg.tuning.workloads",
+    "list_workloads": "tvm_ledg.tuning.workloads",
+    "database_records": "tvm_ledg.tuning.records",
+    "run_secs_in_order": "tvm_ledg.tuning.records",
     "rank_targets": "tvm_ledg.tuning.ranking",
     "register_globals": "tvm_ledg.tuning.globals",
 }

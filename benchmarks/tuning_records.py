@@ -1,0 +1,159 @@
+"""Tuning-record database for the program-level cost model (issue 5): MetaSchedule on the workload suite.
+
+For every workload of ``tvm_ledg.tuning.workloads`` and every local CPU target,
+``ms.tune_tir`` measures ``--trials`` candidates with the project's CPU
+builder/runner pair (``make_builder`` / ``make_runner(desc.threads)``) and the
+chosen search (``xgb``: MetaSchedule's default evolutionary search guided by
+XGBoost; ``random``: the same search with random scores, for a wider spread
+of schedule quality). Each (workload, target) pair tunes in its own work_dir,
+``<work-dir>/<target>/<workload>/``; once it finishes, its successful records
+become program records (``program_records.jsonl.gz``) and ``finished.json``
+marks the pair done, so an interrupted run resumes at the first unfinished
+pair (an unfinished pair starts over: MetaSchedule cannot resume a search).
+
+Finally every pair's records are exported to ``--out`` (gzip JSON lines, one
+``cost_model.tuning_records.ProgramRecord`` per line: workload, target,
+program graph of the scheduled PrimFunc, run times; written atomically) and
+``<out>.manifest.json`` records the command, machine, settings and per-pair
+counts. Collection command of the committed file::
+
+    python benchmarks/tuning_records.py --trials 256 --work-dir .cache/tuning-records \\
+        --out datasets/tuning-records.jsonl.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from common import environment
+
+import targets as target_registry
+from cost_model.graph import write_text_atomic
+from cost_model.tuning_records import ProgramRecord, read_tuning_records, write_tuning_records
+from targets.errors import DataError
+from targets.schema import TargetDescriptor
+from tvm_ledg._tvm import ms
+from tvm_ledg.tuning import database_records, get_workload, list_workloads, make_builder, make_runner, target_of
+
+TARGETS = ("local-zen3-tvm-tuned-znver3-t1", "local-zen3-tvm-tuned-znver3-t2")
+FINISHED = "finished.json"
+PAIR_RECORDS = "program_records.jsonl.gz"
+
+
+def search_cost_model(kind: str, seed: int) -> Any:
+    """MetaSchedule's own cost model ``kind`` as ``tune_tir`` would make it, its randomness seeded by ``seed``."""
+    np.random.seed(seed)  # XGBModel scores randomly from NumPy's global generator until its warm-up
+    if kind == "xgb":
+        return ms.cost_model.XGBModel(num_tuning_cores=os.cpu_count() or 1, tree_method="auto")
+    if kind == "random":
+        return ms.cost_model.RandomModel(seed=seed)
+    raise DataError(f"unknown MetaSchedule cost model {kind!r}; expected 'xgb' or 'random'")
+
+
+def tune(func: Any, desc: TargetDescriptor, work_dir: Path, trials: int, *, cost_model: Any, seed: int,
+         trials_per_round: int, population: int, builder: Any, runner: Any) -> None:
+    """One ``ms.tune_tir`` run with the settings every tuning benchmark shares (evolutionary search)."""
+    quiet_metaschedule()
+    ms.tune_tir(func, target_of(desc), str(work_dir), trials, num_trials_per_iter=trials_per_round,
+                builder=builder, runner=runner, cost_model=cost_model, seed=seed,
+                strategy=ms.search_strategy.EvolutionarySearch(population_size=population))
+
+
+def quiet_metaschedule() -> None:
+    """Console output of MetaSchedule at WARNING (its work_dir logs keep the detail).
+
+    Each ``tune_tir`` sets the console handler to the level its logger has at that moment, then
+    resets the logger to DEBUG: so this is needed before every call.
+    """
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", nargs="+", default=list_workloads(), help="default: the whole suite")
+    ap.add_argument("--targets", nargs="+", default=list(TARGETS))
+    ap.add_argument("--trials", type=int, default=256, help="measured candidates per (workload, target)")
+    ap.add_argument("--trials-per-round", type=int, default=32)
+    ap.add_argument("--population", type=int, default=512, help="evolutionary search population")
+    ap.add_argument("--cost-model", choices=("xgb", "random"), default="xgb")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work-dir", type=Path, default=Path(".cache/tuning-records"))
+    ap.add_argument("--out", type=Path, default=Path("datasets/tuning-records.jsonl.gz"))
+    args = ap.parse_args()
+    started = time.time()
+    workloads = [get_workload(name) for name in args.workloads]
+    descs = [target_registry.load(name) for name in args.targets]
+    settings = {"trials": args.trials, "trials_per_round": args.trials_per_round, "population": args.population,
+                "cost_model": args.cost_model, "seed": args.seed}
+    builder = make_builder()
+    pairs = [(w, d) for d in descs for w in workloads]
+    summary: list[dict[str, Any]] = []
+    with tqdm(pairs, desc="tuning", unit="task", dynamic_ncols=True) as bar:
+        runners: dict[int, Any] = {}
+        for workload, desc in bar:
+            bar.set_postfix_str(f"{workload.name} on {desc.name}")
+            work_dir = args.work_dir / desc.name / workload.name
+            marker = _finished(work_dir, settings)
+            if marker is None:
+                if work_dir.exists():
+                    tqdm.write(f"{work_dir}: unfinished run, starting it over")
+                    shutil.rmtree(work_dir)
+                work_dir.mkdir(parents=True)
+                if desc.threads not in runners:
+                    runners[desc.threads] = make_runner(desc.threads)
+                t0 = time.time()
+                tune(workload.build(), desc, work_dir, args.trials, cost_model=search_cost_model(args.cost_model,
+                     args.seed), seed=args.seed, trials_per_round=args.trials_per_round,
+                     population=args.population, builder=builder, runner=runners[desc.threads])
+                tune_s = time.time() - t0
+                records = database_records(work_dir, workload.name, desc.name)
+                write_tuning_records(work_dir / PAIR_RECORDS, records)
+                committed = sum(1 for line in (work_dir / "database_tuning_record.json").open() if line.strip())
+                marker = {**settings, "workload": workload.name, "target": desc.name, "committed": committed,
+                          "measured": len(records), "best_ms": min((r.mean_run_secs for r in records),
+                                                                  default=float("nan")) * 1e3,
+                          "tune_seconds": round(tune_s, 1)}
+                write_text_atomic(work_dir / FINISHED, json.dumps(marker, indent=1))
+                tqdm.write(f"{workload.name} on {desc.name}: {len(records)}/{committed} measured, best "
+                           f"{marker['best_ms']:.4g} ms, {tune_s:.0f} s")
+            summary.append(marker)
+    records: list[ProgramRecord] = []
+    for marker in summary:
+        records += read_tuning_records(args.work_dir / marker["target"] / marker["workload"] / PAIR_RECORDS)
+    count = write_tuning_records(args.out, records)
+    manifest = {"environment": environment(), "settings": settings, "records": count, "pairs": summary,
+                "wall_seconds": round(time.time() - started, 1)}
+    write_text_atomic(_manifest_path(args.out), json.dumps(manifest, indent=1))
+    print(f"{count} records of {len(summary)} (workload, target) pairs -> {args.out}")
+
+
+def _finished(work_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The pair's finished marker; None if it has not finished. A pair finished with other settings is an error."""
+    path = work_dir / FINISHED
+    if not path.is_file():
+        return None
+    marker = json.loads(path.read_text())
+    differing = [f"{k} {marker.get(k)!r}, now {v!r}" for k, v in settings.items() if marker.get(k) != v]
+    if differing:
+        raise DataError(f"{path}: finished with other settings ({'; '.join(differing)}); "
+                        f"delete {work_dir} or use another --work-dir")
+    return marker
+
+
+def _manifest_path(out: Path) -> Path:
+    name = out.name.removesuffix(".gz").removesuffix(".jsonl")
+    return out.with_name(name + ".manifest.json")
+
+
+if __name__ == "__main__":
+    main()
