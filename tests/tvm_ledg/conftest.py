@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,8 @@ def rpc_fleet():
     """A real TVM RPC tracker and two servers under one key on loopback, started as users start them
     (``python -m tvm.exec.rpc_tracker`` / ``rpc_server`` processes); yields ``"host:port"`` of the tracker."""
     pytest.importorskip("tornado", reason="TVM's RPC tracker needs tornado")
+    if not (shutil.which("g++") or shutil.which("gcc") or shutil.which("cc")):
+        pytest.skip("export_library needs a C/C++ compiler to build the uploaded module")
     from tvm import rpc
 
     port = _free_port()
