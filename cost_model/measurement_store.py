@@ -116,10 +116,8 @@ class MeasurementStore:
     def add_graph(self, graph: OpGraph) -> str:
         """Store ``graph`` (idempotent) and return its content hash."""
         h = graph.content_hash()
-        blob = zlib.compress(json.dumps(graph.to_json(), separators=(",", ":")).encode(), 6)
         with self._transaction():
-            self._db.execute("INSERT OR IGNORE INTO graphs VALUES (?, ?, ?, ?, ?)",
-                             (h, graph.name, graph.num_nodes, graph.total_flops, blob))
+            self._insert_graph(h, graph, graph.to_json())
         return h
 
     def add_network(self, spec: str, graph_hash: str, family: str | None, numerics_ok: bool | None = None,
@@ -138,12 +136,8 @@ class MeasurementStore:
 
     def add_measurement(self, m: Measurement) -> bool:
         """Insert ``m``; False (and nothing written) when that (graph, target, protocol) is already there."""
-        row = asdict(m)
-        row["environment"] = json.dumps(m.environment, sort_keys=True)
-        cols = ", ".join(row)
         with self._transaction():
-            cur = self._db.execute(f"INSERT OR IGNORE INTO measurements ({cols}) VALUES "
-                                   f"({', '.join('?' * len(row))})", tuple(row.values()))
+            cur = self._insert_measurement(m)
             if cur.rowcount:
                 self._db.execute("DELETE FROM failures WHERE spec = ? AND target_hash = ? AND protocol = ?",
                                  (m.spec, m.target_hash, m.protocol))
@@ -288,9 +282,7 @@ class MeasurementStore:
             graph = OpGraph.from_json(rec["graph"], source=where)
             if graph.content_hash() != rec["hash"]:
                 raise DataError(f"{where}: graph hash {rec['hash']} does not match its content")
-            blob = zlib.compress(json.dumps(rec["graph"], separators=(",", ":")).encode(), 6)
-            return x("INSERT OR IGNORE INTO graphs VALUES (?, ?, ?, ?, ?)",
-                     (rec["hash"], graph.name, graph.num_nodes, graph.total_flops, blob)).rowcount
+            return self._insert_graph(rec["hash"], graph, rec["graph"]).rowcount
         if kind == "target":
             desc = TargetDescriptor.from_dict(rec["descriptor"], origin=where)
             return x("INSERT OR IGNORE INTO targets VALUES (?, ?, ?)",
@@ -300,15 +292,24 @@ class MeasurementStore:
                      (rec["spec"], rec["graph_hash"], rec["family"], rec["numerics_ok"], rec["max_rel_err"],
                       rec["numerics_note"])).rowcount
         if kind == "measurement":
-            m = Measurement(**rec)
-            row = asdict(m) | {"environment": json.dumps(m.environment, sort_keys=True)}
-            return x(f"INSERT OR IGNORE INTO measurements ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                     tuple(row.values())).rowcount
+            return self._insert_measurement(Measurement(**rec)).rowcount
         if kind == "failure":
             return x("INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
                      (rec["spec"], rec["target_hash"], rec["protocol"], rec["stage"], rec["reason"],
                       rec["created"])).rowcount
         raise ValueError(f"unknown record kind {kind!r}")
+
+    def _insert_graph(self, graph_hash: str, graph: OpGraph, graph_json: Any) -> sqlite3.Cursor:
+        """One graph row (ignored when present); the caller holds the transaction."""
+        blob = zlib.compress(json.dumps(graph_json, separators=(",", ":")).encode(), 6)
+        return self._db.execute("INSERT OR IGNORE INTO graphs VALUES (?, ?, ?, ?, ?)",
+                                (graph_hash, graph.name, graph.num_nodes, graph.total_flops, blob))
+
+    def _insert_measurement(self, m: Measurement) -> sqlite3.Cursor:
+        """One measurement row (ignored when its unique key is present); the caller holds the transaction."""
+        row = asdict(m) | {"environment": json.dumps(m.environment, sort_keys=True)}
+        return self._db.execute(f"INSERT OR IGNORE INTO measurements ({', '.join(row)}) VALUES "
+                                f"({', '.join('?' * len(row))})", tuple(row.values()))
 
 
 class _Transaction:

@@ -237,12 +237,13 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
         net = Network.from_spec(spec) if is_space_spec(spec) else Network.from_onnx(spec)
     except Exception as exc:  # any build/export error of this network
         return fail_all("build", exc)
-    try:
-        batch = getattr(spaces.parse(spec).arch, "batch", 1) if is_space_spec(spec) else None
-        graph_hash = store.graph_hash_of(spec) or store.add_graph(network_graph(spec, batch_size=batch))
-    except Exception as exc:  # lowering errors of this network
-        return fail_all("lower", exc)
-    if store.graph_hash_of(spec) is None:
+    graph_hash = store.graph_hash_of(spec)
+    if graph_hash is None:
+        try:
+            batch = getattr(spaces.parse(spec).arch, "batch", 1) if is_space_spec(spec) else None
+            graph_hash = store.add_graph(network_graph(spec, batch_size=batch))
+        except Exception as exc:  # lowering errors of this network
+            return fail_all("lower", exc)
         store.add_network(spec, graph_hash, net.family)
     outputs = {}
     if net.module is not None:
