@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import tvm
 from scipy.stats import spearmanr
 from tvm import te
 from tvm.s_tir import Schedule
@@ -228,6 +229,59 @@ def test_tune_tir_with_ledg_cost_model_and_the_cpu_pair_writes_a_database(contex
     run_secs = [json.loads(line)[1][1] for line in lines]
     assert len(lines) == 8 and all(secs and 0 < secs[0] < 1.0 for secs in run_secs)  # built, run, measured
     assert len(model.records_) == 8 and model.predictor_ is not None  # update() saw the measurements and trained
+
+
+def test_predict_reuses_the_program_graph_of_a_structurally_equal_schedule(context, toy, monkeypatch):
+    candidates, _ = toy
+    model = LeDGCostModel(TARGET)
+    first = model.predict(context, candidates[:4])
+    built: list[object] = []
+
+    def spy(func):
+        built.append(func)
+        return program_graph(func)
+
+    monkeypatch.setattr("tvm_ledg.tuning.cost_model.program_graph", spy)
+    func, args = matmul(), candidates[0].args_info  # a fresh PrimFunc, structurally equal to the toy's
+    again = [ms.search_strategy.MeasureCandidate(tiled(func, 2, 4, par, vec), args)
+             for par, vec in itertools.product((False, True), (False, True))]  # = candidates[:4]
+    np.testing.assert_array_equal(model.predict(context, again), first)
+    assert built == []  # all four came from the cache
+    model.predict(context, [ms.search_strategy.MeasureCandidate(tiled(func, 4, 4, False, False), args)])
+    assert len(built) == 1  # a new program is built
+
+
+@pytest.mark.slow
+def test_tune_relax_with_ledg_cost_model_tunes_every_task_and_compiles(tmp_path):
+    from tvm import relax
+    from tvm.script import relax as R
+
+    @R.function
+    def main(x: R.Tensor((32, 64), "float32"), w: R.Tensor((64, 48), "float32")) -> R.Tensor((32, 48), "float32"):
+        with R.dataflow():
+            y = R.nn.relu(R.matmul(x, w))
+            z = R.nn.softmax(y, axis=-1)
+            R.output(z)
+        return z
+
+    mod = relax.transform.LegalizeOps()(tvm.IRModule({"main": main}))
+    desc = targets.load(TARGET)
+    target = target_of(desc)
+    model = LeDGCostModel(desc, online=OnlineConfig(steps=10))
+    database = ms.relax_integration.tune_relax(
+        mod, {}, target, str(tmp_path), max_trials_global=12, num_trials_per_iter=4, builder=make_builder(),
+        runner=make_runner(desc.threads), cost_model=model, seed=0,
+        strategy=ms.search_strategy.EvolutionarySearch(population_size=16))
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    assert len({w for w, _, _ in model.records_}) == len(tasks) >= 2  # one shared model saw every task
+    assert model.predictor_ is not None
+    exe = ms.relax_integration.compile_relax(database, mod, target, params={})
+    vm = relax.VirtualMachine(exe, tvm.cpu())
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((32, 64), dtype=np.float32), rng.standard_normal((64, 48), dtype=np.float32)
+    got = vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(w)).numpy()
+    ref = torch.softmax(torch.relu(torch.from_numpy(x @ w)), dim=-1).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
