@@ -18,6 +18,9 @@ Trained baselines: ``graphsage`` (NNLP-style GNN + global features) and ``mlp``
 (one-hot cell MLP), both conditioned on the numeric target features. Usage::
 
     python benchmarks/ablations.py --graph-store .cache/graphs --folds 3 --out docs/results/ablations
+
+Per-fold results are kept in ``<out>.folds/`` (one file per method and fold); a
+fold file made with other settings (``method_settings``) is refused, not reused.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import md_table, write_results
-from hardware_transfer import add_protocol_arguments, fold_file, load_protocol
+from common import load_fold, md_table, write_results
+from hardware_transfer import TRAIN, add_protocol_arguments, fold_file, load_protocol
 
 from cost_model.baselines import make_baseline
 from cost_model.graph import write_text_atomic
@@ -49,6 +52,16 @@ VARIANTS: dict[str, tuple[Any, dict[str, Any]]] = {
 }
 TRAINED_BASELINES = ("graphsage", "mlp")
 METRICS = ("spearman", "kendall", "mape", "acc10", "log_rmse")
+
+
+def method_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """What a method's fold results depend on besides the devices held out (paths and threads aside)."""
+    data = {k: getattr(args, k) for k in ("max_train_archs", "max_test_archs", "seed")}
+    if method not in VARIANTS:
+        return data  # a trained baseline with its default hyper-parameters; its name is in the file name
+    encoder, overrides = VARIANTS[method]
+    return {**data, "epochs": args.epochs, "rows_per_epoch": args.rows_per_epoch, "encoder": encoder,
+            "model": {**BASE_MODEL, **overrides}, "train": TRAIN}
 
 
 def main() -> None:
@@ -74,8 +87,9 @@ def main() -> None:
         tests = {a: rows for a, rows in tests.items() if len(rows) >= 20}
         for method in args.methods:
             path = part_dir / f"{method}-{fold_file(held)}"
-            if path.is_file():
-                done = json.loads(path.read_text())
+            settings = method_settings(args, method)
+            done = load_fold(path, settings, args.out)
+            if done is not None:
                 results[method].update(done["devices"])
                 seconds[method] += done["train_seconds"]
                 print(f"{method} fold {fi}: loaded {path}")
@@ -84,9 +98,8 @@ def main() -> None:
             if method in VARIANTS:
                 encoder, overrides = VARIANTS[method]
                 model = LatencyPredictor(encoder=encoder, model={**BASE_MODEL, **overrides},
-                                         train=TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3,
-                                                           seed=args.seed, patience=3,
-                                                           rows_per_epoch=args.rows_per_epoch),
+                                         train=TrainConfig(epochs=args.epochs, seed=args.seed,
+                                                           rows_per_epoch=args.rows_per_epoch, **TRAIN),
                                          feature_cache=caches.setdefault(json.dumps(encoder), {}))
                 model.fit(proto.graphs, proto.descs, train, val, progress=True)
             else:
@@ -96,7 +109,8 @@ def main() -> None:
             for alias, rows in tests.items():
                 pred = model.predict(proto.graphs, proto.descs, [(r[0], r[1]) for r in rows])
                 devices[alias] = {**latency_metrics(np.array([r[2] for r in rows]), pred), "n": len(rows)}
-            write_text_atomic(path, json.dumps({"held": held, "devices": devices, "train_seconds": train_s}))
+            write_text_atomic(path, json.dumps({"held": held, "devices": devices, "train_seconds": train_s,
+                                                "settings": settings}))
             results[method].update(devices)
             seconds[method] += train_s
             mean = aggregate([{k: d[k] for k in METRICS} for d in devices.values()])

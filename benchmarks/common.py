@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -19,37 +17,32 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from cost_model.graph import write_text_atomic  # noqa: E402
+from targets.errors import DataError  # noqa: E402
+from tvm_ledg.measure.environment import environment as measure_environment  # noqa: E402
 
-PACKAGES = ("torch", "numpy", "scipy", "apache-tvm", "transformers")
+EXTRA_PACKAGES = ("scipy", "transformers")  # used by benchmarks, not by measurements
 
 
 def environment() -> dict[str, Any]:
-    """Machine and library versions, recorded next to every result."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    """The measurement environment (CPU, cores, Python, library versions) plus what a benchmark run adds:
+    date, command, torch threads and the versions of ``EXTRA_PACKAGES``."""
     import torch
 
+    env = dict(measure_environment())  # a copy: the measurement record is cached and shared
+    env["versions"] = {**env["versions"], **{name: _version(name) for name in EXTRA_PACKAGES}}
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        **env,
         "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "versions": versions,
     }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def write_results(out: Path, title: str, markdown_body: str, payload: Mapping[str, Any], started: float) -> None:
@@ -68,6 +61,32 @@ def write_results(out: Path, title: str, markdown_body: str, payload: Mapping[st
         "",
     ]
     write_text_atomic(out.with_suffix(".md"), "\n".join(header) + "\n" + markdown_body.rstrip() + "\n")
+
+
+def load_fold(path: Path, settings: Mapping[str, Any], out: Path) -> dict[str, Any] | None:
+    """A finished fold's results; None when absent. A fold made with other settings is an error, not reused.
+
+    Fold files written before folds recorded their settings are checked against the settings in
+    ``<out>.json``, the report of the run that made them (those it records: the command-line ones).
+    """
+    if not path.is_file():
+        return None
+    done = json.loads(path.read_text())
+    now = json.loads(json.dumps(settings))  # as they read back from a fold file
+    if "settings" in done:
+        then, source = done["settings"], str(path)
+        differ = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
+    else:
+        report = out.with_suffix(".json")
+        if not report.is_file():
+            raise DataError(f"{path} records no settings, and {report}, which would, is missing; "
+                            "delete the fold file or choose another --out")
+        then, source = json.loads(report.read_text()).get("settings", {}), f"{path} (settings from {report})"
+        differ = sorted(k for k in now if k in then and str(then[k]) != str(now[k]))  # older reports: str values
+    if differ:
+        changes = "; ".join(f"{k} {then.get(k)!r}, now {now.get(k)!r}" for k in differ)
+        raise DataError(f"{source}: made with other settings ({changes}); delete it or choose another --out")
+    return done
 
 
 def md_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:

@@ -25,7 +25,8 @@ Usage::
 
     python benchmarks/hardware_transfer.py --graph-store .cache/graphs --out docs/results/hardware_transfer
 
-Per-fold results are kept in ``<out>.folds/`` so an interrupted run resumes.
+Per-fold results are kept in ``<out>.folds/`` so an interrupted run resumes; a
+fold file made with other settings (``fold_settings``) is refused, not reused.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import md_table, write_results
+from common import load_fold, md_table, write_results
 
 import targets
 from cost_model.adapt import adapt
@@ -50,6 +51,7 @@ from cost_model.baselines import make_baseline
 from cost_model.data import assign_arch_split, load_all
 from cost_model.graph import write_text_atomic
 from cost_model.graph_store import GraphStore
+from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import aggregate, latency_metrics
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
@@ -57,6 +59,10 @@ METRICS = ("spearman", "kendall", "mape", "acc10", "log_rmse")
 GROUPINGS = ("hardware", "class", "device")
 HELD_OUT = {"hardware": "whole hardware groups held out", "class": "one device class held out per fold",
             "device": "one device held out per fold, other settings of its hardware stay in training"}
+ENCODER: dict[str, Any] = {"kind": "builtin", "dim": 32}
+MODEL: dict[str, Any] = {"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}
+TRAIN: dict[str, Any] = {"batch_size": 64, "lr": 3e-3, "patience": 3}  # with --epochs, --rows-per-epoch, --seed
+ADAPT: dict[str, Any] = {"steps": 30, "folds": 3}
 
 
 class _Loaded(dict):
@@ -72,6 +78,13 @@ class _Loaded(dict):
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, key) or (isinstance(key, str) and key in self.store)
+
+
+def fold_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a fold's results depend on besides the devices it holds out (paths and threads aside)."""
+    keys = ("max_train_archs", "max_test_archs", "seed", "epochs", "rows_per_epoch", "shots", "baselines")
+    return {**{k: getattr(args, k) for k in keys}, "encoder": ENCODER, "model": MODEL, "train": TRAIN,
+            "adapt": ADAPT}
 
 
 def fold_file(held: list[str]) -> str:
@@ -169,26 +182,25 @@ def main() -> None:
     cache: dict[str, Any] = {}
     fold_dir = args.out.with_name(args.out.name + ".folds")
     fold_dir.mkdir(parents=True, exist_ok=True)
+    settings = fold_settings(args)
 
     per_device: dict[str, dict[str, Any]] = {}
     fold_info = []
     for fi, held in enumerate(folds):
         path = fold_dir / fold_file(held)
-        if path.is_file():
-            done = json.loads(path.read_text())
-            if done.get("held") == held:
-                per_device.update(done["devices"])
-                fold_info.append(done["info"])
-                print(f"fold {fi}: loaded {path}")
-                continue
+        done = load_fold(path, settings, args.out)
+        if done is not None and done.get("held") == held:
+            per_device.update(done["devices"])
+            fold_info.append(done["info"])
+            print(f"fold {fi}: loaded {path}")
+            continue
         if args.report_only:
             continue
         train_devices, train, val = proto.train_val(held, args.max_train_archs)
         t0 = time.time()
-        model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
-                                 model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0},
-                                 train=TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, seed=args.seed,
-                                                   patience=3, rows_per_epoch=args.rows_per_epoch),
+        model = LatencyPredictor(encoder=ENCODER, model=MODEL,
+                                 train=TrainConfig(epochs=args.epochs, seed=args.seed,
+                                                   rows_per_epoch=args.rows_per_epoch, **TRAIN),
                                  feature_cache=cache)
         model.fit(graphs, descs, train, val, progress=True)
         train_s = time.time() - t0
@@ -221,7 +233,7 @@ def main() -> None:
                     continue
                 pick = np.random.default_rng([args.seed, k, len(alias)]).choice(len(pool), k, replace=False)
                 samples = [(pool[i][0], pool[i][2]) for i in sorted(pick)]
-                adaptation = adapt(model, descs[alias], samples, graphs, steps=30, folds=3, seed=args.seed)
+                adaptation = adapt(model, descs[alias], samples, graphs, seed=args.seed, **ADAPT)
                 shot = {"ledg": {**latency_metrics(y, model.predict(graphs, descs, pairs)),
                                  "method": adaptation.method}}
                 model.adaptations_.clear()
@@ -233,20 +245,12 @@ def main() -> None:
                   + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items() if n != "ledg"))
         info = {"fold": fi, "held": held, "train_rows": len(train), "val_rows": len(val),
                 "train_seconds": round(train_s, 1), "epochs_run": len(model.history_)}
-        write_text_atomic(path, json.dumps({"held": held, "devices": devices, "info": info}))
+        write_text_atomic(path, json.dumps({"held": held, "devices": devices, "info": info,
+                                            "settings": settings}))
         per_device.update(devices)
         fold_info.append(info)
 
     _report(args, per_device, fold_info, folds, len(proto.have), started)
-
-
-def _loglinear(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``log y = a + b log x`` by least squares (b = 1 below 4 samples)."""
-    lx, ly = np.log(x), np.log(y)
-    if len(x) < 4 or np.ptp(lx) == 0:
-        return float(np.mean(ly - lx)), 1.0
-    b, a = np.polyfit(lx, ly, 1)
-    return float(a), float(b)
 
 
 def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[str, Any]:
@@ -258,7 +262,7 @@ def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[
     ys = np.array([s[1] for s in samples])
     flops_s = np.array([graphs[k].total_flops for k in keys], float)
     flops_t = np.array([graphs[r[0]].total_flops for r in test], float)
-    a, b = _loglinear(flops_s, ys)
+    a, b = fit_loglinear(np.log(flops_s), np.log(ys))
     out = {"flops": latency_metrics(y, np.exp(a + b * np.log(flops_t)))}
     best, best_dev = -2.0, None
     for dev in sorted(train_devices):
@@ -269,7 +273,7 @@ def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[
                 best, best_dev = rho, dev
     if best_dev is not None:
         m = measured[best_dev]
-        a, b = _loglinear(np.array([m[k] for k in keys]), ys)
+        a, b = fit_loglinear(np.log([m[k] for k in keys]), np.log(ys))
         out["proxy"] = {**latency_metrics(y, np.exp(a + b * np.log([m[r[0]] for r in test]))), "proxy": best_dev}
     return out
 

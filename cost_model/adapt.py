@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from cost_model.graph import OpGraph
+from cost_model.loglinear import fit_loglinear
 from cost_model.losses import latency_loss
 from cost_model.predictor import Adaptation, LatencyPredictor
 from targets.errors import DataError
@@ -36,13 +37,8 @@ Sample = tuple[str, float]  # (graph key, measured latency in ms)
 
 
 def fit_calibration(log_pred: np.ndarray, log_true: np.ndarray, ridge: float = 1.0) -> tuple[float, float]:
-    """``(a, b)`` minimising ``Σ (a + b·p - y)² + ridge·(b - 1)²`` (only ``a`` below 4 samples)."""
-    p, y = np.asarray(log_pred, float), np.asarray(log_true, float)
-    if p.size < 4:
-        return float(np.mean(y - p)), 1.0
-    pc, yc = p - p.mean(), y - y.mean()
-    b = float((pc @ yc + ridge) / (pc @ pc + ridge))
-    return float(y.mean() - b * p.mean()), b
+    """``(a, b)`` of ``log_true ≈ a + b·log_pred`` with the slope shrunk towards 1 (``fit_loglinear``)."""
+    return fit_loglinear(log_pred, log_true, ridge)
 
 
 def _log_rmse(log_pred: np.ndarray, log_true: np.ndarray) -> float:

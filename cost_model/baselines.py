@@ -40,10 +40,12 @@ from cost_model.data.specs import (
     parse_nb201_cell,
     parse_ofa_spec,
 )
+from cost_model.early_stopping import EarlyStopping
 from cost_model.featurize import graph_tensors
 from cost_model.graph import OpGraph
+from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import log_rmse
-from cost_model.predictor import Row, _validate_rows
+from cost_model.rows import Row, validate_rows
 from targets.errors import CheckpointError, DataError
 from targets.schema import TargetDescriptor
 
@@ -66,8 +68,8 @@ def _check_fit_inputs(graphs: Mapping[str, OpGraph], targets: Mapping[str, Targe
                       rows: Sequence[Row], val_rows: Sequence[Row], name: str) -> None:
     if not rows:
         raise DataError(f"{name}.fit() needs at least one training row")
-    _validate_rows(rows, graphs, targets, "training rows")
-    _validate_rows(val_rows, graphs, targets, "validation rows")
+    validate_rows(rows, graphs, targets, "training rows")
+    validate_rows(val_rows, graphs, targets, "validation rows")
 
 
 def _check_pairs(graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
@@ -92,14 +94,6 @@ def _target_vector(desc: TargetDescriptor) -> np.ndarray:
 def _graph_size(graph: OpGraph, feature: str) -> float:
     """Total FLOPs or parameters, at least 1 so that its log is defined (a graph of copies has 0 FLOPs)."""
     return float(max(graph.total_flops if feature == "flops" else graph.total_params, 1))
-
-
-def _loglinear(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
-    """``ly = a + b lx`` by least squares; ``b = 1`` (latency proportional to x) below 4 samples or one x."""
-    if len(lx) < 4 or np.ptp(lx) == 0:
-        return float(np.mean(ly - lx)), 1.0
-    b, a = np.polyfit(lx, ly, 1)
-    return float(a), float(b)
 
 
 def _fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
@@ -148,7 +142,7 @@ class FlopsBaseline:
         sizes = {k: math.log(_graph_size(graphs[k], self.feature)) for k in {r[0] for r in rows}}
         per_target = {t: (np.array([sizes[r[0]] for r in rs]), np.log([r[2] for r in rs]))
                       for t, rs in _by_target(rows).items()}
-        self.coef_ = {t: _loglinear(lx, ly) for t, (lx, ly) in per_target.items()}
+        self.coef_ = {t: fit_loglinear(lx, ly) for t, (lx, ly) in per_target.items()}
         dx = np.concatenate([lx - lx.mean() for lx, _ in per_target.values()])
         dy = np.concatenate([ly - ly.mean() for _, ly in per_target.values()])
         self.slope_ = float(dx @ dy / (dx @ dx)) if dx @ dx > 0 else 1.0
@@ -317,7 +311,7 @@ class _TorchBaseline:
         y = torch.tensor((log_y - self.y_mean_) / self.y_std_, dtype=torch.float32)
         opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.history_ = []
-        best, best_state, bad = math.inf, None, 0
+        stopper = EarlyStopping(self.patience)
         for epoch in range(self.epochs):
             self.module_.train()
             total, seen = 0.0, 0
@@ -334,16 +328,12 @@ class _TorchBaseline:
             if val_rows:
                 pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
                 entry["val_log_rmse"] = log_rmse([r[2] for r in val_rows], pred)
-                if entry["val_log_rmse"] < best:
-                    best, bad = entry["val_log_rmse"], 0
-                    best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
-                else:
-                    bad += 1
+                stopper.update(entry["val_log_rmse"], self.module_.state_dict())
             self.history_.append(entry)
-            if val_rows and bad >= self.patience:
+            if val_rows and stopper.should_stop:
                 break
-        if best_state is not None:
-            self.module_.load_state_dict(best_state)
+        if stopper.best_state is not None:
+            self.module_.load_state_dict(stopper.best_state)
         return self
 
     @torch.inference_mode()

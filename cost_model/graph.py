@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from targets.errors import GraphError
+from targets.errors import GraphError, LedgError
 
 __all__ = ["OpNode", "TensorSpec", "OpGraph", "GRAPH_FORMAT_VERSION"]
 
@@ -236,13 +236,7 @@ class OpGraph:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "OpGraph":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise GraphError(f"{path}: no such file") from exc
-        except json.JSONDecodeError as exc:
-            raise GraphError(f"{path}: invalid JSON ({exc})") from exc
-        return cls.from_json(data, source=str(path))
+        return cls.from_json(read_json(path, GraphError), source=str(path))
 
     # ------------------------------------------------------------------- hash
     def content_hash(self) -> str:
@@ -292,3 +286,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Text form of ``write_bytes_atomic`` (UTF-8)."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def read_json(path: Path, error: type[LedgError], missing: str = "no such file") -> Any:
+    """The parsed JSON in ``path``; a missing file (``missing`` says why it should be there) or invalid JSON
+    raises ``error`` naming the path, so each caller reports in its own error class."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise error(f"{path}: {missing}") from exc
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON ({exc})") from exc

@@ -33,12 +33,14 @@ from tqdm.auto import tqdm
 
 from cost_model.batch import GraphTensors, collate
 from cost_model.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from cost_model.early_stopping import EarlyStopping
 from cost_model.encoders import TextEncoder, make_encoder
 from cost_model.featurize import FEATURE_NAMES, feature_schema_hash, graph_tensors
 from cost_model.graph import OpGraph
 from cost_model.ledgformer import LeDGFormer, LeDGFormerConfig, LeDGOutput
 from cost_model.losses import latency_loss
 from cost_model.metrics import log_rmse
+from cost_model.rows import Row, validate_rows
 from targets.errors import CheckpointError, DataError
 from targets.schema import FEATURE_NAMES as TARGET_FEATURE_NAMES
 from targets.schema import SCHEMA_VERSION, TargetDescriptor
@@ -46,8 +48,6 @@ from targets.schema import SCHEMA_VERSION, TargetDescriptor
 __all__ = ["TrainConfig", "Adaptation", "Prediction", "LatencyPredictor"]
 
 log = logging.getLogger(__name__)
-
-Row = tuple[str, str, float]
 
 
 @dataclass
@@ -106,17 +106,6 @@ def _schemas() -> dict[str, Any]:
         "target_schema_version": SCHEMA_VERSION,
         "target_features": list(TARGET_FEATURE_NAMES),
     }
-
-
-def _validate_rows(rows: Sequence[Row], graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
-                   what: str) -> None:
-    for key, target, ms in rows:
-        if not (isinstance(ms, (int, float)) and math.isfinite(ms) and ms > 0):
-            raise DataError(f"{what}: latency of ({key!r}, {target!r}) is {ms!r}; latencies must be finite and > 0 ms")
-        if target not in targets:
-            raise DataError(f"{what}: no target descriptor named {target!r}")
-        if key not in graphs:
-            raise DataError(f"{what}: no graph for {key!r}")
 
 
 class LatencyPredictor:
@@ -183,8 +172,8 @@ class LatencyPredictor:
         cfg = self.train_config
         if not rows:
             raise DataError("fit() needs at least one training row")
-        _validate_rows(rows, graphs, targets, "training rows")
-        _validate_rows(val_rows, graphs, targets, "validation rows")
+        validate_rows(rows, graphs, targets, "training rows")
+        validate_rows(val_rows, graphs, targets, "validation rows")
         torch.manual_seed(cfg.seed)
         self._build()
         keys = sorted({r[0] for r in rows})
@@ -202,13 +191,13 @@ class LatencyPredictor:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
         target_ids = {t: i for i, t in enumerate(sorted(targets))}
         resume = _Resume(resume_dir, self._fingerprint(rows, val_rows)) if resume_dir is not None else None
-        best, best_state, bad_epochs, start_epoch = math.inf, None, 0, 0
+        stopper, start_epoch = EarlyStopping(cfg.patience), 0
         if resume is not None and resume.exists():
-            start_epoch, best, bad_epochs, best_state = resume.load(self, opt, sched)
+            start_epoch = resume.load(self, opt, sched, stopper)
             log.info("resuming after epoch %d from %s", start_epoch - 1, resume.root)
         y_all = np.array([r[2] for r in rows], dtype=np.float32)
         for epoch in range(start_epoch, cfg.epochs):
-            if val_rows and bad_epochs >= cfg.patience:
+            if val_rows and stopper.should_stop:
                 break
             torch.manual_seed(cfg.seed * 100_003 + epoch)
             self.model_.train()
@@ -235,19 +224,15 @@ class LatencyPredictor:
             if val_rows:
                 pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
                 entry["val_log_rmse"] = log_rmse([r[2] for r in val_rows], pred)
-                if entry["val_log_rmse"] < best:
-                    best, bad_epochs = entry["val_log_rmse"], 0
-                    best_state = {k: v.detach().clone() for k, v in self._state().items()}
-                else:
-                    bad_epochs += 1
+                stopper.update(entry["val_log_rmse"], self._state())
             self.history_.append(entry)
             log.info("epoch %s", entry)
             if progress:
                 tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
             if resume is not None:
-                resume.save(self, opt, sched, epoch + 1, best, bad_epochs, best_state)
-        if best_state is not None:
-            self._load_state(best_state)
+                resume.save(self, opt, sched, epoch + 1, stopper)
+        if stopper.best_state is not None:
+            self._load_state(stopper.best_state)
         self.data_summary_ = {"train_rows": len(rows), "val_rows": len(val_rows), "graphs": len(keys),
                               "targets": train_targets}
         return self
@@ -378,22 +363,24 @@ class _Resume:
         return (self.root / "config.json").is_file()
 
     def save(self, predictor: LatencyPredictor, opt: torch.optim.Optimizer, sched: Any, next_epoch: int,
-             best: float, bad_epochs: int, best_state: Mapping[str, torch.Tensor] | None) -> None:
+             stopper: EarlyStopping) -> None:
         tensors = {f"cur.{k}": v for k, v in predictor._state().items()}
-        if best_state is not None:
-            tensors.update({f"best.{k}": v for k, v in best_state.items()})
+        if stopper.best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in stopper.best_state.items()})
         opt_state = opt.state_dict()
         for pid, slots in opt_state["state"].items():
             for name, value in slots.items():
                 tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value)
-        meta = {"fingerprint": self.fingerprint, "next_epoch": next_epoch, "best": best if math.isfinite(best) else None,
-                "bad_epochs": bad_epochs, "has_best": best_state is not None, "history": predictor.history_,
+        meta = {"fingerprint": self.fingerprint, "next_epoch": next_epoch,
+                "best": stopper.best if math.isfinite(stopper.best) else None, "bad_epochs": stopper.bad_epochs,
+                "has_best": stopper.best_state is not None, "history": predictor.history_,
                 "param_groups": opt_state["param_groups"], "scheduler": sched.state_dict()}
         save_checkpoint(self.root, tensors, {"kind": "training-state", "model": {}, "encoder": {}, "schemas": {},
                                              "resume": meta})
 
-    def load(self, predictor: LatencyPredictor, opt: torch.optim.Optimizer,
-             sched: Any) -> tuple[int, float, int, dict[str, torch.Tensor] | None]:
+    def load(self, predictor: LatencyPredictor, opt: torch.optim.Optimizer, sched: Any,
+             stopper: EarlyStopping) -> int:
+        """Restore the model, optimizer, scheduler and ``stopper``; returns the next epoch to run."""
         tensors, config = load_checkpoint(self.root)
         meta = config.get("resume", {})
         if meta.get("fingerprint") != self.fingerprint:
@@ -408,6 +395,8 @@ class _Resume:
         opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
         sched.load_state_dict(meta["scheduler"])
         predictor.history_ = list(meta["history"])
-        best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} if meta["has_best"] else None
-        best = math.inf if meta["best"] is None else float(meta["best"])
-        return int(meta["next_epoch"]), best, int(meta["bad_epochs"]), best_state
+        stopper.best_state = ({k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+                              if meta["has_best"] else None)
+        stopper.best = math.inf if meta["best"] is None else float(meta["best"])
+        stopper.bad_epochs = int(meta["bad_epochs"])
+        return int(meta["next_epoch"])

@@ -158,13 +158,10 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
 
     def load(self, path: str) -> None:
         """Read what ``save`` wrote; the records must be for this model's target."""
+        from cost_model.graph import read_json
+
         file = Path(path) / RECORDS_FILE
-        try:
-            payload = json.loads(file.read_text())
-        except FileNotFoundError as exc:
-            raise CheckpointError(f"{file}: missing (LeDGCostModel.save writes it)") from exc
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{file}: invalid JSON ({exc})") from exc
+        payload = read_json(file, CheckpointError, missing="missing (LeDGCostModel.save writes it)")
         if payload.get("format_version") != RECORDS_FORMAT_VERSION:
             raise CheckpointError(f"{file}: format_version {payload.get('format_version')!r}, "
                                   f"this tvm-ledg reads {RECORDS_FORMAT_VERSION}")
