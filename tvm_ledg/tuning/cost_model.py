@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 import targets as target_registry
-from cost_model.graph import OpGraph, write_text_atomic
+from cost_model.graph import OpGraph, read_json, write_text_atomic
 from cost_model.losses import latency_loss
 from cost_model.predictor import LatencyPredictor, TrainConfig
 from targets.errors import CheckpointError, DataError
@@ -158,8 +158,6 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
 
     def load(self, path: str) -> None:
         """Read what ``save`` wrote; the records must be for this model's target."""
-        from cost_model.graph import read_json
-
         file = Path(path) / RECORDS_FILE
         payload = read_json(file, CheckpointError, missing="missing (LeDGCostModel.save writes it)")
         if payload.get("format_version") != RECORDS_FORMAT_VERSION:
