@@ -12,6 +12,7 @@ A config has four sections (every key optional except ``data.graph_store``)::
       max_val_archs: null       # per target, at most this many validation architectures
       split: {seed: 0, test_fraction: 0.2, val_fraction: 0.1}
       measured: []              # measurement stores (.sqlite) or their exports (.jsonl.gz) to train on too
+      tuning_records: []        # program records (.jsonl.gz, benchmarks/tuning_records.py): a program-level model
     encoder: {kind: builtin, dim: 32}
     model: {dim: 32, layers: 2, heads: 4}
     train: {epochs: 10, batch_size: 64, lr: 0.003, seed: 0}
@@ -21,8 +22,11 @@ architecture is in the same split on every device and test architectures are
 never seen in training or validation. Only architectures whose graph is in the
 store are used; the run summary says how many were available. Measured
 datasets (``tvm-ledg collect``) carry their own graphs and descriptors; their
-rows are keyed by graph hash and split the same way. With ``sources: []`` and
-``measured`` set, no graph store is needed.
+rows are keyed by graph hash and split the same way. Tuning records (scheduled
+TIR programs with measured run times, for ``LeDGCostModel``) are read the same
+way: one row per program and target, keyed by the program graph's hash. With
+``sources: []`` and ``measured`` or ``tuning_records`` set, no graph store is
+needed.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from cost_model.graph import OpGraph
 from cost_model.graph_store import GraphStore
 from cost_model.measurement_store import MeasurementStore
 from cost_model.predictor import LatencyPredictor, Row, TrainConfig
+from cost_model.tuning_records import read_tuning_records
+from cost_model.tuning_records import training_rows as tuning_rows
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
 
@@ -55,7 +61,7 @@ log = logging.getLogger(__name__)
 
 _SECTIONS = ("data", "encoder", "model", "train")
 _DATA_KEYS = {"root", "graph_store", "sources", "devices", "holdout_targets", "max_train_archs", "max_val_archs",
-              "split", "measured"}
+              "split", "measured", "tuning_records"}
 _SPLIT_KEYS = {"seed", "test_fraction", "val_fraction"}
 
 
@@ -90,8 +96,8 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     if unknown:
         raise DataError(f"{origin}: unknown sections {unknown} (expected {list(_SECTIONS)})")
     data = raw.get("data") or {}
-    if not isinstance(data, dict) or ("graph_store" not in data and not (data.get("measured")
-                                                                       and data.get("sources") == [])):
+    own_data = data.get("measured") or data.get("tuning_records") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or ("graph_store" not in data and not (own_data and data.get("sources") == [])):
         raise DataError(f"{origin}: data.graph_store is required (a directory filled by `tvm-ledg graphs`)")
     bad = sorted(set(data) - _DATA_KEYS)
     if bad:
@@ -142,10 +148,11 @@ def load_latency_data(config: RunConfig) -> LatencyData:
         graphs, descs, rows = _read_measured(Path(path), config.source)
         measured_graphs.update(graphs)
         measured_descs.update(descs)
-        by_target: dict[str, list[Row]] = {}
-        for row in rows:
-            by_target.setdefault(row[1], []).append(row)
-        tables.extend(_TargetRows(alias, rs) for alias, rs in sorted(by_target.items()))
+        tables.extend(_per_target(rows))
+    for path in data.get("tuning_records") or []:
+        graphs, rows = _read_tuning_records(Path(path), config.source)
+        measured_graphs.update(graphs)
+        tables.extend(_per_target(rows))
     if measured_graphs:
         store = ChainMap(measured_graphs, store)
     wanted = data.get("devices")
@@ -211,6 +218,13 @@ class _TargetRows:
         return [True] * len(self.rows)
 
 
+def _per_target(rows: Sequence[Row]) -> list[_TargetRows]:
+    by_target: dict[str, list[Row]] = {}
+    for row in rows:
+        by_target.setdefault(row[1], []).append(row)
+    return [_TargetRows(alias, rs) for alias, rs in sorted(by_target.items())]
+
+
 def _read_measured(path: Path, origin: str) -> tuple[dict[str, OpGraph], dict[str, TargetDescriptor], list[Row]]:
     """Graphs, descriptors and rows of a measurement store or of its ``.jsonl.gz`` export."""
     if not path.exists():
@@ -221,6 +235,13 @@ def _read_measured(path: Path, origin: str) -> tuple[dict[str, OpGraph], dict[st
             return store.training_rows()
     with MeasurementStore(path, readonly=True) as store:
         return store.training_rows()
+
+
+def _read_tuning_records(path: Path, origin: str) -> tuple[dict[str, OpGraph], list[Row]]:
+    """Program graphs and ``(graph hash, target, mean run ms)`` rows of a tuning-record export."""
+    if not path.exists():
+        raise DataError(f"{origin}: data.tuning_records names {path}, which does not exist")
+    return tuning_rows(read_tuning_records(path))
 
 
 def _capped(rows: list[Row], cap: int, seed: int) -> list[Row]:

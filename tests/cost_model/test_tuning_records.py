@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from cost_model.graph import OpGraph, OpNode, TensorSpec
-from cost_model.tuning_records import ProgramRecord, read_tuning_records, training_rows, write_tuning_records
+from cost_model.training import load_latency_data, load_run_config
+from cost_model.tuning_records import (
+    ProgramRecord,
+    read_tuning_records,
+    training_rows,
+    write_tuning_records,
+)
 from targets.errors import DataError
 
 T1, T2 = "local-zen3-tvm-tuned-znver3-t1", "local-zen3-tvm-tuned-znver3-t2"
@@ -69,3 +75,17 @@ def test_malformed_files_name_the_file_and_line(tmp_path: Path):
         path.write_bytes(gzip.compress((json.dumps(good) + "\n" + line + "\n").encode()))
         with pytest.raises(DataError, match=f"bad.jsonl.gz:2: .*{message}"):
             read_tuning_records(path)
+
+
+def test_training_config_reads_tuning_records_without_a_graph_store(tmp_path: Path):
+    records = [ProgramRecord(f"w{i % 3}", (T1, T2)[i % 2], _program(4 + i), (1e-3 * (1 + i),)) for i in range(40)]
+    path = tmp_path / "records.jsonl.gz"
+    write_tuning_records(path, records)
+    data = load_latency_data(load_run_config({"data": {"sources": [], "tuning_records": [str(path)]}}))
+    rows = [r for split in ("train", "val", "test") for r in data.rows[split]]
+    assert len(rows) == 40 and set(data.targets) == {T1, T2}
+    assert all(key in data.graphs for key, _, _ in rows)
+    assert sorted(r[2] for r in rows) == pytest.approx([1.0 * (1 + i) for i in range(40)])
+    with pytest.raises(DataError, match="data.tuning_records names .*nope.jsonl.gz, which does not exist"):
+        missing = str(tmp_path / "nope.jsonl.gz")
+        load_latency_data(load_run_config({"data": {"sources": [], "tuning_records": [missing]}}))
