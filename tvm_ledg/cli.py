@@ -204,6 +204,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     import targets
     from tvm_ledg.collect import collect, default_store_path
     from tvm_ledg.measure.protocol import MeasureProtocol
+    from tvm_ledg.measure.quiet import QuietPolicy
     from tvm_ledg.networks import expand_model_args
 
     specs = expand_model_args(args.models or [])
@@ -215,6 +216,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         raise DataError("collect: name models (MODEL... or @list) or --families with --count")
     descs = [targets.load(t) for t in args.target]
     protocol = MeasureProtocol(max_seconds=args.max_seconds)
+    quiet = None if args.no_quiet_check else QuietPolicy(max_foreign=args.max_foreign_cpu)
     with tqdm(total=None, unit="pair", dynamic_ncols=True) as bar:
         def progress(done: int, total: int, last: str) -> None:
             bar.total = total
@@ -223,9 +225,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
         report = collect(specs, descs, args.db or default_store_path(), protocol=protocol, timeout_s=args.timeout,
                          tracker=args.tracker, key=args.key, parallel=args.parallel,
-                         retry_failures=args.retry_failures, progress=progress)
-    print(f"measured {report.measured}, already in the store {report.skipped}, failed {report.failed} "
-          f"({report.seconds:.0f} s); networks flagged by the numerical check: {len(report.flagged_networks)}")
+                         retry_failures=args.retry_failures, quiet=quiet, progress=progress)
+    print(f"measured {report.measured}, already in the store {report.skipped}, failed {report.failed}, "
+          f"left for a quieter machine {report.busy} ({report.seconds:.0f} s); networks flagged by the "
+          f"numerical check: {len(report.flagged_networks)}")
     for spec, target, stage, reason in report.failures[:20]:
         print(f"  failed: {spec} on {target} at {stage}: {reason}")
     return 0
@@ -332,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--key", help="RPC device key")
     co.add_argument("--parallel", type=int, default=1, help="RPC devices used at once (needs --tracker)")
     co.add_argument("--retry-failures", action="store_true", help="measure pairs that failed before again")
+    co.add_argument("--max-foreign-cpu", type=float, default=0.05, metavar="CORES",
+                    help="other processes may use at most this many cores during a local measurement, "
+                         "else it is taken again once the machine is quiet")
+    co.add_argument("--no-quiet-check", action="store_true",
+                    help="keep measurements taken while other processes use the CPU (not for datasets)")
     co.set_defaults(func=_cmd_collect)
 
     db = sub.add_parser("db", help="inspect a measurement store, or move it as gzip JSON lines")

@@ -12,7 +12,11 @@ store's unique key makes duplicates impossible.
 
 Locally only one worker measures (measurements on one machine share its
 cores). With a TVM RPC tracker, ``parallel`` workers each hold their own
-remote board.
+remote board. Local measurements follow a ``QuietPolicy``: an attempt during
+which other processes used the CPU is taken again once the machine is quiet
+(the wait does not count towards the time-out); a pair that never finds a quiet
+machine is reported as ``busy`` and, not being the network's fault, is not
+stored as a failure, so the next run measures it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cost_model.measurement_store import Measurement, MeasurementStore
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
 from tvm_ledg.measure.protocol import MeasureProtocol
+from tvm_ledg.measure.quiet import MachineBusy, QuietPolicy
 
 __all__ = ["CollectReport", "collect"]
 
@@ -46,6 +51,7 @@ class CollectReport:
     measured: int = 0
     skipped: int = 0
     failed: int = 0
+    busy: int = 0  # pairs given up for a machine that never became quiet (measured by the next run)
     flagged_networks: list[str] = field(default_factory=list)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -62,8 +68,11 @@ class _Job:
 def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_path: str | os.PathLike[str], *,
             protocol: MeasureProtocol | None = None, timeout_s: float = 600.0, tracker: str | None = None,
             key: str | None = None, parallel: int = 1, retry_failures: bool = False,
+            quiet: QuietPolicy | None = QuietPolicy(),
             progress: Callable[[int, int, str], None] | None = None) -> CollectReport:
     """Measure every ``spec`` on every target into the store at ``store_path``; see the module docstring.
+
+    ``quiet=None`` turns the busy-machine check off (e.g. several collectors on one machine in a test).
 
     ``progress(done, total, last)`` is called after every (network, target) pair.
     """
@@ -100,7 +109,8 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
     remote = {"tracker": tracker, "key": key} if tracker else None
     workers: list[_Worker] = []
     try:
-        workers = [_Worker(str(store_path), by_name, protocol, remote) for _ in range(min(parallel, len(queue)))]
+        workers = [_Worker(str(store_path), by_name, protocol, remote, quiet)
+                   for _ in range(min(parallel, len(queue)))]
         for w in workers:
             if queue:
                 w.start_job(queue.popleft())
@@ -136,6 +146,19 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
                     if progress:
                         progress(done, total, f"{w.job.spec} on {target}: {stage} failed")
                     continue
+                if kind == "waiting":  # waiting for a quiet machine does not count towards the time-out
+                    w.job.started += msg[1]
+                    if progress:
+                        progress(done, total, f"{w.job.spec}: waiting for a quiet machine")
+                    continue
+                if kind == "busy":
+                    _, target, reason = msg
+                    w.job.done.add(target)
+                    report.busy += 1
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{w.job.spec} on {target}: machine busy, left for the next run")
+                    continue
                 if kind == "flagged":
                     report.flagged_networks.append(w.job.spec)
                     continue
@@ -164,8 +187,9 @@ class _Worker:
     """A spawned measuring process and the job it is on."""
 
     def __init__(self, store_path: str, targets: dict[str, TargetDescriptor], protocol: MeasureProtocol,
-                 remote: dict[str, str] | None) -> None:
-        self.args = (store_path, {n: d.to_dict() for n, d in targets.items()}, asdict(protocol), remote)
+                 remote: dict[str, str] | None, quiet: QuietPolicy | None) -> None:
+        self.args = (store_path, {n: d.to_dict() for n, d in targets.items()}, asdict(protocol), remote,
+                     None if quiet is None else asdict(quiet))
         self.job: _Job | None = None
         self._spawn()
 
@@ -199,12 +223,13 @@ class _Worker:
 
 
 def _worker_main(conn: Connection, parent: int, store_path: str, targets: dict[str, dict[str, Any]],
-                 protocol: dict[str, Any], remote: dict[str, str] | None) -> None:
+                 protocol: dict[str, Any], remote: dict[str, str] | None, quiet: dict[str, Any] | None) -> None:
     """Worker loop: one network per message until ``None``; exits when the parent is gone."""
     from tvm_ledg.measure.rpc import RemoteDevice
 
     descs = {n: TargetDescriptor.from_dict(d, origin=f"collector target {n}") for n, d in targets.items()}
     proto = MeasureProtocol(**protocol)
+    policy = None if quiet is None else QuietPolicy(**quiet)
     device = RemoteDevice(remote["tracker"], remote["key"]) if remote else None
     store = MeasurementStore(store_path)
     try:
@@ -216,14 +241,15 @@ def _worker_main(conn: Connection, parent: int, store_path: str, targets: dict[s
             if job is None:
                 return
             spec, names = job
-            _measure_network(conn, parent, store, spec, [descs[n] for n in names], proto, device)
+            _measure_network(conn, parent, store, spec, [descs[n] for n in names], proto, device, policy)
             conn.send(("finished",))
     finally:
         store.close()
 
 
 def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spec: str,
-                     descs: list[TargetDescriptor], protocol: MeasureProtocol, device: Any) -> None:
+                     descs: list[TargetDescriptor], protocol: MeasureProtocol, device: Any,
+                     quiet: QuietPolicy | None) -> None:
     from tvm_ledg.measure import compare_outputs, environment, measure_session, open_session
     from tvm_ledg.measure.backends import Network
     from tvm_ledg import spaces
@@ -256,11 +282,16 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
         if os.getppid() != parent:
             return
         stage = "compile"
+        remote = device if desc.runtime == "tvm" else None
         try:
-            with open_session(net, desc, device if desc.runtime == "tvm" else None) as session:
+            with open_session(net, desc, remote) as session:
                 stage = "run"
                 outputs[desc.name] = session.outputs()
-                result = measure_session(session, protocol)
+                result = measure_session(session, protocol, None if remote else quiet,
+                                         on_wait=lambda s: conn.send(("waiting", s)))
+        except MachineBusy as exc:  # not the network's fault: reported, not stored, measured by the next run
+            conn.send(("busy", desc.name, str(exc)))
+            continue
         except Exception as exc:  # compile or run errors of this pair: logged, skipped
             _fail(conn, store, spec, desc, protocol, stage, exc)
             continue
@@ -268,8 +299,9 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
         ok = store.add_measurement(Measurement(
             spec, graph_hash, desc.content_hash(), protocol.id, s.median_ms, s.mean_ms, s.std_ms, s.min_ms, s.cv,
             s.runs, s.number, result.compile_s, result.attempts,
-            environment() | {"target": desc.name, "remote": None if device is None or desc.runtime != "tvm"
-                             else f"{device.host}:{device.port}/{device.key}"}))
+            environment() | {"target": desc.name,
+                             "remote": None if remote is None else f"{remote.host}:{remote.port}/{remote.key}",
+                             "foreign_cores": result.foreign_cores, "waited_s": round(result.waited_s, 1)}))
         conn.send(("measured", desc.name, int(ok)))
     if len(outputs) >= 2:
         agree, err, note = compare_outputs(outputs)

@@ -25,7 +25,7 @@ QUICK = MeasureProtocol(warmup_runs=1, min_runs=3, max_runs=10, max_seconds=0.2,
 
 def _cli(db: Path, specs: list[str], *names: str) -> list[str]:
     return [sys.executable, "-m", "tvm_ledg.cli", "collect", *specs, "--target", *names, "--db", str(db),
-            "--max-seconds", "0.2"]
+            "--max-seconds", "0.2", "--no-quiet-check"]  # two collectors at once would wait for each other
 
 
 def _count(db: Path) -> tuple[int, int]:
@@ -80,18 +80,18 @@ def test_two_collectors_on_one_store_lose_nothing(tmp_path: Path) -> None:
 def test_failing_network_is_logged_and_skipped(tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     specs = ["nb201:|bad|", TINY_NB201[0]]
-    report = collect(specs, [targets.load(ORT)], db, protocol=QUICK)
+    report = collect(specs, [targets.load(ORT)], db, protocol=QUICK, quiet=None)
     assert report.measured == 1 and report.failed == 1
     spec, target, stage, reason = report.failures[0]
     assert (spec, target, stage) == ("nb201:|bad|", ORT, "build") and "nb201" in reason
     assert MeasurementStore(db).stats()["failures"] == {"build": 1}
-    again = collect(specs, [targets.load(ORT)], db, protocol=QUICK)
+    again = collect(specs, [targets.load(ORT)], db, protocol=QUICK, quiet=None)
     assert (again.measured, again.failed, again.skipped) == (0, 0, 2)
 
 
 def test_network_over_the_time_limit_is_killed_and_recorded(tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
-    report = collect(TINY_NB201[:1], [targets.load(TVM)], db, protocol=QUICK, timeout_s=0.5)
+    report = collect(TINY_NB201[:1], [targets.load(TVM)], db, protocol=QUICK, timeout_s=0.5, quiet=None)
     assert report.failed == 1 and report.failures[0][2] == "timeout"
     assert MeasurementStore(db).stats()["failures"] == {"timeout": 1}
 

@@ -4,10 +4,14 @@
 :class:`MeasureProtocol` and re-measures when the coefficient of variation is
 above ``protocol.remeasure_cv`` (keeping the steadiest attempt). Only one
 measurement may run at a time on one physical machine: they share its cores.
+With a ``QuietPolicy`` an attempt during which other processes used the CPU is
+thrown away and taken again once the machine is quiet (``tvm_ledg.measure.quiet``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,40 +21,67 @@ from targets.schema import TargetDescriptor
 from tvm_ledg.measure.backends import Network, Session, backend_of, open_session
 from tvm_ledg.measure.environment import environment
 from tvm_ledg.measure.protocol import MeasureProtocol, TimingStats, time_runs
+from tvm_ledg.measure.quiet import ForeignCpu, MachineBusy, QuietPolicy, wait_until_quiet
 
-__all__ = ["MeasureProtocol", "MeasureResult", "Network", "Session", "TimingStats", "backend_of",
-           "compare_outputs", "environment", "measure", "measure_session", "open_session", "time_runs"]
+__all__ = ["MachineBusy", "MeasureProtocol", "MeasureResult", "Network", "QuietPolicy", "Session", "TimingStats",
+           "backend_of", "compare_outputs", "environment", "measure", "measure_session", "open_session", "time_runs"]
 
 
 @dataclass(frozen=True)
 class MeasureResult:
-    """Timing of one network on one target, the compile time, and how many attempts it took."""
+    """Timing of one network on one target, the compile time, how many attempts it took and, with a
+    ``QuietPolicy``, other processes' average busy cores during the kept attempt and the time spent
+    waiting for a quiet machine."""
 
     stats: TimingStats
     compile_s: float
     attempts: int
+    foreign_cores: float | None = None
+    waited_s: float = 0.0
 
 
-def measure_session(session: Session, protocol: MeasureProtocol) -> MeasureResult:
-    """Time an open session; repeat while CV > ``remeasure_cv`` (at most ``max_attempts``), keep the lowest CV."""
+def measure_session(session: Session, protocol: MeasureProtocol, quiet: QuietPolicy | None = None,
+                    on_wait: Callable[[float], None] | None = None) -> MeasureResult:
+    """Time an open session; repeat while CV > ``remeasure_cv`` (at most ``max_attempts``), keep the lowest CV.
+
+    With ``quiet``, an attempt during which other processes used the CPU does not count: it is taken
+    again after ``wait_until_quiet`` (``MachineBusy`` once the policy's patience is spent; ``on_wait``
+    hears of the waiting).
+    """
     best: TimingStats | None = None
-    attempts = 0
+    best_foreign: float | None = None
+    attempts = contended = 0
+    waited = 0.0
     while attempts < protocol.max_attempts:
+        with ForeignCpu() as foreign:
+            started = time.perf_counter()
+            stats = time_runs(session.run, protocol)
+            if quiet is not None:
+                time.sleep(max(0.0, quiet.min_window_s - (time.perf_counter() - started)))
+        if quiet is not None and foreign.seconds is not None and quiet.contended(foreign.seconds, foreign.wall):
+            contended += 1
+            if contended > quiet.max_contended:
+                raise MachineBusy(f"other processes used {foreign.cores:.2f} cores during {contended} attempts "
+                                  f"(at most {quiet.max_foreign} allowed); measure on a quiet machine")
+            waited = wait_until_quiet(quiet, waited, on_wait)
+            continue
         attempts += 1
-        stats = time_runs(session.run, protocol)
         if best is None or stats.cv < best.cv:
-            best = stats
+            best, best_foreign = stats, foreign.cores
         if best.cv <= protocol.remeasure_cv:
             break
     assert best is not None
-    return MeasureResult(best, session.compile_s, attempts)
+    return MeasureResult(best, session.compile_s, attempts, best_foreign if quiet else None, waited)
 
 
 def measure(net: Network, desc: TargetDescriptor, protocol: MeasureProtocol | None = None,
-            remote: Any = None) -> MeasureResult:
-    """Measure ``net`` on ``desc`` (locally, or on ``remote``, a :class:`~tvm_ledg.measure.rpc.RemoteDevice`)."""
+            remote: Any = None, quiet: QuietPolicy | None = None) -> MeasureResult:
+    """Measure ``net`` on ``desc`` (locally, or on ``remote``, a :class:`~tvm_ledg.measure.rpc.RemoteDevice`).
+
+    ``quiet`` applies to local measurements only (a remote device's load is not visible here).
+    """
     with open_session(net, desc, remote) as session:
-        return measure_session(session, protocol or MeasureProtocol())
+        return measure_session(session, protocol or MeasureProtocol(), None if remote else quiet)
 
 
 def compare_outputs(outputs: dict[str, list[np.ndarray]], rtol: float = 1e-3) -> tuple[bool, float, str]:
