@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Everything issues 4 and 5 measure on this machine, in order, one step at a time: each step measures, so nothing
+# else may run meanwhile (docs/measuring.md). Every step resumes where an interrupted run stopped; run the script
+# again to go on. Hours on the project's 2-core Zen 3 machine are noted per step.
+#
+#   bash benchmarks/run_measured.sh            # from the repository root, with the package installed
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STORE=.cache/measurements.sqlite
+TARGETS=(local-zen3-onnxruntime-t1 local-zen3-onnxruntime-t2 local-zen3-pytorch-t1 local-zen3-pytorch-t2
+         local-zen3-tvm-untuned-generic local-zen3-tvm-untuned-znver3)
+FAMILIES=(resnet vgg mobilenetv2 mobilenetv3 efficientnet mnasnet squeezenet googlenet alexnet nb201 vit transformer)
+CURVE_WORKLOADS=(conv2d_resnet_3x3 conv2d_resnet_3x3_s2 conv2d_mobilenet_1x1 depthwise_conv2d_mobilenet
+                 dense_transformer_mlp batch_matmul_attention softmax_attention layer_norm_transformer)
+
+# 1. The measured dataset: 1,500 zoo networks x 6 local targets (about 14 s per network: 6 h).
+tvm-ledg collect --families "${FAMILIES[@]}" --count 1500 -t "${TARGETS[@]}" --db "$STORE" --timeout 300
+
+# 2. Repeat-run noise floor (30 networks x 3 repeats x 6 targets: about 25 min).
+[ -f docs/results/noise_floor.json ] || python benchmarks/noise_floor.py --db "$STORE" --networks 30 --repeats 3 \
+    $( [ -f .cache/measurements-unguarded.sqlite ] && echo --compare .cache/measurements-unguarded.sqlite )
+
+# 3. The committed export, then the benchmarks on it (training only, no measuring).
+tvm-ledg db export datasets/local-zen3.jsonl.gz --db "$STORE"
+python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset \
+    --epochs 4 --rows-per-epoch 3000
+
+# 4. Tuning records: 11 workloads x 2 targets x 128 trials with MetaSchedule's XGB search (about 2 h).
+python benchmarks/tuning_records.py --trials 128 --work-dir .cache/tuning-records --out datasets/tuning-records.jsonl.gz
+tvm-ledg train --config examples/configs/ledg-program.yaml --out cost_model/checkpoints/ledg-program
+
+# 5. Tuning curves: 8 workloads x 4 searches x 2 seeds x 128 trials on the 2-thread target, with ranking and
+#    predicted-runner results (about 5 h), then cross-target (pre-trained on the 1-thread target only).
+python benchmarks/tuning_curves.py --records datasets/tuning-records.jsonl.gz --workloads "${CURVE_WORKLOADS[@]}" \
+    --seeds 0 1 --trials 128 --out docs/results/tuning_curves
+python benchmarks/tuning_curves.py --records datasets/tuning-records.jsonl.gz --workloads "${CURVE_WORKLOADS[@]}" \
+    --seeds 0 1 --trials 128 --pretrain-targets local-zen3-tvm-tuned-znver3-t1 --methods ledg-pretrained \
+    --no-predicted --out docs/results/tuning_curves_cross_target
