@@ -18,6 +18,7 @@ the cost model reads the store directly (``training_rows``).
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import sqlite3
@@ -229,11 +230,14 @@ class MeasurementStore:
 
     # ------------------------------------------------------------------ moving data
     def export_jsonl(self, path: str | os.PathLike[str]) -> dict[str, int]:
-        """Everything as gzip JSON lines (``{"kind": ..., ...}``), written atomically."""
+        """Everything as gzip JSON lines (``{"kind": ..., ...}``), written atomically; the gzip header has no
+        time stamp, so a committed export only changes with its data."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         counts = {"graph": 0, "target": 0, "network": 0, "measurement": 0, "failure": 0}
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as f:
+        with (open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz,
+              io.TextIOWrapper(gz, encoding="utf-8") as f):
             def put(kind: str, record: Mapping[str, Any]) -> None:
                 f.write(json.dumps({"kind": kind, **record}, separators=(",", ":"), sort_keys=True) + "\n")
                 counts[kind] += 1

@@ -231,6 +231,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
           f"numerical check: {len(report.flagged_networks)}")
     for spec, target, stage, reason in report.failures[:20]:
         print(f"  failed: {spec} on {target} at {stage}: {reason}")
+    if report.busy:
+        print(f"stopped: other processes kept the machine busy; {report.busy} pairs are left for the next run "
+              "(run the same command again on a quiet machine)", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -14,9 +14,10 @@ Locally only one worker measures (measurements on one machine share its
 cores). With a TVM RPC tracker, ``parallel`` workers each hold their own
 remote board. Local measurements follow a ``QuietPolicy``: an attempt during
 which other processes used the CPU is taken again once the machine is quiet
-(the wait does not count towards the time-out); a pair that never finds a quiet
-machine is reported as ``busy`` and, not being the network's fault, is not
-stored as a failure, so the next run measures it.
+(the wait does not count towards the time-out). A pair that never finds a
+quiet machine is reported as ``busy`` and, not being the network's fault, is
+not stored as a failure; the run then stops (a machine that stays busy would
+only make every later pair wait as long) and the next run measures the rest.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class CollectReport:
     measured: int = 0
     skipped: int = 0
     failed: int = 0
-    busy: int = 0  # pairs given up for a machine that never became quiet (measured by the next run)
+    busy: int = 0  # pairs left for the next run: the machine never became quiet
     flagged_networks: list[str] = field(default_factory=list)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -124,7 +125,7 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
                         msg = w.conn.recv()
                     except (EOFError, OSError):
                         msg = ("crashed", f"worker exited with code {w.process.exitcode}")
-                elif time.time() > w.job.started + timeout_s:
+                elif time.time() > w.job.started + timeout_s and not w.conn.poll(0):  # not a message just in
                     msg = ("timeout", f"network took longer than {timeout_s:.0f} s")
                 else:
                     continue
@@ -151,13 +152,15 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
                     if progress:
                         progress(done, total, f"{w.job.spec}: waiting for a quiet machine")
                     continue
-                if kind == "busy":
+                if kind == "busy":  # the worker leaves the rest of this network too; no new networks
                     _, target, reason = msg
                     w.job.done.add(target)
-                    report.busy += 1
+                    report.busy += 1 + sum(len(j.targets) for j in queue)
                     done += 1
+                    queue.clear()
                     if progress:
-                        progress(done, total, f"{w.job.spec} on {target}: machine busy, left for the next run")
+                        progress(done, total, f"{w.job.spec} on {target}: machine busy ({reason[:80]}); "
+                                 "the rest is left for the next run")
                     continue
                 if kind == "flagged":
                     report.flagged_networks.append(w.job.spec)
@@ -278,19 +281,31 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
         with torch.inference_mode():
             out = net.module(*[torch.from_numpy(a) for a in net.inputs.values()])
         outputs["pytorch-reference"] = [t.numpy() for t in (out if isinstance(out, (tuple, list)) else [out])]
+    def on_wait(seconds: float) -> None:
+        try:
+            conn.send(("waiting", seconds))
+        except OSError as exc:  # the collector is gone: stop without storing anything
+            raise _ParentGone from exc
+
+    busy: str | None = None
     for desc in descs:
         if os.getppid() != parent:
             return
+        if busy is not None:  # the machine stayed busy: the rest of this network waits for the next run too
+            conn.send(("busy", desc.name, busy))
+            continue
         stage = "compile"
         remote = device if desc.runtime == "tvm" else None
         try:
             with open_session(net, desc, remote) as session:
                 stage = "run"
                 outputs[desc.name] = session.outputs()
-                result = measure_session(session, protocol, None if remote else quiet,
-                                         on_wait=lambda s: conn.send(("waiting", s)))
+                result = measure_session(session, protocol, None if remote else quiet, on_wait=on_wait)
+        except _ParentGone:
+            return
         except MachineBusy as exc:  # not the network's fault: reported, not stored, measured by the next run
-            conn.send(("busy", desc.name, str(exc)))
+            busy = str(exc)
+            conn.send(("busy", desc.name, busy))
             continue
         except Exception as exc:  # compile or run errors of this pair: logged, skipped
             _fail(conn, store, spec, desc, protocol, stage, exc)
@@ -308,6 +323,10 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
         store.add_network(spec, graph_hash, net.family, agree, err, note)
         if not agree:
             conn.send(("flagged",))
+
+
+class _ParentGone(Exception):
+    """The collector that started this worker has exited."""
 
 
 def _fail(conn: Connection, store: MeasurementStore, spec: str, desc: TargetDescriptor, protocol: MeasureProtocol,

@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from measure_nets import TINY_NB201
 
 import targets
+import tvm_ledg.measure as measure_mod
 from cost_model.measurement_store import MeasurementStore
 from tvm_ledg.collect import collect
 from tvm_ledg.measure import MachineBusy, MeasureProtocol, QuietPolicy, Session, measure_session
@@ -19,15 +21,30 @@ from tvm_ledg.measure.quiet import ForeignCpu
 
 pytestmark = pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
 QUICK = MeasureProtocol(warmup_runs=1, min_runs=3, max_runs=10, max_seconds=0.2, min_sample_ms=1.0)
-IMPATIENT = QuietPolicy(settle_s=0.3, max_wait_s=1.0, max_contended=2)
+# Accepted attempts then had at most 0.3 other cores (no slack), and nothing waits long on a busy CI machine.
+LENIENT = QuietPolicy(max_foreign=0.3, slack_s=0.0, max_wait_s=20.0)
 
 
 @pytest.fixture
-def spinner() -> Iterator[subprocess.Popen]:
+def quiet_machine() -> None:
+    """These tests judge other processes' CPU use, so they need a machine nobody else is using."""
+    with ForeignCpu() as probe:
+        time.sleep(0.5)
+    if probe.cores is not None and probe.cores > 0.2:
+        pytest.skip(f"other processes use {probe.cores:.2f} cores; the busy-machine tests need a quiet machine")
+
+
+@pytest.fixture
+def spinner(quiet_machine) -> Iterator[subprocess.Popen]:
     """Another process keeping one core busy."""
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     time.sleep(0.5)
     yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _stop(proc: subprocess.Popen) -> None:
     proc.kill()
     proc.wait()
 
@@ -47,8 +64,7 @@ def test_foreign_cpu_sees_another_busy_process_and_not_this_one(spinner) -> None
     with ForeignCpu() as busy:
         time.sleep(1.0)
     assert busy.cores is not None and 0.6 < busy.cores < 1.6
-    spinner.kill()
-    spinner.wait()
+    _stop(spinner)
     with ForeignCpu() as own:
         end = time.perf_counter() + 1.0
         while time.perf_counter() < end:  # this process's own work is not foreign
@@ -56,26 +72,50 @@ def test_foreign_cpu_sees_another_busy_process_and_not_this_one(spinner) -> None
     assert own.cores is not None and own.cores < 0.3
 
 
-def test_contended_measurement_is_given_up_and_quiet_one_counts(spinner) -> None:
-    with pytest.raises(MachineBusy, match="cores"):
-        measure_session(_sleeping_session(), QUICK, IMPATIENT)
+def test_contended_attempts_are_given_up_after_max_contended_or_max_wait(spinner) -> None:
+    with pytest.raises(MachineBusy, match="during 1 attempts"):  # gives up at once, without waiting
+        measure_session(_sleeping_session(), QUICK, QuietPolicy(max_contended=1, max_wait_s=None))
+    with pytest.raises(MachineBusy, match=r"cores for \d+ s"):
+        measure_session(_sleeping_session(), QUICK, QuietPolicy(settle_s=0.3, max_wait_s=1.0))
     assert measure_session(_sleeping_session(), QUICK, None).stats.median_ms > 0  # no policy: no check
-    spinner.kill()
-    spinner.wait()
-    result = measure_session(_sleeping_session(), QUICK, QuietPolicy(max_foreign=0.3))
-    assert result.foreign_cores is not None and result.foreign_cores < 0.3
+    _stop(spinner)
+    result = measure_session(_sleeping_session(), QUICK, LENIENT)
+    assert result.foreign_cores is not None and result.foreign_cores <= 0.3
+
+
+def test_a_quiet_attempt_is_kept_when_later_ones_are_contended(monkeypatch) -> None:
+    """Attempt 1 is quiet but too noisy (CV), the retakes are contended: attempt 1 is returned, not an error."""
+    contended = iter([False, True, True, True])
+
+    class FakeCpu:
+        def __enter__(self):
+            self.wall, busy = 0.5, next(contended)
+            self.seconds, self.cores = (0.5, 1.0) if busy else (0.0, 0.0)
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(measure_mod, "ForeignCpu", FakeCpu)
+    monkeypatch.setattr(measure_mod, "wait_until_quiet", lambda policy, waited, on_wait: waited)
+    rng = np.random.default_rng(0)
+    noisy = Session(lambda n: n * 1e-3 * (1 + rng.uniform(0, 1)), lambda: [], 0.0)
+    waits: list[float] = []
+    result = measure_session(noisy, QUICK, QuietPolicy(max_contended=2, min_window_s=0.0), on_wait=waits.append)
+    assert result.attempts == 1 and result.foreign_cores == 0.0 and result.stats.cv > QUICK.remeasure_cv
+    assert waits == [0.5, 0.5]  # each contended attempt was reported as waiting (the collector's time-out skips it)
 
 
 @pytest.mark.slow
 def test_collector_leaves_busy_pairs_for_the_next_run(tmp_path: Path, spinner) -> None:
     db = tmp_path / "m.sqlite"
     ort = targets.load("local-zen3-onnxruntime-t1")
-    report = collect(TINY_NB201[:1], [ort], db, protocol=QUICK, quiet=IMPATIENT)
-    assert (report.measured, report.busy, report.failed) == (0, 1, 0)
+    report = collect(TINY_NB201[:2], [ort], db, protocol=QUICK,
+                     quiet=QuietPolicy(settle_s=0.3, max_wait_s=1.0, max_contended=2))
+    assert (report.measured, report.busy, report.failed) == (0, 2, 0)  # the second network was not even tried
     assert MeasurementStore(db, readonly=True).stats()["failures"] == {}
-    spinner.kill()
-    spinner.wait()
-    again = collect(TINY_NB201[:1], [ort], db, protocol=QUICK, quiet=QuietPolicy(max_foreign=0.3))
-    assert (again.measured, again.busy) == (1, 0)
-    (m,) = MeasurementStore(db, readonly=True).measurements()
-    assert m.environment["foreign_cores"] < 0.3 and "waited_s" in m.environment
+    _stop(spinner)
+    again = collect(TINY_NB201[:2], [ort], db, protocol=QUICK, quiet=LENIENT)
+    assert (again.measured, again.busy) == (2, 0)
+    for m in MeasurementStore(db, readonly=True).measurements():
+        assert m.environment["foreign_cores"] <= 0.3 and "waited_s" in m.environment

@@ -235,6 +235,7 @@ def test_predict_reuses_the_program_graph_of_a_structurally_equal_schedule(conte
     candidates, _ = toy
     model = LeDGCostModel(TARGET)
     first = model.predict(context, candidates[:4])
+    assert len(set(first)) == 4  # four different programs, four different cache entries
     built: list[object] = []
 
     def spy(func):

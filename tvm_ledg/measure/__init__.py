@@ -60,7 +60,12 @@ def measure_session(session: Session, protocol: MeasureProtocol, quiet: QuietPol
                 time.sleep(max(0.0, quiet.min_window_s - (time.perf_counter() - started)))
         if quiet is not None and foreign.seconds is not None and quiet.contended(foreign.seconds, foreign.wall):
             contended += 1
-            if contended > quiet.max_contended:
+            waited += foreign.wall
+            if on_wait is not None:
+                on_wait(foreign.wall)  # a contended attempt is waiting too: the collector's time-out skips it
+            if contended >= quiet.max_contended:
+                if best is not None:  # an earlier quiet attempt stands, if not as steady as wanted
+                    break
                 raise MachineBusy(f"other processes used {foreign.cores:.2f} cores during {contended} attempts "
                                   f"(at most {quiet.max_foreign} allowed); measure on a quiet machine")
             waited = wait_until_quiet(quiet, waited, on_wait)

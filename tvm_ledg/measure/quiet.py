@@ -3,20 +3,24 @@
 On a small machine a compiler or a test suite running beside a measurement
 does not just take its share: a 2-thread PyTorch or onnxruntime run waits at
 every parallel region for the thread that was preempted. Measured here on 2
-cores: 2-thread PyTorch runs 7-250x slower, onnxruntime about 2x, with
+cores: 2-thread PyTorch came out up to 50x slower, onnxruntime about 2x, with
 nothing in the run's own CV to tell (each sample is slow alike).
 
-``ForeignCpu`` reads the machine's busy CPU time (``/proc/stat``: user, nice,
-system, irq, softirq, steal over all CPUs) and this process's CPU time (all
+``ForeignCpu`` reads the busy CPU time of the CPUs this process may run on
+(``/proc/stat`` lines ``cpuN`` for N in its affinity: user, nice, system,
+irq, softirq, steal; other tenants' cores in a container do not count) and
+this process's CPU time (all
 its threads, ``os.times``) around a block; the difference is what *other*
 processes (or other virtual machines, through steal time) used meanwhile.
 ``QuietPolicy`` says how much of that a measurement tolerates and how long to
 wait for a quiet machine before giving up with ``MachineBusy``. Where
-``/proc/stat`` does not exist (not Linux) the check is off and says so.
+``/proc/stat`` does not exist (not Linux) the check is off and logs a warning
+once.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -61,14 +65,25 @@ class QuietPolicy:
 
 
 def _machine_busy_s() -> float | None:
+    """Busy CPU seconds so far of the CPUs this process may run on; None without ``/proc/stat``."""
     try:
-        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
+        _warn_unchecked()
         return None
-    if not first or first[0] != "cpu":
-        return None
-    values = [int(v) for v in first[1:]]
-    return sum(values[i] for i in _BUSY_FIELDS if i < len(values)) * _TICK_S
+    cpus = {f"cpu{n}" for n in os.sched_getaffinity(0)} if hasattr(os, "sched_getaffinity") else None
+    ticks = 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0].startswith("cpu") and fields[0] != "cpu" and (cpus is None or fields[0] in cpus):
+            values = [int(v) for v in fields[1:]]
+            ticks += sum(values[i] for i in _BUSY_FIELDS if i < len(values))
+    return ticks * _TICK_S
+
+
+@functools.cache
+def _warn_unchecked() -> None:
+    log.warning("no /proc/stat here: other processes' CPU use is not checked while measuring")
 
 
 def _own_s() -> float:
