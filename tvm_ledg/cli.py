@@ -382,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # Ctrl-C: what is stored stays; graphs, train and collect resume when run again
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
