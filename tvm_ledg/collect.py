@@ -130,20 +130,19 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
                 else:
                     continue
                 kind = msg[0]
-                if kind == "measured":
-                    _, target, ok = msg
+                if kind in ("measured", "failed", "busy"):  # one (network, target) pair is over
+                    target = msg[1]
                     w.job.done.add(target)
-                    report.measured += ok
                     done += 1
+                if kind == "measured":
+                    report.measured += msg[2]
                     if progress:
                         progress(done, total, f"{w.job.spec} on {target}")
                     continue
                 if kind == "failed":
-                    _, target, stage, reason = msg
-                    w.job.done.add(target)
+                    _, _, stage, reason = msg
                     report.failed += 1
                     report.failures.append((w.job.spec, target, stage, reason))
-                    done += 1
                     if progress:
                         progress(done, total, f"{w.job.spec} on {target}: {stage} failed")
                     continue
@@ -153,10 +152,8 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
                         progress(done, total, f"{w.job.spec}: waiting for a quiet machine")
                     continue
                 if kind == "busy":  # the worker leaves the rest of this network too; no new networks
-                    _, target, reason = msg
-                    w.job.done.add(target)
+                    reason = msg[2]
                     report.busy += 1 + sum(len(j.targets) for j in queue)
-                    done += 1
                     queue.clear()
                     if progress:
                         progress(done, total, f"{w.job.spec} on {target}: machine busy ({reason[:80]}); "

@@ -40,8 +40,7 @@ def spinner(quiet_machine) -> Iterator[subprocess.Popen]:
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     time.sleep(0.5)
     yield proc
-    proc.kill()
-    proc.wait()
+    _stop(proc)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -88,6 +87,9 @@ def test_a_quiet_attempt_is_kept_when_later_ones_are_contended(monkeypatch) -> N
     contended = iter([False, True, True, True])
 
     class FakeCpu:
+        def __init__(self, min_wall_s: float = 0.0) -> None:
+            pass
+
         def __enter__(self):
             self.wall, busy = 0.5, next(contended)
             self.seconds, self.cores = (0.5, 1.0) if busy else (0.0, 0.0)

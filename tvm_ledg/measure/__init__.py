@@ -10,7 +10,6 @@ thrown away and taken again once the machine is quiet (``tvm_ledg.measure.quiet`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,11 +52,8 @@ def measure_session(session: Session, protocol: MeasureProtocol, quiet: QuietPol
     attempts = contended = 0
     waited = 0.0
     while attempts < protocol.max_attempts:
-        with ForeignCpu() as foreign:
-            started = time.perf_counter()
+        with ForeignCpu(quiet.min_window_s if quiet is not None else 0.0) as foreign:
             stats = time_runs(session.run, protocol)
-            if quiet is not None:
-                time.sleep(max(0.0, quiet.min_window_s - (time.perf_counter() - started)))
         if quiet is not None and foreign.seconds is not None and quiet.contended(foreign.seconds, foreign.wall):
             contended += 1
             waited += foreign.wall

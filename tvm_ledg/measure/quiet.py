@@ -55,7 +55,7 @@ class QuietPolicy:
 
     max_foreign: float = 0.05
     slack_s: float = 0.03
-    min_window_s: float = 0.25  # a shorter attempt is watched for this long (the counters tick every 10 ms)
+    min_window_s: float = 0.25
     settle_s: float = 2.0
     max_wait_s: float | None = 600.0
     max_contended: int = 5
@@ -93,7 +93,12 @@ def _own_s() -> float:
 
 class ForeignCpu:
     """``with ForeignCpu() as f: ...`` then ``f.seconds`` (other processes' CPU seconds), ``f.wall``
-    and ``f.cores`` (their average number of busy cores); all None where ``/proc/stat`` is missing."""
+    and ``f.cores`` (their average number of busy cores); all None where ``/proc/stat`` is missing.
+    A block shorter than ``min_wall_s`` is followed by an idle wait up to it, so that the 10 ms
+    counters see enough of the machine to judge it."""
+
+    def __init__(self, min_wall_s: float = 0.0) -> None:
+        self.min_wall_s = min_wall_s
 
     def __enter__(self) -> "ForeignCpu":
         self.seconds: float | None = None
@@ -102,6 +107,7 @@ class ForeignCpu:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        time.sleep(max(0.0, self.min_wall_s - (time.perf_counter() - self._t0)))
         self.wall = time.perf_counter() - self._t0
         machine = _machine_busy_s()
         if machine is None or self._machine is None:
