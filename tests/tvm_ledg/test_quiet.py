@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 import time
 from collections.abc import Iterator
@@ -121,3 +122,51 @@ def test_collector_leaves_busy_pairs_for_the_next_run(tmp_path: Path, spinner) -
     assert (again.measured, again.busy) == (2, 0)
     for m in MeasurementStore(db, readonly=True).measurements():
         assert m.environment["foreign_cores"] <= 0.3 and "waited_s" in m.environment
+
+
+# ----------------------------------------------------------------------------- MetaSchedule runner
+
+
+@pytest.fixture(scope="module")
+def built_matmul() -> Iterator[object]:
+    """A compiled 64x64 matmul as MetaSchedule's runner gets it (artifact path + argument info)."""
+    from tvm import te
+
+    from tvm_ledg._tvm import IRModule, ms
+    from tvm_ledg.tuning import make_builder, target_of
+
+    a, b = te.placeholder((64, 64), name="A"), te.placeholder((64, 64), name="B")
+    k = te.reduce_axis((0, 64), name="k")
+    func = te.create_prim_func([a, b, te.compute((64, 64), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k))])
+    target = target_of(targets.load("local-zen3-tvm-tuned-znver3-t1"))
+    (built,) = make_builder(max_workers=1).build([ms.builder.BuilderInput(IRModule({"main": func}), target)])
+    assert built.error_msg is None, built.error_msg
+    yield ms.runner.RunnerInput(built.artifact_path, "cpu", ms.arg_info.ArgInfo.from_prim_func(func))
+
+
+@pytest.mark.slow
+def test_tuning_runner_refuses_busy_timings_and_gives_up_on_a_busy_machine(built_matmul, spinner) -> None:
+    from tvm_ledg.tuning import make_runner
+
+    give_up = make_runner(1, quiet=QuietPolicy(max_contended=1, max_wait_s=None))
+    busy = (MachineBusy, RuntimeError)  # TVM's FFI (a derived object's run) forwards it as a RuntimeError
+    with pytest.raises(busy, match=r"all 1 timings of a candidate ran on a busy machine \(RuntimeError: tvm-ledg: machine busy: other"):
+        give_up.run([built_matmul])  # not a slow time in the database
+    impatient = make_runner(1, quiet=QuietPolicy(settle_s=0.3, max_wait_s=1.0))
+    with pytest.raises(busy, match=r"cores for \d+ s"):
+        impatient.run([built_matmul])
+    unchecked = make_runner(1, quiet=None).run([built_matmul])[0].result()
+    assert unchecked.error_msg is None and 0 < unchecked.run_secs[0] < 0.1  # no policy: no check
+
+
+@pytest.mark.slow
+def test_tuning_runner_times_a_busy_candidate_again_once_the_machine_is_quiet(built_matmul, spinner) -> None:
+    from tvm_ledg.tuning import make_runner
+
+    runner = make_runner(1, quiet=LENIENT)
+    threading.Timer(1.0, _stop, args=(spinner,)).start()  # busy now, quiet in 1 s
+    result = runner.run([built_matmul])[0].result()
+    assert result.error_msg is None and 0 < result.run_secs[0] < 0.1
+    assert len(runner.waits) == 1 and runner.waits[0][1] >= 0.5  # retaken once, and the time lost is on record
+    runner.waits.clear()
+    assert runner.run([built_matmul])[0].result().error_msg is None and runner.waits == []  # quiet: taken once

@@ -220,7 +220,7 @@ def test_save_load_round_trip(context, toy, trained, tmp_path):
 def test_tune_tir_with_ledg_cost_model_and_the_cpu_pair_writes_a_database(context, tmp_path):
     desc = targets.load(TARGET)
     runner = make_runner(desc.threads)
-    assert runner.pool.submit(functools.partial(os.getenv, "TVM_NUM_THREADS")).result() == "2"
+    assert runner.runner.pool.submit(functools.partial(os.getenv, "TVM_NUM_THREADS")).result() == "2"
     model = LeDGCostModel(desc, online=OnlineConfig(steps=20))
     ms.tune_tir(matmul(), target_of(desc), str(tmp_path), 8, num_trials_per_iter=8, builder=make_builder(),
                 runner=runner, cost_model=model, seed=0,

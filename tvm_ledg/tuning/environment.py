@@ -12,6 +12,13 @@ Two fixes every TVM 0.27 user on a CPU machine needs (see the project's TVM note
   count. ``make_runner(threads)`` sets ``TVM_NUM_THREADS`` in each runner
   worker before anything runs there.
 
+It also keeps busy-machine timings out of the tuning database, as the
+collector does (``tvm_ledg.measure.quiet``): a candidate timed while other
+processes used the CPU is timed again once the machine is quiet. MetaSchedule
+times each candidate only once (about 100 ms), so on a small machine a
+compile or a test run beside it would otherwise make a good schedule look slow
+for good, and steer the search wrongly.
+
 ``target_of(desc)`` gives the ``tvm.target.Target`` of a TVM target descriptor.
 """
 
@@ -19,13 +26,15 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import Any
 
 from targets.errors import TargetError
 from targets.schema import TargetDescriptor
-from tvm_ledg._tvm import RemoveWeightLayoutRewriteBlock, driver_build, make_target, ms
+from tvm_ledg._tvm import RemoveWeightLayoutRewriteBlock, derived_object, driver_build, make_target, ms
+from tvm_ledg.measure.quiet import ForeignCpu, MachineBusy, QuietPolicy, wait_until_quiet
 
-__all__ = ["BUILD_TIMEOUT_S", "build_module", "make_builder", "make_runner", "target_of"]
+__all__ = ["BUILD_TIMEOUT_S", "QuietRunner", "build_module", "make_builder", "make_runner", "target_of"]
 
 BUILD_TIMEOUT_S = 60.0
 
@@ -44,12 +53,73 @@ def _set_num_threads(threads: int) -> None:
     os.environ["TVM_NUM_THREADS"] = str(threads)
 
 
-def make_runner(threads: int, *, timeout_sec: float = 30.0, evaluator_config: Any = None) -> Any:
-    """A ``LocalRunner`` whose worker times kernels with ``threads`` TVM threads."""
+def make_runner(threads: int, *, timeout_sec: float = 30.0, evaluator_config: Any = None,
+                quiet: QuietPolicy | None = QuietPolicy()) -> Any:
+    """A ``LocalRunner`` whose worker times kernels with ``threads`` TVM threads; with ``quiet`` (the
+    default) wrapped in a ``QuietRunner``. ``quiet=None``: no busy-machine check."""
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise TargetError(f"make_runner: threads must be an integer >= 1, got {threads!r}")
-    return ms.runner.LocalRunner(timeout_sec=timeout_sec, evaluator_config=evaluator_config,
-                                 initializer=functools.partial(_set_num_threads, threads))
+    local = ms.runner.LocalRunner(
+        timeout_sec=timeout_sec, evaluator_config=evaluator_config,
+        initializer=functools.partial(_set_num_threads, threads),
+        f_run_evaluator=None if quiet is None else functools.partial(quiet_run_evaluator, quiet))
+    return local if quiet is None else QuietRunner(local, quiet)
+
+
+_BUSY = "tvm-ledg: machine busy"
+
+
+def quiet_run_evaluator(policy: QuietPolicy, rt_mod: Any, device: Any, evaluator_config: Any,
+                        repeated_args: Any) -> list[float]:
+    """MetaSchedule's default evaluator, refused when other processes used the CPU meanwhile (runs in the
+    runner worker, whose own CPU time ``ForeignCpu`` leaves out)."""
+    with ForeignCpu(policy.min_window_s) as foreign:
+        costs = ms.runner.utils.run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
+    if foreign.seconds is not None and policy.contended(foreign.seconds, foreign.wall):
+        raise RuntimeError(f"{_BUSY}: other processes used {foreign.cores:.2f} cores")
+    return costs
+
+
+@derived_object
+class QuietRunner(ms.runner.PyRunner):
+    """A ``LocalRunner`` (made with ``quiet_run_evaluator``) whose busy-machine timings are taken again.
+
+    A candidate refused as contended is run again after ``wait_until_quiet``; after
+    ``policy.max_contended`` refusals, or ``policy.max_wait_s`` of waiting, ``run`` raises
+    ``MachineBusy`` (tuning stops rather than record a distorted time; called by MetaSchedule, it
+    reaches the caller as a ``RuntimeError`` with the same message). ``waits`` lists
+    ``(time.perf_counter() when done, seconds lost)`` per retaken candidate, so a benchmark can take the
+    waiting out of its wall-clock times.
+    """
+
+    def __init__(self, runner: Any, policy: QuietPolicy) -> None:
+        super().__init__()
+        self.runner = runner
+        self.policy = policy
+        self.waits: list[tuple[float, float]] = []
+
+    def run(self, runner_inputs: list[Any]) -> list[Any]:
+        futures = []
+        for runner_input, future in zip(runner_inputs, self.runner.run(runner_inputs)):
+            contended, waited, start = 0, 0.0, time.perf_counter()
+            while _refused_as_busy(future):
+                contended += 1
+                if contended >= self.policy.max_contended:
+                    last = future.result().error_msg.strip().splitlines()[-1]
+                    raise MachineBusy(f"all {contended} timings of a candidate ran on a busy machine ({last}); "
+                                      "tune on a quiet machine")
+                waited = wait_until_quiet(self.policy, waited)
+                future = self.runner.run([runner_input])[0]
+            if contended:
+                end = time.perf_counter()
+                self.waits.append((end, end - start))
+            futures.append(future)
+        return futures
+
+
+def _refused_as_busy(future: Any) -> bool:
+    error = future.result().error_msg
+    return error is not None and _BUSY in error
 
 
 def target_of(desc: TargetDescriptor) -> Any:
