@@ -67,7 +67,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import md_table, write_results
+from common import load_fold, md_table, write_results
 from tuning_records import TARGETS, quiet_metaschedule, search_cost_model, tune
 
 import targets as target_registry
@@ -186,7 +186,7 @@ def main() -> None:
     for workload, method, seed in tqdm(jobs, desc="tuning curves", unit="run", dynamic_ncols=True):
         path = parts / "curves" / f"{workload.name}__{method}__s{seed}.json"
         run_settings = {**settings, "pretrain": pretrain["id"]} if method == PRETRAINED else settings
-        part = load_part(path, run_settings)
+        part = load_fold(path, run_settings, args.out)
         if part is None:
             part = run_curve(workload, method, seed, desc, args, work_root / path.stem, *tuning_pair(),
                              checkpoints.get(workload.name))
@@ -202,7 +202,7 @@ def main() -> None:
         for workload, seed in tqdm(jobs, desc="predicted runner", unit="run", dynamic_ncols=True):
             path = parts / "predicted" / f"{workload.name}__s{seed}.json"
             run_settings = {**settings, "pretrain": pretrain["id"]}
-            part = load_part(path, run_settings)
+            part = load_fold(path, run_settings, args.out)
             if part is None:
                 part = run_predicted(workload, seed, desc, args, work_root / path.stem, *tuning_pair(),
                                      checkpoints[workload.name])
@@ -296,17 +296,6 @@ def _save_atomically(predictor: LatencyPredictor, path: Path, data: dict[str, An
 
 
 # ------------------------------------------------------------------------------------------ tuning runs
-
-
-def load_part(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished run's part; None when absent. A part made with other settings is an error, not reused."""
-    if not path.is_file():
-        return None
-    part = json.loads(path.read_text())
-    if part.get("settings") != settings:
-        raise DataError(f"{path}: made with settings {part.get('settings')}, now {settings}; "
-                        f"delete it or choose another --out")
-    return part
 
 
 def _fresh(work_dir: Path) -> Path:
