@@ -9,14 +9,21 @@ Three protocols on a measurement store or its export (``tvm-ledg db export``):
 * ``leave-one-target-out``: train on every other target, predict the held-out
   target from its descriptor alone (zero-shot).
 
+In-domain and leave-one-family-out split networks by graph hash, so test
+networks are measured on no training target; leave-one-target-out holds out a
+target only (its networks are measured on the other targets, which is what a
+zero-shot user has). A tenth of the training networks (by graph hash) is the
+validation set for early stopping, so in-domain is 81/9/10.
+
 Baselines in the same splits: FLOPs and params (per-target log-linear fits;
-zero-shot through the descriptor ridge), GraphSAGE and, for the held-out
-target only, the proxy device (the most similar training target's measurement
-of the same network, rescaled; on a seen target it is the FLOPs fit). Next to
-every MAPE the table gives the noise floor: per target the larger of the
-median within-measurement CV in the store and, when
-``docs/results/noise_floor.json`` exists, the repeat-run spread measured by
-``noise_floor.py``; averaged over the targets of a fold, as MAPE is. Usage::
+zero-shot through the descriptor ridge), GraphSAGE (its own defaults: 15
+epochs x 4000 rows) and, for the held-out target only, the proxy device (the
+most similar training target's measurement of the same network, rescaled; on
+a seen target it is the FLOPs fit). Next to every MAPE the table gives the
+noise floor of the fold's targets (averaged as MAPE is): the repeat-run MAPE
+floor measured by ``noise_floor.py`` (``--noise-floor``), and the store's
+median within-measurement CV for reference. Fold means skip folds whose metric
+is undefined (NaN), and say how many counted. Usage::
 
     python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset
 """
@@ -24,6 +31,7 @@ median within-measurement CV in the store and, when
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -33,18 +41,22 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from common import REPO, load_fold, md_table, write_results
 
 from cost_model.baselines import make_baseline
 from cost_model.evaluation import evaluate_rows
+from cost_model.featurize import feature_schema_hash
 from cost_model.graph import write_text_atomic
 from cost_model.measurement_store import MeasurementStore
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
 PROTOCOLS = ("in-domain", "leave-one-family-out", "leave-one-target-out")
+BASELINES = ("flops", "params", "graphsage", "proxy")
 TARGET_ONLY_BASELINES = ("proxy",)  # meaningful only where the test networks are measured on other targets
-TRAINED_BASELINES = ("graphsage", "mlp")
+TRAINED_BASELINES = ("graphsage",)
+VAL_FRACTION = 0.1
 SPLIT_VERSION = "graph-hash buckets; in-domain 10 % per family"
 ENCODER: dict[str, Any] = {"kind": "builtin", "dim": 32}
 MODEL: dict[str, Any] = {"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}
@@ -55,7 +67,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="measurement store (.sqlite) or export (.jsonl.gz)")
     ap.add_argument("--out", type=Path, default=Path("docs/results/measured_dataset"))
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
-    ap.add_argument("--baselines", nargs="*", default=["flops", "params", "graphsage", "proxy"])
+    ap.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES))
+    ap.add_argument("--noise-floor", type=Path, default=REPO / "docs" / "results" / "noise_floor.json",
+                    help="noise_floor.py's results (repeat-run MAPE floor per target)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--rows-per-epoch", type=int, default=6000)
     ap.add_argument("--threads", type=int, default=2)
@@ -63,10 +77,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    graphs, descs, rows, families, noise = _load(args.data)
-    settings = {"data_rows": _fingerprint(rows), "split": SPLIT_VERSION, "model": MODEL, "encoder": ENCODER,
-                "epochs": args.epochs, "rows_per_epoch": args.rows_per_epoch, "seed": args.seed,
-                "baselines": args.baselines}
+    graphs, descs, rows, families, noise = _load(args.data, args.noise_floor)
+    train_config = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, seed=args.seed, patience=3,
+                               rows_per_epoch=args.rows_per_epoch)
+    baseline_kw = {b: {"seed": args.seed} if b in TRAINED_BASELINES else {} for b in args.baselines}
+    settings = {"data_rows": _fingerprint(rows), "families": _digest(sorted(families.items())),
+                "targets": _digest(sorted((n, d.content_hash()) for n, d in descs.items())),
+                "features": feature_schema_hash(), "split": SPLIT_VERSION, "val_fraction": VAL_FRACTION,
+                "model": MODEL, "encoder": ENCODER, "train": dataclasses.asdict(train_config),
+                "baselines": baseline_kw}
     part_dir = args.out.with_name(args.out.name + ".parts")
     part_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
@@ -77,11 +96,9 @@ def main() -> None:
             if done is not None:
                 results.setdefault(protocol, {})[name] = done
                 continue
-            val = [r for r in train if _bucket(r[0], args.seed + 1) < 0.1]  # whole networks, like the test split
-            train = [r for r in train if _bucket(r[0], args.seed + 1) >= 0.1]
-            model = LatencyPredictor(encoder=ENCODER, model=MODEL,
-                                     train=TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, seed=args.seed,
-                                                       patience=3, rows_per_epoch=args.rows_per_epoch))
+            val = [r for r in train if _bucket(r[0], args.seed + 1) < VAL_FRACTION]  # whole networks, like test
+            train = [r for r in train if _bucket(r[0], args.seed + 1) >= VAL_FRACTION]
+            model = LatencyPredictor(encoder=ENCODER, model=MODEL, train=train_config)
             t0 = time.time()
             model.fit(graphs, descs, train, val, progress=True)
             entry = {"settings": settings, "train_rows": len(train), "test_rows": len(test),
@@ -90,7 +107,7 @@ def main() -> None:
             for b in args.baselines:
                 if b in TARGET_ONLY_BASELINES and protocol != "leave-one-target-out":
                     continue
-                base = make_baseline("flops", feature=b) if b in ("flops", "params") else make_baseline(b)
+                base = make_baseline("flops", feature=b) if b in ("flops", "params") else make_baseline(b, **baseline_kw[b])
                 # Trained baselines stop early on the validation rows like LeDG; closed-form fits use them too.
                 base.fit(graphs, descs, train if b in TRAINED_BASELINES else train + val, val)
                 entry["methods"][b] = _evaluate(base, graphs, descs, test, protocol, families)
@@ -100,8 +117,9 @@ def main() -> None:
     _report(args, results, noise, started)
 
 
-def _load(path: Path):
-    """Rows, graphs, descriptors, family per graph and the noise floor per target from a store or export."""
+def _load(path: Path, noise_floor: Path):
+    """Rows, graphs, descriptors, family per graph (graphs without one: "?") and the noise floor per target
+    (``{"within_cv": ..., "repeat_mape_floor": ...}``) from a store or export and ``noise_floor``."""
     with tempfile.TemporaryDirectory() as tmp:
         if path.name.endswith(".jsonl.gz"):
             store = MeasurementStore(Path(tmp) / "m.sqlite")
@@ -110,12 +128,16 @@ def _load(path: Path):
             store = MeasurementStore(path, readonly=True)
         with store:
             graphs, descs, rows = store.training_rows()
-            families = store.families()
-            noise = {t: s["median_cv"] for t, s in store.stats()["per_target"].items()}
-    repeat = REPO / "docs" / "results" / "noise_floor.json"
-    if repeat.is_file():
-        for t, v in json.loads(repeat.read_text()).get("per_target", {}).items():
-            noise[t] = max(noise.get(t) or 0.0, v.get("repeat_rel_spread", 0.0))
+            known = store.families()
+            noise = {t: {"within_cv": s["median_cv"], "repeat_mape_floor": None}
+                     for t, s in store.stats()["per_target"].items()}
+    families = {k: known.get(k, "?") for k in graphs}
+    if noise_floor.is_file():
+        for t, v in json.loads(noise_floor.read_text()).get("per_target", {}).items():
+            if t in noise:
+                noise[t]["repeat_mape_floor"] = v.get("repeat_mape_floor")
+    else:
+        print(f"{noise_floor}: missing; the tables show no repeat-run floor (run benchmarks/noise_floor.py)")
     return graphs, descs, rows, families, noise
 
 
@@ -125,7 +147,7 @@ def _evaluate(predictor, graphs, descs, test, protocol: str, families: dict[str,
     if protocol == "in-domain":
         by_family: dict[str, list] = defaultdict(list)
         for r in test:
-            by_family[families.get(r[0], "?")].append(r)
+            by_family[families[r[0]]].append(r)
         report["by_family"] = {f: evaluate_rows(predictor, graphs, descs, rs) for f, rs in sorted(by_family.items())}
     return report
 
@@ -136,21 +158,25 @@ def _fingerprint(rows) -> str:
     return f"{len(rows)} rows, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+
 def _bucket(key: str, seed: int) -> float:
     return int(hashlib.sha256(f"{seed}\0{key}".encode()).hexdigest()[:8], 16) / 16**8
 
 
 def _splits(protocol: str, rows, families: dict[str, str], seed: int):
-    """(name, train rows, test rows) per fold of ``protocol``; networks are split by graph hash."""
+    """(name, train rows, test rows) per fold of ``protocol`` (see the module docstring)."""
     if protocol == "in-domain":
         members: dict[str, list[str]] = defaultdict(list)
         for key in sorted({r[0] for r in rows}, key=lambda k: _bucket(k, seed)):
-            members[families.get(key, "?")].append(key)
+            members[families[key]].append(key)
         held = {k for keys in members.values() for k in keys[:math.ceil(0.1 * len(keys))]}
         yield "all", [r for r in rows if r[0] not in held], [r for r in rows if r[0] in held]
     elif protocol == "leave-one-family-out":
-        for fam in sorted({families.get(r[0], "?") for r in rows}):
-            yield fam, [r for r in rows if families.get(r[0]) != fam], [r for r in rows if families.get(r[0]) == fam]
+        for fam in sorted({families[r[0]] for r in rows}):
+            yield fam, [r for r in rows if families[r[0]] != fam], [r for r in rows if families[r[0]] == fam]
     else:
         for target in sorted({r[1] for r in rows}):
             yield target, [r for r in rows if r[1] != target], [r for r in rows if r[1] == target]
@@ -158,38 +184,58 @@ def _splits(protocol: str, rows, families: dict[str, str], seed: int):
 
 def _report(args, results, noise, started) -> None:
     lines = [(f"Data: `{args.data}`. LeDG-Former trained per fold ({args.epochs} epochs x {args.rows_per_epoch} "
-             "rows); networks are split by graph hash. MAPE and Spearman are means over the fold's targets. "
-             "Noise floor: per target the larger of its median within-measurement CV and its repeat-run spread "
-             "(`noise_floor.md`), averaged over the fold's targets, in %."), ""]
+              "rows); see the script's docstring for the splits. MAPE and Spearman are means over the fold's "
+              "targets. Noise floor, averaged over the same targets, in %: the repeat-run MAPE floor (what a "
+              "predictor of the true latency would still score against one measurement; `noise_floor.md`) and "
+              "the median within-run CV of single samples (for reference; not an error of the median)."), ""]
     summary: dict[str, Any] = {}
     for protocol, folds in results.items():
         lines += [f"## {protocol}", ""]
         methods = list(next(iter(folds.values()))["methods"])
-        table = []
+        table, floors = [], []
         for name, entry in folds.items():
             parts = entry["methods"]["ledg"].get("by_family") or {name: entry["methods"]["ledg"]}
             for part in parts:
                 reports = [entry["methods"][m].get("by_family", {}).get(part, entry["methods"][m]) for m in methods]
                 per_target = reports[0]["per_target"]
-                floor = sum(noise.get(t) or 0.0 for t in per_target) / len(per_target) * 100
+                floor = _mean_floor(noise, per_target, "repeat_mape_floor")
+                floors.append(floor)
                 n = sum(int(m.get("n", 0)) for m in per_target.values()) or entry["test_rows"]
                 table.append([part, n, *[r["mean"]["mape"] for r in reports], *[r["mean"]["spearman"] for r in reports],
-                              floor])
-        means = {m: {k: sum(e["methods"][m]["mean"][k] for e in folds.values()) / len(folds)
-                     for k in ("mape", "spearman")} for m in methods}
-        summary[protocol] = means
-        if len(folds) > 1:
-            table.append(["**mean over folds**", "", *[means[m]["mape"] for m in methods],
-                          *[means[m]["spearman"] for m in methods], ""])
-        else:
-            table.append(["**all test networks**", next(iter(folds.values()))["test_rows"],
-                          *[means[m]["mape"] for m in methods], *[means[m]["spearman"] for m in methods], ""])
+                              floor, _mean_floor(noise, per_target, "within_cv")])
+        means = {m: {k: _nanmean([e["methods"][m]["mean"][k] for e in folds.values()]) for k in ("mape", "spearman")}
+                 for m in methods}
+        summary[protocol] = {m: {"mape": v["mape"][0], "spearman": v["spearman"][0], "folds": len(folds),
+                                 "folds_with_spearman": v["spearman"][1]} for m, v in means.items()}
+        label = f"**mean over folds** ({len(folds)})" if len(folds) > 1 else "**all test networks**"
+        rows = "" if len(folds) > 1 else next(iter(folds.values()))["test_rows"]
+        floor, counted, _ = _nanmean(floors)
+        table.append([label, rows, *[_with_count(means[m]["mape"]) for m in methods],
+                      *[_with_count(means[m]["spearman"]) for m in methods], floor if counted else "-", ""])
         lines += [md_table(["fold", "test rows", *[f"{m} MAPE %" for m in methods],
-                            *[f"{m} Spearman" for m in methods], "noise floor %"], table), ""]
+                            *[f"{m} Spearman" for m in methods], "noise floor: repeat MAPE %",
+                            "within-run CV %"], table), ""]
     write_results(args.out, "Measured dataset: in-domain, leave-one-family-out, leave-one-target-out",
                   "\n".join(lines), {"summary": summary, "results": results, "noise_floor": noise,
                                      "settings": {k: str(v) for k, v in vars(args).items()}}, started)
     print("\n".join(lines))
+
+
+def _mean_floor(noise: dict[str, dict[str, float | None]], targets: dict[str, Any], key: str) -> float | str:
+    """Mean over ``targets`` of one noise figure, in %; "-" where a target lacks it."""
+    values = [noise.get(t, {}).get(key) for t in targets]
+    return "-" if not values or any(v is None for v in values) else 100 * float(np.mean(values))
+
+
+def _nanmean(values: list[float]) -> tuple[float, int, int]:
+    """Mean over the finite values, how many counted, out of how many (a fold can lack a Spearman)."""
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return (float(np.mean(finite)) if finite else float("nan"), len(finite), len(values))
+
+
+def _with_count(mean: tuple[float, int, int]) -> Any:
+    value, counted, total = mean
+    return value if counted == total else f"{value:.3g} ({counted}/{total} folds)"
 
 
 if __name__ == "__main__":

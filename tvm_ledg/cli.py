@@ -216,7 +216,9 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         raise DataError("collect: name models (MODEL... or @list) or --families with --count")
     descs = [targets.load(t) for t in args.target]
     protocol = MeasureProtocol(max_seconds=args.max_seconds)
-    quiet = None if args.no_quiet_check else QuietPolicy(max_foreign=args.max_foreign_cpu)
+    quiet = None if args.no_quiet_check else QuietPolicy(max_foreign=args.max_foreign_cpu,
+                                                         max_slowdown=args.max_host_slowdown or None,
+                                                         max_wait_s=args.max_wait or None)
     with tqdm(total=None, unit="pair", dynamic_ncols=True) as bar:
         def progress(done: int, total: int, last: str) -> None:
             bar.total = total
@@ -342,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--max-foreign-cpu", type=float, default=0.05, metavar="CORES",
                     help="other processes may use at most this many cores during a local measurement, "
                          "else it is taken again once the machine is quiet")
+    co.add_argument("--max-host-slowdown", type=float, default=1.2, metavar="RATIO",
+                    help="a reference loop may run at most this much slower than its best before and after a "
+                         "local measurement (other tenants of a virtual machine's host), else it is taken "
+                         "again; 0 turns this probe off")
+    co.add_argument("--max-wait", type=float, default=600.0, metavar="SECONDS",
+                    help="how long one measurement may wait for a quiet machine before the run stops (exit code "
+                         "3; the rest is measured by the next run); 0: wait as long as it takes (unattended runs)")
     co.add_argument("--no-quiet-check", action="store_true",
                     help="keep measurements taken while other processes use the CPU (not for datasets)")
     co.set_defaults(func=_cmd_collect)

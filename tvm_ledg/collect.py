@@ -13,7 +13,7 @@ store's unique key makes duplicates impossible.
 Locally only one worker measures (measurements on one machine share its
 cores). With a TVM RPC tracker, ``parallel`` workers each hold their own
 remote board. Local measurements follow a ``QuietPolicy``: an attempt during
-which other processes used the CPU is taken again once the machine is quiet
+which other processes used the CPU or the host ran slow is taken again once the machine is quiet
 (the wait does not count towards the time-out). A pair that never finds a
 quiet machine is reported as ``busy`` and, not being the network's fault, is
 not stored as a failure; the run then stops (a machine that stays busy would
@@ -260,7 +260,7 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
             _fail(conn, store, spec, d, protocol, stage, exc)
 
     try:
-        net = Network.from_spec(spec) if is_space_spec(spec) else Network.from_onnx(spec)
+        net = Network.load(spec)
     except Exception as exc:  # any build/export error of this network
         return fail_all("build", exc)
     graph_hash = store.graph_hash_of(spec)
@@ -313,7 +313,8 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
             s.runs, s.number, result.compile_s, result.attempts,
             environment() | {"target": desc.name,
                              "remote": None if remote is None else f"{remote.host}:{remote.port}/{remote.key}",
-                             "foreign_cores": result.foreign_cores, "waited_s": round(result.waited_s, 1)}))
+                             "foreign_cores": result.foreign_cores, "waited_s": round(result.waited_s, 1),
+                             "host_slowdown": result.host_slowdown, "dropped_samples": s.dropped}))
         conn.send(("measured", desc.name, int(ok)))
     if len(outputs) >= 2:
         agree, err, note = compare_outputs(outputs)

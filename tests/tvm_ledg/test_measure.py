@@ -76,6 +76,19 @@ def test_time_runs_batches_fast_calls_and_stops_at_the_caps() -> None:
     assert slow.runs == 3  # past max_seconds: the floor, not min_runs, decides
 
 
+def test_time_runs_drops_samples_the_keep_check_does_not_vouch_for_on_both_sides() -> None:
+    # keep() is asked before sample 1 and after each: samples 3 and 4 border the slow check after sample 3
+    checks = iter([True, True, True, False, True, True, True, True, True, True])
+    times = iter([1e-3, 1e-3, 2e-3, 9e-3, 8e-3, 3e-3, 4e-3, 5e-3, 6e-3, 7e-3])  # a warm-up run first
+    protocol = MeasureProtocol(warmup_runs=0, min_runs=7, max_runs=9, min_sample_ms=0.0, stable_rel=0.0)
+    stats = time_runs(lambda n: next(times) * n, protocol, keep=lambda: next(checks))
+    assert (stats.runs, stats.dropped) == (7, 2)  # the 9 and 8 ms samples are out
+    assert stats.median_ms == pytest.approx(4.0) and stats.min_ms == pytest.approx(1.0)
+
+    never = MeasureProtocol(warmup_runs=0, min_runs=3, max_runs=6, min_sample_ms=0.0)
+    assert time_runs(lambda n: 1e-3 * n, never, keep=lambda: False) is None  # fewer than floor_runs kept
+
+
 def test_protocol_id_changes_with_any_setting() -> None:
     assert MeasureProtocol().id == MeasureProtocol().id
     assert MeasureProtocol().id != MeasureProtocol(min_runs=11).id

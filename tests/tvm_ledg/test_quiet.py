@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import sys
@@ -18,12 +19,13 @@ import tvm_ledg.measure as measure_mod
 from cost_model.measurement_store import MeasurementStore
 from tvm_ledg.collect import collect
 from tvm_ledg.measure import MachineBusy, MeasureProtocol, QuietPolicy, Session, measure_session
-from tvm_ledg.measure.quiet import ForeignCpu
+from tvm_ledg.measure.quiet import ForeignCpu, HostGate, HostSpeed
 
 pytestmark = pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
 QUICK = MeasureProtocol(warmup_runs=1, min_runs=3, max_runs=10, max_seconds=0.2, min_sample_ms=1.0)
-# Accepted attempts then had at most 0.3 other cores (no slack), and nothing waits long on a busy CI machine.
-LENIENT = QuietPolicy(max_foreign=0.3, slack_s=0.0, max_wait_s=20.0)
+# Accepted attempts then had at most 0.3 other cores (no slack), and nothing waits long on a busy CI machine
+# (nor on a host whose other tenants slow it down: the host probe has a test of its own).
+LENIENT = QuietPolicy(max_foreign=0.3, slack_s=0.0, max_wait_s=20.0, max_slowdown=None)
 
 
 @pytest.fixture
@@ -72,10 +74,35 @@ def test_foreign_cpu_sees_another_busy_process_and_not_this_one(spinner) -> None
     assert own.cores is not None and own.cores < 0.3
 
 
+def test_host_speed_times_each_cpu_against_its_best_and_the_gate_counts(monkeypatch) -> None:
+    """The loop runs pinned to every CPU in turn (affinity put back after); slowdown is the worst ratio to each
+    CPU's best so far. Scripted loop times stand in for other tenants of the host, which a test cannot start."""
+    cpus = sorted(os.sched_getaffinity(0))
+    host = HostSpeed(repeats=2, calibrate_s=0.0, pin_each_cpu=True)
+    slow = {cpus[-1]: 1.0}  # how much slower each CPU runs now
+    seen: list[set[int]] = []
+
+    def loop() -> float:
+        (cpu,) = os.sched_getaffinity(0) if len(cpus) > 1 else {cpus[0]}
+        seen.append({cpu})
+        return 1e-3 * slow.get(cpu, 1.0)
+
+    monkeypatch.setattr(host, "_loop", loop)
+    assert host.slowdown() == pytest.approx(1.0) and host.best == {c: pytest.approx(1e-3) for c in cpus}
+    assert sorted(os.sched_getaffinity(0)) == cpus and {c for s in seen for c in s} == set(cpus)
+    slow[cpus[-1]] = 2.0
+    assert host.slowdown() == pytest.approx(2.0)  # the last CPU, against its own best
+    gate = HostGate(QuietPolicy(max_slowdown=1.25), host)
+    assert gate() is False
+    slow[cpus[-1]] = 1.1
+    assert gate() is True and (gate.checks, gate.slow, gate.worst) == (2, 1, pytest.approx(2.0))
+    assert "up to 2.00x slower than its best in 1 of 2 checks" in gate.reason()
+
+
 def test_contended_attempts_are_given_up_after_max_contended_or_max_wait(spinner) -> None:
-    with pytest.raises(MachineBusy, match="during 1 attempts"):  # gives up at once, without waiting
+    with pytest.raises(MachineBusy, match=r"attempts ran on a busy machine for \d+ s, the last as other processes used"):
         measure_session(_sleeping_session(), QUICK, QuietPolicy(max_contended=1, max_wait_s=None))
-    with pytest.raises(MachineBusy, match=r"cores for \d+ s"):
+    with pytest.raises(MachineBusy, match=r"still busy after \d+ s: other processes used"):
         measure_session(_sleeping_session(), QUICK, QuietPolicy(settle_s=0.3, max_wait_s=1.0))
     assert measure_session(_sleeping_session(), QUICK, None).stats.median_ms > 0  # no policy: no check
     _stop(spinner)
@@ -100,12 +127,14 @@ def test_a_quiet_attempt_is_kept_when_later_ones_are_contended(monkeypatch) -> N
             pass
 
     monkeypatch.setattr(measure_mod, "ForeignCpu", FakeCpu)
-    monkeypatch.setattr(measure_mod, "wait_until_quiet", lambda policy, waited, on_wait: waited)
+    monkeypatch.setattr(measure_mod, "wait_until_quiet", lambda policy, waited, on_wait, host_only: waited)
     rng = np.random.default_rng(0)
     noisy = Session(lambda n: n * 1e-3 * (1 + rng.uniform(0, 1)), lambda: [], 0.0)
     waits: list[float] = []
-    result = measure_session(noisy, QUICK, QuietPolicy(max_contended=2, min_window_s=0.0), on_wait=waits.append)
-    assert result.attempts == 1 and result.foreign_cores == 0.0 and result.stats.cv > QUICK.remeasure_cv
+    policy = QuietPolicy(max_contended=2, min_window_s=0.0, max_slowdown=None)
+    result = measure_session(noisy, QUICK, policy, on_wait=waits.append)
+    assert result.attempts == 1 and result.foreign_cores == 0.0 and result.host_slowdown is None
+    assert result.stats.cv > QUICK.remeasure_cv
     assert waits == [0.5, 0.5]  # each contended attempt was reported as waiting (the collector's time-out skips it)
 
 
@@ -153,7 +182,7 @@ def test_tuning_runner_refuses_busy_timings_and_gives_up_on_a_busy_machine(built
     with pytest.raises(busy, match=r"all 1 timings of a candidate ran on a busy machine \(RuntimeError: tvm-ledg: machine busy: other"):
         give_up.run([built_matmul])  # not a slow time in the database
     impatient = make_runner(1, quiet=QuietPolicy(settle_s=0.3, max_wait_s=1.0))
-    with pytest.raises(busy, match=r"cores for \d+ s"):
+    with pytest.raises(busy, match=r"still busy after \d+ s: other processes used"):
         impatient.run([built_matmul])
     unchecked = make_runner(1, quiet=None).run([built_matmul])[0].result()
     assert unchecked.error_msg is None and 0 < unchecked.run_secs[0] < 0.1  # no policy: no check
@@ -163,7 +192,7 @@ def test_tuning_runner_refuses_busy_timings_and_gives_up_on_a_busy_machine(built
 def test_tuning_runner_times_a_busy_candidate_again_once_the_machine_is_quiet(built_matmul, spinner) -> None:
     from tvm_ledg.tuning import make_runner
 
-    runner = make_runner(1, quiet=LENIENT)
+    runner = make_runner(1, quiet=LENIENT)  # no host probe: its bursts would retake a second time
     threading.Timer(1.0, _stop, args=(spinner,)).start()  # busy now, quiet in 1 s
     result = runner.run([built_matmul])[0].result()
     assert result.error_msg is None and 0 < result.run_secs[0] < 0.1

@@ -39,6 +39,13 @@ class Network:
     _relax: Any = field(default=None, repr=False)
 
     @classmethod
+    def load(cls, model: str) -> "Network":
+        """An architecture-space string (``zoo:resnet:3``) or an ONNX file path, as the collector takes them."""
+        from tvm_ledg.networks import is_space_spec
+
+        return cls.from_spec(model) if is_space_spec(model) else cls.from_onnx(model)
+
+    @classmethod
     def from_spec(cls, spec: str) -> "Network":
         """Build an architecture-space network (``zoo:resnet:3``, ``nb201:...``) and export it to ONNX."""
         import torch

@@ -10,7 +10,10 @@ the last ``window`` samples by less than ``stable_rel`` (the median has
 converged), or at ``max_runs`` samples, or once ``max_seconds`` have passed and
 at least ``floor_runs`` samples are in (slow networks: untuned TVM code can
 take seconds per run, and a median of 3 such runs is already far above the
-timer's resolution).
+timer's resolution). With ``keep`` (e.g. a ``HostGate``), asked before the
+first sample and after each, a sample counts only if ``keep()`` held on both
+sides of it; dropped samples still count towards ``max_runs``, and fewer than
+``floor_runs`` kept ones after ``3 * max_seconds`` make no measurement (None).
 """
 
 from __future__ import annotations
@@ -58,12 +61,15 @@ class TimingStats:
     std_ms: float
     min_ms: float
     cv: float
-    runs: int  # timed samples
+    runs: int  # timed samples kept
     number: int  # runs per sample
+    dropped: int = 0  # samples taken but not kept (``keep`` said no)
 
 
-def time_runs(run: Callable[[int], float], protocol: MeasureProtocol) -> TimingStats:
-    """Measure ``run(number) -> seconds for number back-to-back runs`` under ``protocol``."""
+def time_runs(run: Callable[[int], float], protocol: MeasureProtocol,
+              keep: Callable[[], bool] | None = None) -> TimingStats | None:
+    """Measure ``run(number) -> seconds for number back-to-back runs`` under ``protocol``; None only
+    when ``keep`` dropped so many samples that fewer than ``floor_runs`` are left."""
     warm_start = time.perf_counter()
     once = run(1)
     for _ in range(protocol.warmup_runs - 1):
@@ -72,18 +78,30 @@ def time_runs(run: Callable[[int], float], protocol: MeasureProtocol) -> TimingS
         once = run(1)
     number = max(1, math.ceil(protocol.min_sample_ms / 1e3 / max(once, 1e-9)))
     samples: list[float] = []
+    taken = 0
     started = time.perf_counter()
-    while len(samples) < protocol.max_runs:
-        samples.append(run(number) / number)
+    ok_before = keep() if keep else True
+    while taken < protocol.max_runs:
+        sample = run(number) / number
+        taken += 1
+        ok_after = keep() if keep else True
+        if ok_before and ok_after:
+            samples.append(sample)
+        ok_before = ok_after
         if len(samples) >= protocol.min_runs and _stable(samples, protocol):
             break
-        if len(samples) >= protocol.floor_runs and time.perf_counter() - started > protocol.max_seconds:
+        elapsed = time.perf_counter() - started
+        if elapsed > protocol.max_seconds and len(samples) >= protocol.floor_runs:
             break
+        if keep is not None and elapsed > 3 * protocol.max_seconds:  # the host stays slow: give the attempt up
+            break
+    if len(samples) < protocol.floor_runs:
+        return None
     ms = np.asarray(samples) * 1e3
     mean = float(ms.mean())
     std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
     return TimingStats(float(np.median(ms)), mean, std, float(ms.min()), std / mean if mean > 0 else 0.0,
-                       int(ms.size), number)
+                       int(ms.size), number, taken - int(ms.size))
 
 
 def _stable(samples: list[float], protocol: MeasureProtocol) -> bool:

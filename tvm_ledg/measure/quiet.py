@@ -16,6 +16,19 @@ processes (or other virtual machines, through steal time) used meanwhile.
 wait for a quiet machine before giving up with ``MachineBusy``. Where
 ``/proc/stat`` does not exist (not Linux) the check is off and logs a warning
 once.
+
+On a virtual machine the host is shared too, and a guest cannot see that:
+other tenants on the SMT siblings of its cores, in its caches and memory
+bandwidth, show up in ``/proc/stat`` as nothing (not even steal time).
+Measured on this project's 2-vCPU Firecracker VM with nothing else running in
+it: a fixed pure-Python loop ran up to 2x slower in bursts of 5-10 s, and the
+same networks measured an hour apart came out 0.55-2.4x off, 2-thread ones
+mostly slow (a 2-thread run stalls when either CPU does). ``HostSpeed`` times
+that loop pinned to each CPU against the fastest time this process has seen;
+``HostGate`` asks it between the samples of a measurement, so that samples
+taken while the host ran slow are dropped (``time_runs(keep=...)``), and
+``QuietWindow`` asks it before and after a one-sample timing (MetaSchedule's
+runner).
 """
 
 from __future__ import annotations
@@ -30,7 +43,8 @@ from pathlib import Path
 
 from targets.errors import LedgError
 
-__all__ = ["ForeignCpu", "MachineBusy", "QuietPolicy", "wait_until_quiet"]
+__all__ = ["ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow", "foreign_reason",
+           "wait_until_quiet"]
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +65,11 @@ class QuietPolicy:
     measurement gives up with ``MachineBusy``. The counters tick every 10 ms, so an attempt shorter
     than ``min_window_s`` is followed by an idle wait up to that window: a short attempt is judged
     by the machine's load around it (sustained load, the kind that skews a median, is caught; a
-    blip of a few ms is not). A quiet machine costs at most that wait."""
+    blip of a few ms is not). A quiet machine costs at most that wait. ``max_slowdown``: the most
+    ``HostSpeed.slowdown()`` may be around a kept sample (None: no host probe)."""
 
     max_foreign: float = 0.05
+    max_slowdown: float | None = 1.25
     slack_s: float = 0.03
     min_window_s: float = 0.25
     settle_s: float = 2.0
@@ -116,22 +132,152 @@ class ForeignCpu:
         self.cores = self.seconds / self.wall if self.wall > 0 else 0.0
 
 
+class HostSpeed:
+    """How much slower than its best this machine runs a fixed loop now: contention from other tenants
+    of the host, which ``/proc/stat`` does not show (see the module docstring).
+
+    ``slowdown()`` times ``loops`` iterations of a pure-Python loop (best of ``repeats``, about 1 ms
+    each) and returns the ratio to the fastest time so far: on the CPU this thread is on (default; right
+    after a sample that is the CPU the sample ran on, and a busy one: an idle virtual CPU runs its first
+    milliseconds up to 2x slower, which says nothing about a measurement), or with ``pin_each_cpu``
+    pinned in turn to every CPU of this thread's affinity (the largest ratio, against each CPU's best).
+    The first call calibrates for ``calibrate_s`` (busy probes); the best times keep improving
+    afterwards, so a process started in a slow burst soon catches up.
+    """
+
+    def __init__(self, loops: int = 20_000, repeats: int = 3, calibrate_s: float = 1.0,
+                 pin_each_cpu: bool = False) -> None:
+        self.loops, self.repeats, self.calibrate_s = loops, repeats, calibrate_s
+        self.pin_each_cpu = pin_each_cpu
+        self.best: dict[int, float] = {}
+
+    def slowdown(self, warm_s: float = 0.0) -> float:
+        """The ratio now; ``warm_s`` of busy spinning first wakes a CPU that was idle (measured here: after
+        0.1-0.3 s of sleep the loop ran 1.2-1.4x slow for a few ms; 5 ms of spinning took that away)."""
+        end = time.perf_counter() + warm_s
+        while time.perf_counter() < end:
+            pass
+        if not self.best:
+            end = time.perf_counter() + self.calibrate_s
+            while time.perf_counter() < end:
+                self.probe()
+        return max(t / self.best[cpu] for cpu, t in self.probe().items())
+
+    def probe(self) -> dict[int, float]:
+        """Seconds of the loop now, by CPU (-1: the current one; best of ``repeats``); updates the best."""
+        pin = self.pin_each_cpu and hasattr(os, "sched_getaffinity")
+        cpus = sorted(os.sched_getaffinity(0)) if pin else [-1]
+        times: dict[int, float] = {}
+        try:
+            for cpu in cpus:
+                if cpu >= 0 and len(cpus) > 1:
+                    os.sched_setaffinity(0, {cpu})  # this thread only
+                times[cpu] = min(self._loop() for _ in range(self.repeats))
+        finally:
+            if len(cpus) > 1:
+                os.sched_setaffinity(0, cpus)
+        for cpu, t in times.items():
+            self.best[cpu] = min(t, self.best.get(cpu, t))
+        return times
+
+    def _loop(self) -> float:
+        start, x = time.perf_counter(), 0
+        for i in range(self.loops):
+            x += i * i
+        return time.perf_counter() - start
+
+
+_HOST = HostSpeed()  # one per process: the best times it has seen
+_WARM_S = 0.005  # spinning before a probe that follows idle time
+
+
+class HostGate:
+    """``gate()`` is True while the host runs at its usual speed (``HostSpeed.slowdown(warm_s) <=
+    policy.max_slowdown``); ``checks``, ``slow`` and ``worst`` count what it saw. Right after a sample
+    the CPU is busy; ``warm_s`` is for gates asked after idle time."""
+
+    def __init__(self, policy: QuietPolicy, host: HostSpeed | None = None, warm_s: float = 0.0) -> None:
+        if policy.max_slowdown is None:
+            raise ValueError("HostGate needs a QuietPolicy with max_slowdown")
+        self.limit = policy.max_slowdown
+        self.host = host or _HOST
+        self.warm_s = warm_s
+        self.checks = self.slow = 0
+        self.worst = 1.0
+
+    def __call__(self) -> bool:
+        slowdown = self.host.slowdown(self.warm_s)
+        self.checks += 1
+        self.worst = max(self.worst, slowdown)
+        if slowdown > self.limit:
+            self.slow += 1
+            return False
+        return True
+
+    def reason(self) -> str:
+        return (f"the host ran a reference loop up to {self.worst:.2f}x slower than its best in {self.slow} of "
+                f"{self.checks} checks (at most {self.limit}x allowed; other tenants of the host)")
+
+
+def foreign_reason(policy: QuietPolicy, cpu: ForeignCpu) -> str | None:
+    """Why ``cpu`` (a finished ``ForeignCpu``) is too busy for ``policy``; None when it is not."""
+    if cpu.seconds is None or not policy.contended(cpu.seconds, cpu.wall):
+        return None
+    return f"other processes used {cpu.cores:.2f} cores (at most {policy.max_foreign} allowed)"
+
+
+class QuietWindow:
+    """``with QuietWindow(policy) as w: <a one-sample timing>``; then ``w.reason`` says why it must be
+    taken again (None: it counts). Checks ``ForeignCpu`` over the block and ``HostGate`` right before
+    and after it; ``w.foreign_cores`` and ``w.wall`` describe it."""
+
+    def __init__(self, policy: QuietPolicy) -> None:
+        self.policy = policy
+        self.gate = None if policy.max_slowdown is None else HostGate(policy, warm_s=_WARM_S)
+
+    def __enter__(self) -> "QuietWindow":
+        self._before = self.gate() if self.gate else True
+        self._cpu = ForeignCpu(self.policy.min_window_s).__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cpu.__exit__(*exc)
+        self.wall, self.foreign_cores = self._cpu.wall, self._cpu.cores
+        after = self.gate() if self.gate else True
+        self.reason = foreign_reason(self.policy, self._cpu)
+        if self.reason is None and not (self._before and after):
+            self.reason = self.gate.reason()
+
+
 def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
-                     on_wait: Callable[[float], None] | None = None) -> float:
-    """Block until other processes stayed under the policy for ``settle_s``; returns the total waited
-    (``waited_s`` is what earlier waits of the same measurement already took). ``on_wait(seconds)``
-    hears of every probe interval spent waiting (the collector's time-out does not count them)."""
+                     on_wait: Callable[[float], None] | None = None, host_only: bool = False) -> float:
+    """Block until other processes stayed under the policy for ``settle_s`` and the host runs at its
+    usual speed; returns the total waited (``waited_s`` is what earlier waits of the same measurement
+    already took). ``host_only``: only the host was slow, so poll it every 0.1 s instead of settling.
+    ``on_wait(seconds)`` hears of every probe interval spent waiting (the collector's time-out does
+    not count them)."""
     while True:
-        with ForeignCpu() as probe:
-            time.sleep(policy.settle_s)
+        start = time.perf_counter()
+        reasons = []
+        if host_only:
+            time.sleep(0.1)
+        else:
+            with ForeignCpu() as probe:
+                time.sleep(policy.settle_s)
+            reason = foreign_reason(policy, probe)
+            reasons += [reason] if reason else []
+        if policy.max_slowdown is not None and not reasons:
+            slowdown = _HOST.slowdown(_WARM_S)
+            if slowdown > policy.max_slowdown:
+                reasons.append(f"the host runs {slowdown:.2f}x slower than its best (at most "
+                               f"{policy.max_slowdown}x allowed; other tenants of the host)")
+        wall = time.perf_counter() - start
         if on_wait is not None:
-            on_wait(probe.wall)
-        if probe.seconds is None or not policy.contended(probe.seconds, probe.wall):
-            return waited_s + probe.wall
-        waited_s += probe.wall
+            on_wait(wall)
+        if not reasons:
+            return waited_s + wall
+        waited_s += wall
         if policy.max_wait_s is not None and waited_s > policy.max_wait_s:
-            raise MachineBusy(f"other processes used {probe.cores:.2f} cores for {waited_s:.0f} s "
-                              f"(at most {policy.max_foreign} allowed while measuring); measure on a quiet machine")
-        if int(waited_s) // 60 != int(waited_s - probe.wall) // 60:
-            log.warning("waiting for a quiet machine: other processes use %.2f cores (%.0f s so far)",
-                        probe.cores, waited_s)
+            raise MachineBusy(f"still busy after {waited_s:.0f} s: {reasons[0]}; measure on a quiet machine")
+        if int(waited_s) // 60 != int(waited_s - wall) // 60:
+            log.warning("waiting for a quiet machine (%.0f s so far): %s", waited_s, reasons[0])

@@ -14,7 +14,8 @@ Two fixes every TVM 0.27 user on a CPU machine needs (see the project's TVM note
 
 It also keeps busy-machine timings out of the tuning database, as the
 collector does (``tvm_ledg.measure.quiet``): a candidate timed while other
-processes used the CPU is timed again once the machine is quiet. MetaSchedule
+processes used the CPU, or while the host ran slow, is timed again once the
+machine is quiet. MetaSchedule
 times each candidate only once (about 100 ms), so on a small machine a
 compile or a test run beside it would otherwise make a good schedule look slow
 for good, and steer the search wrongly.
@@ -32,7 +33,7 @@ from typing import Any
 from targets.errors import TargetError
 from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import RemoveWeightLayoutRewriteBlock, derived_object, driver_build, make_target, ms
-from tvm_ledg.measure.quiet import ForeignCpu, MachineBusy, QuietPolicy, wait_until_quiet
+from tvm_ledg.measure.quiet import MachineBusy, QuietPolicy, QuietWindow, wait_until_quiet
 
 __all__ = ["BUILD_TIMEOUT_S", "QuietRunner", "build_module", "make_builder", "make_runner", "target_of"]
 
@@ -71,12 +72,12 @@ _BUSY = "tvm-ledg: machine busy"
 
 def quiet_run_evaluator(policy: QuietPolicy, rt_mod: Any, device: Any, evaluator_config: Any,
                         repeated_args: Any) -> list[float]:
-    """MetaSchedule's default evaluator, refused when other processes used the CPU meanwhile (runs in the
-    runner worker, whose own CPU time ``ForeignCpu`` leaves out)."""
-    with ForeignCpu(policy.min_window_s) as foreign:
+    """MetaSchedule's default evaluator, refused when its ``QuietWindow`` finds the machine busy (runs in
+    the runner worker, whose own CPU time is not foreign)."""
+    with QuietWindow(policy) as window:
         costs = ms.runner.utils.run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
-    if foreign.seconds is not None and policy.contended(foreign.seconds, foreign.wall):
-        raise RuntimeError(f"{_BUSY}: other processes used {foreign.cores:.2f} cores")
+    if window.reason is not None:
+        raise RuntimeError(f"{_BUSY}: {window.reason}")
     return costs
 
 
@@ -108,7 +109,8 @@ class QuietRunner(ms.runner.PyRunner):
                     last = future.result().error_msg.strip().splitlines()[-1]
                     raise MachineBusy(f"all {contended} timings of a candidate ran on a busy machine ({last}); "
                                       "tune on a quiet machine")
-                waited = wait_until_quiet(self.policy, waited)
+                error = future.result().error_msg
+                waited = wait_until_quiet(self.policy, waited, host_only="other processes used" not in error)
                 future = self.runner.run([runner_input])[0]
             if contended:
                 end = time.perf_counter()
