@@ -25,6 +25,7 @@ from cost_model.predictor import LatencyPredictor, TrainConfig
 from targets.errors import CheckpointError, DataError
 from tvm_ledg._tvm import get_global_func, ms
 from tvm_ledg.cli import main
+from tvm_ledg.measure.quiet import QuietPolicy
 from tvm_ledg.predict import DEFAULT_CHECKPOINT, predict_latency
 from tvm_ledg.tuning import (
     LeDGCostModel,
@@ -219,7 +220,7 @@ def test_save_load_round_trip(context, toy, trained, tmp_path):
 @pytest.mark.slow
 def test_tune_tir_with_ledg_cost_model_and_the_cpu_pair_writes_a_database(context, tmp_path):
     desc = targets.load(TARGET)
-    runner = make_runner(desc.threads)
+    runner = make_runner(desc.threads, quiet=QuietPolicy(max_slowdown=None))  # a slow CI host must not stall it
     assert runner.runner.pool.submit(functools.partial(os.getenv, "TVM_NUM_THREADS")).result() == "2"
     model = LeDGCostModel(desc, online=OnlineConfig(steps=20))
     ms.tune_tir(matmul(), target_of(desc), str(tmp_path), 8, num_trials_per_iter=8, builder=make_builder(),
@@ -271,7 +272,7 @@ def test_tune_relax_with_ledg_cost_model_tunes_every_task_and_compiles(tmp_path)
     model = LeDGCostModel(desc, online=OnlineConfig(steps=10))
     database = ms.relax_integration.tune_relax(
         mod, {}, target, str(tmp_path), max_trials_global=12, num_trials_per_iter=4, builder=make_builder(),
-        runner=make_runner(desc.threads), cost_model=model, seed=0,
+        runner=make_runner(desc.threads, quiet=None), cost_model=model, seed=0,
         strategy=ms.search_strategy.EvolutionarySearch(population_size=16))
     tasks = ms.relax_integration.extract_tasks(mod, target)
     assert len({w for w, _, _ in model.records_}) == len(tasks) >= 2  # one shared model saw every task

@@ -253,14 +253,15 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
                      on_wait: Callable[[float], None] | None = None, host_only: bool = False) -> float:
     """Block until other processes stayed under the policy for ``settle_s`` and the host runs at its
     usual speed; returns the total waited (``waited_s`` is what earlier waits of the same measurement
-    already took). ``host_only``: only the host was slow, so poll it every 0.1 s instead of settling.
+    already took). ``host_only``: only the host was slow, so poll it every 0.5 s instead of settling
+    (a poll costs about 8 ms of CPU, which other measuring processes must not take for load).
     ``on_wait(seconds)`` hears of every probe interval spent waiting (the collector's time-out does
     not count them)."""
     while True:
         start = time.perf_counter()
         reasons = []
         if host_only:
-            time.sleep(0.1)
+            time.sleep(0.5)
         else:
             with ForeignCpu() as probe:
                 time.sleep(policy.settle_s)
