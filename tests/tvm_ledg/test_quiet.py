@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -98,6 +99,23 @@ def test_host_speed_times_each_cpu_against_its_best_and_the_gate_counts(monkeypa
     slow[cpus[-1]] = 1.1
     assert gate() is True and (gate.checks, gate.slow, gate.worst) == (2, 1, pytest.approx(2.0))
     assert "up to 2.00x slower than its best in 1 of 2 checks" in gate.reason()
+
+
+def test_host_speed_remembers_its_best_for_this_boot(tmp_path: Path, monkeypatch) -> None:
+    """A process started while the host is busy must not take that speed for the best."""
+    memory = tmp_path / "host_speed.json"
+    quiet_host = HostSpeed(calibrate_s=0.0, memory=memory)
+    monkeypatch.setattr(quiet_host, "_loop", lambda: 1e-3)
+    assert quiet_host.slowdown() == pytest.approx(1.0) and memory.is_file()
+    busy_host = HostSpeed(calibrate_s=0.0, memory=memory)  # a later process, the host now 2x slow
+    monkeypatch.setattr(busy_host, "_loop", lambda: 2e-3)
+    assert busy_host.slowdown() == pytest.approx(2.0)
+    saved = json.loads(memory.read_text())
+    saved["identity"]["boot_id"] = "another boot"
+    memory.write_text(json.dumps(saved))
+    after_reboot = HostSpeed(calibrate_s=0.0, memory=memory)  # maybe another host: calibrate afresh
+    monkeypatch.setattr(after_reboot, "_loop", lambda: 2e-3)
+    assert after_reboot.slowdown() == pytest.approx(1.0)
 
 
 def test_contended_attempts_are_given_up_after_max_contended_or_max_wait(spinner) -> None:

@@ -34,6 +34,7 @@ runner).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -142,14 +143,18 @@ class HostSpeed:
     milliseconds up to 2x slower, which says nothing about a measurement), or with ``pin_each_cpu``
     pinned in turn to every CPU of this thread's affinity (the largest ratio, against each CPU's best).
     The first call calibrates for ``calibrate_s`` (busy probes); the best times keep improving
-    afterwards, so a process started in a slow burst soon catches up.
+    afterwards. With ``memory`` (a JSON file) the best times also outlive the process, for as long as
+    the machine is not rebooted (its ``boot_id``): a process started while the host is busy, which
+    here lasted 20 minutes, would otherwise calibrate to a slow host and accept it.
     """
 
     def __init__(self, loops: int = 20_000, repeats: int = 3, calibrate_s: float = 1.0,
-                 pin_each_cpu: bool = False) -> None:
+                 pin_each_cpu: bool = False, memory: Path | None = None) -> None:
         self.loops, self.repeats, self.calibrate_s = loops, repeats, calibrate_s
         self.pin_each_cpu = pin_each_cpu
+        self.memory = memory
         self.best: dict[int, float] = {}
+        self._remembered: dict[int, float] = {}
 
     def slowdown(self, warm_s: float = 0.0) -> float:
         """The ratio now; ``warm_s`` of busy spinning first wakes a CPU that was idle (measured here: after
@@ -158,10 +163,48 @@ class HostSpeed:
         while time.perf_counter() < end:
             pass
         if not self.best:
+            self._recall()
             end = time.perf_counter() + self.calibrate_s
             while time.perf_counter() < end:
                 self.probe()
-        return max(t / self.best[cpu] for cpu, t in self.probe().items())
+        ratio = max(t / self.best[cpu] for cpu, t in self.probe().items())
+        self._remember()
+        return ratio
+
+    def _identity(self) -> dict[str, object] | None:
+        try:
+            boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        except OSError:
+            return None
+        return {"boot_id": boot, "loops": self.loops, "repeats": self.repeats, "pin_each_cpu": self.pin_each_cpu}
+
+    def _recall(self) -> None:
+        identity = self._identity() if self.memory is not None else None
+        if identity is None or not self.memory.is_file():
+            return
+        try:
+            saved = json.loads(self.memory.read_text())
+            if saved.get("identity") == identity:
+                self.best = {int(c): float(t) for c, t in saved["best"].items()}
+                self._remembered = dict(self.best)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("%s: unreadable (%s); calibrating afresh", self.memory, exc)
+
+    def _remember(self) -> None:
+        """Write the best times when one improved by more than 1 % (atomically; rare after a minute)."""
+        if self.memory is None or all(t >= 0.99 * self._remembered.get(c, float("inf")) for c, t in self.best.items()):
+            return
+        identity = self._identity()
+        if identity is None:
+            return
+        from cost_model.graph import write_text_atomic
+
+        try:
+            write_text_atomic(self.memory, json.dumps({"identity": identity, "best": self.best}))
+            self._remembered = dict(self.best)
+        except OSError as exc:
+            log.warning("%s: cannot write (%s); the best host speed is kept in this process only", self.memory, exc)
+            self.memory = None
 
     def probe(self) -> dict[int, float]:
         """Seconds of the loop now, by CPU (-1: the current one; best of ``repeats``); updates the best."""
@@ -187,7 +230,12 @@ class HostSpeed:
         return time.perf_counter() - start
 
 
-_HOST = HostSpeed()  # one per process: the best times it has seen
+def _memory_path() -> Path:
+    root = os.environ.get("TVM_LEDG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tvm-ledg")
+    return Path(root) / "host_speed.json"
+
+
+_HOST = HostSpeed(memory=_memory_path())  # one per process; best times shared by this boot's processes
 _WARM_S = 0.005  # spinning before a probe that follows idle time
 
 
