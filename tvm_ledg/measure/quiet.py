@@ -37,6 +37,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,7 +177,8 @@ class HostSpeed:
             boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         except OSError:
             return None
-        return {"boot_id": boot, "loops": self.loops, "repeats": self.repeats, "pin_each_cpu": self.pin_each_cpu}
+        return {"boot_id": boot, "python": sys.version, "loops": self.loops, "repeats": self.repeats,
+                "pin_each_cpu": self.pin_each_cpu}  # another Python runs the loop at another speed
 
     def _recall(self) -> None:
         identity = self._identity() if self.memory is not None else None
