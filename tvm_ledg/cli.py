@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--max-foreign-cpu", type=float, default=0.05, metavar="CORES",
                     help="other processes may use at most this many cores during a local measurement, "
                          "else it is taken again once the machine is quiet")
-    co.add_argument("--max-host-slowdown", type=float, default=1.25, metavar="RATIO",
+    co.add_argument("--max-host-slowdown", type=float, default=1.35, metavar="RATIO",
                     help="a reference loop may run at most this much slower than its best before and after a "
                          "local measurement (other tenants of a virtual machine's host), else it is taken "
                          "again; 0 turns this probe off")

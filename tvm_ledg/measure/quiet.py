@@ -71,7 +71,7 @@ class QuietPolicy:
     ``HostSpeed.slowdown()`` may be around a kept sample (None: no host probe)."""
 
     max_foreign: float = 0.05
-    max_slowdown: float | None = 1.25
+    max_slowdown: float | None = 1.35
     slack_s: float = 0.03
     min_window_s: float = 0.25
     settle_s: float = 2.0
