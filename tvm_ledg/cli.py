@@ -345,9 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="other processes may use at most this many cores during a local measurement, "
                          "else it is taken again once the machine is quiet")
     co.add_argument("--max-host-slowdown", type=float, default=1.35, metavar="RATIO",
-                    help="a reference loop may run at most this much slower than its best before and after a "
-                         "local measurement (other tenants of a virtual machine's host), else it is taken "
-                         "again; 0 turns this probe off")
+                    help="a reference loop may run at most this much slower than its best around a kept sample "
+                         "of a local measurement (other tenants of a virtual machine's host), else the sample is "
+                         "dropped; 0 turns this probe off")
     co.add_argument("--max-wait", type=float, default=600.0, metavar="SECONDS",
                     help="how long one measurement may wait for a quiet machine before the run stops (exit code "
                          "3; the rest is measured by the next run); 0: wait as long as it takes (unattended runs)")

@@ -13,8 +13,8 @@ store's unique key makes duplicates impossible.
 Locally only one worker measures (measurements on one machine share its
 cores). With a TVM RPC tracker, ``parallel`` workers each hold their own
 remote board. Local measurements follow a ``QuietPolicy``: an attempt during
-which other processes used the CPU or the host ran slow is taken again once the machine is quiet
-(the wait does not count towards the time-out). A pair that never finds a
+which other processes used the CPU or the host ran slow is taken again once the
+machine is quiet (the wait does not count towards the time-out). A pair that never finds a
 quiet machine is reported as ``busy`` and, not being the network's fault, is
 not stored as a failure; the run then stops (a machine that stays busy would
 only make every later pair wait as long) and the next run measures the rest.

@@ -31,6 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from cost_model.cache_dir import default_cache_root
 from cost_model.graph import write_bytes_atomic, write_text_atomic
 
 __all__ = ["EmbeddingCache", "default_cache_root", "text_key", "CACHE_FORMAT"]
@@ -40,15 +41,6 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = "tvm-ledg-embeddings/1"
 _SHARD_GLOB = "shard-*.safetensors"
 _KEY_BYTES = 32
-
-
-def default_cache_root() -> Path:
-    """``$TVM_LEDG_CACHE_DIR``, else ``$XDG_CACHE_HOME/tvm-ledg``, else ``~/.cache/tvm-ledg``."""
-    env = os.environ.get("TVM_LEDG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tvm-ledg"
 
 
 def text_key(encoder_id: str, text: str) -> bytes:

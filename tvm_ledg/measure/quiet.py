@@ -24,7 +24,7 @@ Measured on this project's 2-vCPU Firecracker VM with nothing else running in
 it: a fixed pure-Python loop ran up to 2x slower in bursts of 5-10 s, and the
 same networks measured an hour apart came out 0.55-2.4x off, 2-thread ones
 mostly slow (a 2-thread run stalls when either CPU does). ``HostSpeed`` times
-that loop pinned to each CPU against the fastest time this process has seen;
+that loop on the measuring CPU against the fastest time seen (this boot);
 ``HostGate`` asks it between the samples of a measurement, so that samples
 taken while the host ran slow are dropped (``time_runs(keep=...)``), and
 ``QuietWindow`` asks it before and after a one-sample timing (MetaSchedule's
@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cost_model.cache_dir import default_cache_root
 from targets.errors import LedgError
 
 __all__ = ["ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow", "foreign_reason",
@@ -139,23 +140,22 @@ class HostSpeed:
     of the host, which ``/proc/stat`` does not show (see the module docstring).
 
     ``slowdown()`` times ``loops`` iterations of a pure-Python loop (best of ``repeats``, about 1 ms
-    each) and returns the ratio to the fastest time so far: on the CPU this thread is on (default; right
-    after a sample that is the CPU the sample ran on, and a busy one: an idle virtual CPU runs its first
-    milliseconds up to 2x slower, which says nothing about a measurement), or with ``pin_each_cpu``
-    pinned in turn to every CPU of this thread's affinity (the largest ratio, against each CPU's best).
-    The first call calibrates for ``calibrate_s`` (busy probes); the best times keep improving
-    afterwards. With ``memory`` (a JSON file) the best times also outlive the process, for as long as
-    the machine is not rebooted (its ``boot_id``): a process started while the host is busy, which
-    here lasted 20 minutes, would otherwise calibrate to a slow host and accept it.
+    each) on the CPU this thread is on and returns the ratio to the fastest time so far. Right after a
+    sample that is the CPU the sample ran on, and a busy one: an idle virtual CPU runs its first
+    milliseconds up to 2x slower, which says nothing about a measurement (so probing every CPU, pinned
+    in turn, was tried and dropped: it read the idle CPU of a 1-thread measurement as slow). The first
+    call calibrates for ``calibrate_s`` (busy probes); the best time keeps improving afterwards. With
+    ``memory`` (a JSON file) the best time also outlives the process, for as long as the machine is not
+    rebooted (its ``boot_id``): a process started while the host is busy, which here lasted 20
+    minutes, would otherwise calibrate to a slow host and accept it.
     """
 
     def __init__(self, loops: int = 20_000, repeats: int = 3, calibrate_s: float = 1.0,
-                 pin_each_cpu: bool = False, memory: Path | None = None) -> None:
+                 memory: Path | None = None) -> None:
         self.loops, self.repeats, self.calibrate_s = loops, repeats, calibrate_s
-        self.pin_each_cpu = pin_each_cpu
         self.memory = memory
-        self.best: dict[int, float] = {}
-        self._remembered: dict[int, float] = {}
+        self.best: float | None = None
+        self._remembered = float("inf")
 
     def slowdown(self, warm_s: float = 0.0) -> float:
         """The ratio now; ``warm_s`` of busy spinning first wakes a CPU that was idle (measured here: after
@@ -163,22 +163,34 @@ class HostSpeed:
         end = time.perf_counter() + warm_s
         while time.perf_counter() < end:
             pass
-        if not self.best:
+        if self.best is None:
             self._recall()
             end = time.perf_counter() + self.calibrate_s
             while time.perf_counter() < end:
                 self.probe()
-        ratio = max(t / self.best[cpu] for cpu, t in self.probe().items())
+        ratio = self.probe() / self.best
         self._remember()
         return ratio
+
+    def probe(self) -> float:
+        """Seconds of the loop now (best of ``repeats``); updates the best."""
+        t = min(self._loop() for _ in range(self.repeats))
+        self.best = t if self.best is None else min(self.best, t)
+        return t
+
+    def _loop(self) -> float:
+        start, x = time.perf_counter(), 0
+        for i in range(self.loops):
+            x += i * i
+        return time.perf_counter() - start
 
     def _identity(self) -> dict[str, object] | None:
         try:
             boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         except OSError:
             return None
-        return {"boot_id": boot, "python": sys.version, "loops": self.loops, "repeats": self.repeats,
-                "pin_each_cpu": self.pin_each_cpu}  # another Python runs the loop at another speed
+        return {"boot_id": boot, "python": sys.version, "loops": self.loops,
+                "repeats": self.repeats}  # another Python runs the loop at another speed
 
     def _recall(self) -> None:
         identity = self._identity() if self.memory is not None else None
@@ -187,14 +199,13 @@ class HostSpeed:
         try:
             saved = json.loads(self.memory.read_text())
             if saved.get("identity") == identity:
-                self.best = {int(c): float(t) for c, t in saved["best"].items()}
-                self._remembered = dict(self.best)
+                self.best = self._remembered = float(saved["best_s"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("%s: unreadable (%s); calibrating afresh", self.memory, exc)
 
     def _remember(self) -> None:
-        """Write the best times when one improved by more than 1 % (atomically; rare after a minute)."""
-        if self.memory is None or all(t >= 0.99 * self._remembered.get(c, float("inf")) for c, t in self.best.items()):
+        """Write the best time when it improved by more than 1 % (atomically; rare after a minute)."""
+        if self.memory is None or self.best >= 0.99 * self._remembered:
             return
         identity = self._identity()
         if identity is None:
@@ -202,42 +213,14 @@ class HostSpeed:
         from cost_model.graph import write_text_atomic
 
         try:
-            write_text_atomic(self.memory, json.dumps({"identity": identity, "best": self.best}))
-            self._remembered = dict(self.best)
+            write_text_atomic(self.memory, json.dumps({"identity": identity, "best_s": self.best}))
+            self._remembered = self.best
         except OSError as exc:
             log.warning("%s: cannot write (%s); the best host speed is kept in this process only", self.memory, exc)
             self.memory = None
 
-    def probe(self) -> dict[int, float]:
-        """Seconds of the loop now, by CPU (-1: the current one; best of ``repeats``); updates the best."""
-        pin = self.pin_each_cpu and hasattr(os, "sched_getaffinity")
-        cpus = sorted(os.sched_getaffinity(0)) if pin else [-1]
-        times: dict[int, float] = {}
-        try:
-            for cpu in cpus:
-                if cpu >= 0 and len(cpus) > 1:
-                    os.sched_setaffinity(0, {cpu})  # this thread only
-                times[cpu] = min(self._loop() for _ in range(self.repeats))
-        finally:
-            if len(cpus) > 1:
-                os.sched_setaffinity(0, cpus)
-        for cpu, t in times.items():
-            self.best[cpu] = min(t, self.best.get(cpu, t))
-        return times
 
-    def _loop(self) -> float:
-        start, x = time.perf_counter(), 0
-        for i in range(self.loops):
-            x += i * i
-        return time.perf_counter() - start
-
-
-def _memory_path() -> Path:
-    root = os.environ.get("TVM_LEDG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tvm-ledg")
-    return Path(root) / "host_speed.json"
-
-
-_HOST = HostSpeed(memory=_memory_path())  # one per process; best times shared by this boot's processes
+_HOST = HostSpeed(memory=default_cache_root() / "host_speed.json")  # one per process; best times shared by this boot's processes
 _WARM_S = 0.005  # spinning before a probe that follows idle time
 
 
@@ -269,11 +252,14 @@ class HostGate:
                 f"{self.checks} checks (at most {self.limit}x allowed; other tenants of the host)")
 
 
+FOREIGN = "other processes used"  # how every foreign_reason starts (a slow host's reasons do not)
+
+
 def foreign_reason(policy: QuietPolicy, cpu: ForeignCpu) -> str | None:
     """Why ``cpu`` (a finished ``ForeignCpu``) is too busy for ``policy``; None when it is not."""
     if cpu.seconds is None or not policy.contended(cpu.seconds, cpu.wall):
         return None
-    return f"other processes used {cpu.cores:.2f} cores (at most {policy.max_foreign} allowed)"
+    return f"{FOREIGN} {cpu.cores:.2f} cores (at most {policy.max_foreign} allowed)"
 
 
 class QuietWindow:
@@ -307,6 +293,7 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
     (a poll costs about 8 ms of CPU, which other measuring processes must not take for load).
     ``on_wait(seconds)`` hears of every probe interval spent waiting (the collector's time-out does
     not count them)."""
+    gate = HostGate(policy, warm_s=_WARM_S) if policy.max_slowdown is not None else None
     while True:
         start = time.perf_counter()
         reasons = []
@@ -317,11 +304,8 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
                 time.sleep(policy.settle_s)
             reason = foreign_reason(policy, probe)
             reasons += [reason] if reason else []
-        if policy.max_slowdown is not None and not reasons:
-            slowdown = _HOST.slowdown(_WARM_S)
-            if slowdown > policy.max_slowdown:
-                reasons.append(f"the host runs {slowdown:.2f}x slower than its best (at most "
-                               f"{policy.max_slowdown}x allowed; other tenants of the host)")
+        if gate is not None and not reasons and not gate():
+            reasons.append(gate.reason())
         wall = time.perf_counter() - start
         if on_wait is not None:
             on_wait(wall)

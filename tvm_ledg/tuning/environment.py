@@ -33,7 +33,7 @@ from typing import Any
 from targets.errors import TargetError
 from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import RemoveWeightLayoutRewriteBlock, derived_object, driver_build, make_target, ms
-from tvm_ledg.measure.quiet import MachineBusy, QuietPolicy, QuietWindow, wait_until_quiet
+from tvm_ledg.measure.quiet import FOREIGN, MachineBusy, QuietPolicy, QuietWindow, wait_until_quiet
 
 __all__ = ["BUILD_TIMEOUT_S", "QuietRunner", "build_module", "make_builder", "make_runner", "target_of"]
 
@@ -110,7 +110,7 @@ class QuietRunner(ms.runner.PyRunner):
                     raise MachineBusy(f"all {contended} timings of a candidate ran on a busy machine ({last}); "
                                       "tune on a quiet machine")
                 error = future.result().error_msg
-                waited = wait_until_quiet(self.policy, waited, host_only="other processes used" not in error)
+                waited = wait_until_quiet(self.policy, waited, host_only=FOREIGN not in error)
                 future = self.runner.run([runner_input])[0]
             if contended:
                 end = time.perf_counter()
