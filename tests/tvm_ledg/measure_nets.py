@@ -18,12 +18,12 @@ TINY_NB201 = [  # three small NAS-Bench-201 cells (pooling / 1x1 convs: quick on
 ]
 
 
-def tiny_network(seed: int = 0) -> Network:
-    """conv-BN-ReLU, pool, linear on a 1x3x16x16 input, exported to ONNX like ``Network.from_spec`` does."""
+def tiny_network(seed: int = 0, size: int = 16, width: int = 8) -> Network:
+    """conv-BN-ReLU, pool, linear on a 1x3xSIZExSIZE input, exported to ONNX like ``Network.from_spec`` does."""
     torch.manual_seed(seed)
-    module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                           nn.Flatten(), nn.Linear(8, 4)).eval()
-    x = torch.randn(1, 3, 16, 16)
+    module = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4)).eval()
+    x = torch.randn(1, 3, size, size)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
