@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from cost_model.cache_dir import default_cache_root
 from cost_model.measurement_store import Measurement, MeasurementStore
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
@@ -336,6 +337,5 @@ def _fail(conn: Connection, store: MeasurementStore, spec: str, desc: TargetDesc
 
 
 def default_store_path() -> Path:
-    """``$TVM_LEDG_CACHE_DIR/measurements.sqlite`` or ``~/.cache/tvm-ledg/measurements.sqlite``."""
-    root = os.environ.get("TVM_LEDG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tvm-ledg")
-    return Path(root) / "measurements.sqlite"
+    """``measurements.sqlite`` in the cache root (``cost_model.cache_dir.default_cache_root``)."""
+    return default_cache_root() / "measurements.sqlite"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import cost_model
+from cost_model.cache_dir import default_cache_root
 from cost_model.graph import OpGraph
 from cost_model.graph_store import GraphStore
 from targets.errors import CheckpointError, ModelImportError
@@ -25,7 +26,6 @@ from targets.schema import TargetDescriptor
 __all__ = ["DEFAULT_CHECKPOINT", "LatencyPrediction", "load_predictor", "resolve_graphs", "predict_latency", "read_measurements"]
 
 DEFAULT_CHECKPOINT = Path(cost_model.__file__).resolve().parent / "checkpoints" / "ledg-default"
-CACHE_ENV = "TVM_LEDG_CACHE_DIR"
 
 
 @dataclass
@@ -41,8 +41,7 @@ class LatencyPrediction:
 
 
 def default_graph_cache() -> Path:
-    root = os.environ.get(CACHE_ENV)
-    return (Path(root) if root else Path.home() / ".cache" / "tvm-ledg") / "graphs"
+    return default_cache_root() / "graphs"
 
 
 _PREDICTORS: dict[Path, Any] = {}
