@@ -21,6 +21,9 @@ tvm-ledg collect --families "${FAMILIES[@]}" --count 1500 -t "${TARGETS[@]}" --d
 [ -f docs/results/noise_floor.json ] || python benchmarks/noise_floor.py --db "$STORE" --networks 30 --repeats 3 \
     $( [ -f .cache/measurements-ungated.sqlite ] && echo --compare .cache/measurements-ungated.sqlite )
 
+# 2b. How slow the host of this VM runs now and then, with nothing else running (20 min).
+[ -f docs/results/host_noise.json ] || python benchmarks/host_noise.py --minutes 20
+
 # 3. The committed export, then the benchmarks on it (training only, no measuring).
 tvm-ledg db export datasets/local-zen3.jsonl.gz --db "$STORE"
 python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset \

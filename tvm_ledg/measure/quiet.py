@@ -46,8 +46,8 @@ from pathlib import Path
 from cost_model.cache_dir import default_cache_root
 from targets.errors import LedgError
 
-__all__ = ["ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow", "foreign_reason",
-           "wait_until_quiet"]
+__all__ = ["HOST_SPEED", "WARM_S", "ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow",
+           "foreign_reason", "wait_until_quiet"]
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,8 @@ class HostSpeed:
             self.memory = None
 
 
-_HOST = HostSpeed(memory=default_cache_root() / "host_speed.json")  # one per process; best times shared by this boot's processes
-_WARM_S = 0.005  # spinning before a probe that follows idle time
+HOST_SPEED = HostSpeed(memory=default_cache_root() / "host_speed.json")  # one per process; best times shared by this boot's processes
+WARM_S = 0.005  # spinning before a probe that follows idle time
 
 
 class HostGate:
@@ -233,7 +233,7 @@ class HostGate:
         if policy.max_slowdown is None:
             raise ValueError("HostGate needs a QuietPolicy with max_slowdown")
         self.limit = policy.max_slowdown
-        self.host = host or _HOST
+        self.host = host or HOST_SPEED
         self.warm_s = warm_s
         self.checks = self.slow = 0
         self.worst = 1.0
@@ -269,7 +269,7 @@ class QuietWindow:
 
     def __init__(self, policy: QuietPolicy) -> None:
         self.policy = policy
-        self.gate = None if policy.max_slowdown is None else HostGate(policy, warm_s=_WARM_S)
+        self.gate = None if policy.max_slowdown is None else HostGate(policy, warm_s=WARM_S)
 
     def __enter__(self) -> "QuietWindow":
         self._before = self.gate() if self.gate else True
@@ -293,7 +293,7 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
     (a poll costs about 8 ms of CPU, which other measuring processes must not take for load).
     ``on_wait(seconds)`` hears of every probe interval spent waiting (the collector's time-out does
     not count them)."""
-    gate = HostGate(policy, warm_s=_WARM_S) if policy.max_slowdown is not None else None
+    gate = HostGate(policy, warm_s=WARM_S) if policy.max_slowdown is not None else None
     while True:
         start = time.perf_counter()
         reasons = []
