@@ -29,14 +29,15 @@ tvm-ledg db export datasets/local-zen3.jsonl.gz --db "$STORE"
 python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset \
     --epochs 4 --rows-per-epoch 3000
 
-# 4. Tuning records: 11 workloads x 2 targets x 128 trials with MetaSchedule's XGB search (about 2 h).
-python benchmarks/tuning_records.py --trials 128 --work-dir .cache/tuning-records --out datasets/tuning-records.jsonl.gz
-tvm-ledg train --config examples/configs/ledg-program.yaml --out cost_model/checkpoints/ledg-program
+# 4. Tuning records: 11 workloads x 2 targets x 128 trials with MetaSchedule's XGB search (about 2 h), then the
+#    shipped program-level checkpoint (trained once; delete it to train again).
+python benchmarks/tuning_records.py --trials 128 --max-wait 0 --work-dir .cache/tuning-records \
+    --out datasets/tuning-records.jsonl.gz
+[ -f cost_model/checkpoints/ledg-program/config.json ] ||
+    tvm-ledg train --config examples/configs/ledg-program.yaml --out cost_model/checkpoints/ledg-program
 
-# 5. Tuning curves: 8 workloads x 4 searches x 2 seeds x 128 trials on the 2-thread target, with ranking and
-#    predicted-runner results (about 5 h), then cross-target (pre-trained on the 1-thread target only).
+# 5. Tuning curves: 8 workloads x 4 searches x 3 seeds x 128 trials on the 2-thread target, LeDG pre-trained on
+#    the 1-thread target's records of the other workloads (cross-target), with ranking and predicted-runner results
+#    (about 7-8 h).
 python benchmarks/tuning_curves.py --records datasets/tuning-records.jsonl.gz --workloads "${CURVE_WORKLOADS[@]}" \
-    --seeds 0 1 --trials 128 --out docs/results/tuning_curves
-python benchmarks/tuning_curves.py --records datasets/tuning-records.jsonl.gz --workloads "${CURVE_WORKLOADS[@]}" \
-    --seeds 0 1 --trials 128 --pretrain-targets local-zen3-tvm-tuned-znver3-t1 --methods ledg-pretrained \
-    --no-predicted --out docs/results/tuning_curves_cross_target
+    --seeds 0 1 2 --trials 128 --max-wait 0 --out docs/results/tuning_curves

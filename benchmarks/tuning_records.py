@@ -4,9 +4,15 @@ For every workload of ``tvm_ledg.tuning.workloads`` and every local CPU target,
 ``ms.tune_tir`` measures ``--trials`` candidates with the project's CPU
 builder/runner pair (``make_builder`` / ``make_runner(desc.threads)``, whose
 busy-machine check times a candidate again when other processes used the CPU
-meanwhile; the wait is left out of ``tune_seconds``) and the chosen search (``xgb``: MetaSchedule's default evolutionary search guided by
-XGBoost; ``random``: the same search with random scores, for a wider spread
-of schedule quality). Each (workload, target) pair tunes in its own work_dir,
+meanwhile; the wait is left out of ``tune_seconds``) and the chosen search
+(``xgb``: MetaSchedule's evolutionary search guided by its XGBoost model;
+``random``: the same search with random scores, for a wider spread of
+schedule quality). XGBoost scores at random until it holds
+``num_warmup_samples`` measurements: MetaSchedule's default of 100 would leave
+a 128-trial search random for its first four rounds of 32, so ``--xgb-warmup``
+defaults to one round. A pair whose machine stayed busy (``MachineBusy``:
+other processes kept using the CPU; ``--max-wait``) is left unfinished and
+the run ends with exit code 3 without writing ``--out``; run it again. Each (workload, target) pair tunes in its own work_dir,
 ``<work-dir>/<target>/<workload>/``; once it finishes, its successful records
 become program records (``program_records.jsonl.gz``) and ``finished.json``
 marks the pair done, so an interrupted run resumes at the first unfinished
@@ -18,7 +24,7 @@ program graph of the scheduled PrimFunc, run times; written atomically) and
 ``<out>.manifest.json`` records the command, machine, settings and per-pair
 counts. Collection command of the committed file::
 
-    python benchmarks/tuning_records.py --trials 256 --work-dir .cache/tuning-records \\
+    python benchmarks/tuning_records.py --trials 128 --max-wait 0 --work-dir .cache/tuning-records \\
         --out datasets/tuning-records.jsonl.gz
 """
 
@@ -29,6 +35,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +51,7 @@ from cost_model.tuning_records import ProgramRecord, read_tuning_records, write_
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import ms
+from tvm_ledg.measure.quiet import QuietPolicy, is_machine_busy
 from tvm_ledg.tuning import database_records, get_workload, list_workloads, make_builder, make_runner, target_of
 
 TARGETS = ("local-zen3-tvm-tuned-znver3-t1", "local-zen3-tvm-tuned-znver3-t2")
@@ -51,11 +59,13 @@ FINISHED = "finished.json"
 PAIR_RECORDS = "program_records.jsonl.gz"
 
 
-def search_cost_model(kind: str, seed: int) -> Any:
-    """MetaSchedule's own cost model ``kind`` as ``tune_tir`` would make it, its randomness seeded by ``seed``."""
+def search_cost_model(kind: str, seed: int, xgb_warmup: int) -> Any:
+    """MetaSchedule's own cost model ``kind`` as ``tune_tir`` would make it, its randomness seeded by ``seed``;
+    XGBoost scores at random until it holds ``xgb_warmup`` measurements."""
     np.random.seed(seed)  # XGBModel scores randomly from NumPy's global generator until its warm-up
     if kind == "xgb":
-        return ms.cost_model.XGBModel(num_tuning_cores=os.cpu_count() or 1, tree_method="auto")
+        return ms.cost_model.XGBModel(num_tuning_cores=os.cpu_count() or 1, tree_method="auto",
+                                      num_warmup_samples=xgb_warmup)
     if kind == "random":
         return ms.cost_model.RandomModel(seed=seed)
     raise DataError(f"unknown MetaSchedule cost model {kind!r}; expected 'xgb' or 'random'")
@@ -83,8 +93,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", nargs="+", default=list_workloads(), help="default: the whole suite")
     ap.add_argument("--targets", nargs="+", default=list(TARGETS))
-    ap.add_argument("--trials", type=int, default=256, help="measured candidates per (workload, target)")
+    ap.add_argument("--trials", type=int, default=128, help="measured candidates per (workload, target)")
     ap.add_argument("--trials-per-round", type=int, default=32)
+    ap.add_argument("--xgb-warmup", type=int, default=None,
+                    help="measurements before XGBoost scores by its model (default: one round)")
+    ap.add_argument("--max-wait", type=float, default=600.0,
+                    help="seconds one candidate may wait for a quiet machine (0: no limit)")
     ap.add_argument("--population", type=int, default=512, help="evolutionary search population")
     ap.add_argument("--cost-model", choices=("xgb", "random"), default="xgb")
     ap.add_argument("--seed", type=int, default=0)
@@ -94,11 +108,15 @@ def main() -> None:
     started = time.time()
     workloads = [get_workload(name) for name in args.workloads]
     descs = [target_registry.load(name) for name in args.targets]
+    xgb_warmup = args.xgb_warmup or args.trials_per_round
     settings = {"trials": args.trials, "trials_per_round": args.trials_per_round, "population": args.population,
-                "cost_model": args.cost_model, "seed": args.seed}
+                "cost_model": args.cost_model, "seed": args.seed,
+                "xgb_warmup": xgb_warmup if args.cost_model == "xgb" else None}
+    quiet = QuietPolicy(max_wait_s=args.max_wait or None)
     builder = make_builder()
     pairs = [(w, d) for d in descs for w in workloads]
     summary: list[dict[str, Any]] = []
+    busy: list[str] = []
     with tqdm(pairs, desc="tuning", unit="task", dynamic_ncols=True) as bar:
         runners: dict[int, Any] = {}
         for workload, desc in bar:
@@ -111,25 +129,37 @@ def main() -> None:
                     shutil.rmtree(work_dir)
                 work_dir.mkdir(parents=True)
                 if desc.threads not in runners:
-                    runners[desc.threads] = make_runner(desc.threads)
+                    runners[desc.threads] = make_runner(desc.threads, quiet=quiet)
                 runner = runners[desc.threads]
                 earlier_waits, t0 = len(runner.waits), time.time()
-                tune(workload.build(), desc, work_dir, args.trials, cost_model=search_cost_model(args.cost_model,
-                     args.seed), seed=args.seed, trials_per_round=args.trials_per_round,
-                     population=args.population, builder=builder, runner=runner)
-                busy = runner.waits[earlier_waits:]  # busy-machine retakes: waiting is not tuning time
-                tune_s = time.time() - t0 - sum(s for _, s in busy)
+                try:
+                    tune(workload.build(), desc, work_dir, args.trials,
+                         cost_model=search_cost_model(args.cost_model, args.seed, xgb_warmup), seed=args.seed,
+                         trials_per_round=args.trials_per_round, population=args.population, builder=builder,
+                         runner=runner)
+                except Exception as exc:  # MetaSchedule forwards the runner's MachineBusy as another type
+                    if not is_machine_busy(exc):
+                        raise
+                    tqdm.write(f"{workload.name} on {desc.name}: machine busy, left for the next run ({exc})")
+                    busy.append(f"{workload.name} on {desc.name}")
+                    continue
+                retakes = runner.waits[earlier_waits:]  # busy-machine retakes: waiting is not tuning time
+                tune_s = time.time() - t0 - sum(s for _, s in retakes)
                 records = database_records(work_dir, workload.name, desc.name)
                 write_tuning_records(work_dir / PAIR_RECORDS, records)
                 committed = sum(1 for line in (work_dir / "database_tuning_record.json").open() if line.strip())
                 marker = {**settings, "workload": workload.name, "target": desc.name, "committed": committed,
                           "measured": len(records), "best_ms": min((r.mean_run_secs for r in records),
                                                                   default=float("nan")) * 1e3,
-                          "tune_seconds": round(tune_s, 1), "busy_retakes": len(busy)}
+                          "tune_seconds": round(tune_s, 1), "busy_retakes": len(retakes)}
                 write_text_atomic(work_dir / FINISHED, json.dumps(marker, indent=1))
                 tqdm.write(f"{workload.name} on {desc.name}: {len(records)}/{committed} measured, best "
                            f"{marker['best_ms']:.4g} ms, {tune_s:.0f} s")
             summary.append(marker)
+    if busy:
+        print(f"{len(busy)} pairs left unfinished on a busy machine ({', '.join(busy)}); {args.out} not written. "
+              "Run the same command again on a quiet machine.", file=sys.stderr)
+        sys.exit(3)
     records: list[ProgramRecord] = []
     for marker in summary:
         records += read_tuning_records(args.work_dir / marker["target"] / marker["workload"] / PAIR_RECORDS)

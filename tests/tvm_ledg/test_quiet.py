@@ -220,7 +220,7 @@ def test_tuning_runner_refuses_busy_timings_and_gives_up_on_a_busy_machine(built
 
     give_up = make_runner(1, quiet=QuietPolicy(max_contended=1, max_wait_s=None, max_slowdown=None))
     busy = (MachineBusy, RuntimeError)  # TVM's FFI (a derived object's run) forwards it as a RuntimeError
-    with pytest.raises(busy, match=r"all 1 timings of a candidate ran on a busy machine \(RuntimeError: tvm-ledg: machine busy: other"):
+    with pytest.raises(busy, match=r"1 timings of a candidate ran while other processes used the CPU \(RuntimeError: tvm-ledg: machine busy: other"):
         give_up.run([built_matmul])  # not a slow time in the database
     impatient = make_runner(1, quiet=QuietPolicy(settle_s=0.3, max_wait_s=1.0, max_slowdown=None))
     with pytest.raises(busy, match=r"still busy after \d+ s: other processes used"):
@@ -240,3 +240,33 @@ def test_tuning_runner_times_a_busy_candidate_again_once_the_machine_is_quiet(bu
     assert len(runner.waits) == 1 and runner.waits[0][1] >= 0.5  # retaken once, and the time lost is on record
     runner.waits.clear()
     assert runner.run([built_matmul])[0].result().error_msg is None and runner.waits == []  # quiet: taken once
+
+
+def test_tuning_runner_gives_up_on_other_processes_but_waits_out_a_slow_host(monkeypatch) -> None:
+    """QuietRunner's retake loop with a stand-in LocalRunner: slow-host refusals do not count towards
+    max_contended (as in measure_session); a refusal because other processes ran does."""
+    from tvm_ledg.measure.quiet import FOREIGN, is_machine_busy
+    from tvm_ledg.tuning import environment as env
+
+    class Future:
+        def __init__(self, error: str | None) -> None:
+            self.error_msg = error
+
+        def result(self) -> "Future":
+            return self
+
+    class Inner:
+        def run(self, inputs: list[str]) -> list[Future]:
+            return [Future(next(errors)) for _ in inputs]
+
+    waits: list[bool] = []
+    monkeypatch.setattr(env, "wait_until_quiet", lambda policy, waited, host_only: waits.append(host_only) or waited)
+    runner = env.QuietRunner._cls(Inner(), QuietPolicy(max_contended=1))  # the Python class behind the TVM object
+    errors = iter([f"RuntimeError: {env._BUSY}: the host ran a reference loop 1.9x slower"] * 3 + [None])
+    (future,) = runner.run(["candidate"])
+    assert future.result().error_msg is None and waits == [True, True, True] and len(runner.waits) == 1
+    errors = iter([f"RuntimeError: {env._BUSY}: {FOREIGN} 1.00 cores (at most 0.05 allowed)"])
+    with pytest.raises(MachineBusy, match="1 timings of a candidate ran while other processes used the CPU") as info:
+        runner.run(["candidate"])
+    assert is_machine_busy(info.value) and is_machine_busy(RuntimeError(str(info.value)))
+    assert not is_machine_busy(RuntimeError("a compile error"))

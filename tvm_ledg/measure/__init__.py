@@ -21,7 +21,7 @@ from targets.schema import TargetDescriptor
 from tvm_ledg.measure.backends import Network, Session, backend_of, open_session
 from tvm_ledg.measure.environment import environment
 from tvm_ledg.measure.protocol import MeasureProtocol, TimingStats, time_runs
-from tvm_ledg.measure.quiet import (ForeignCpu, HostGate, MachineBusy, QuietPolicy, foreign_reason,
+from tvm_ledg.measure.quiet import (BUSY_ADVICE, ForeignCpu, HostGate, MachineBusy, QuietPolicy, foreign_reason,
                                    wait_until_quiet)
 
 __all__ = ["MachineBusy", "MeasureProtocol", "MeasureResult", "Network", "QuietPolicy", "Session", "TimingStats",
@@ -75,7 +75,7 @@ def measure_session(session: Session, protocol: MeasureProtocol, quiet: QuietPol
                     if best is not None:  # an earlier quiet attempt stands, if not as steady as wanted
                         break
                     raise MachineBusy(f"attempts ran on a busy machine for {waited:.0f} s, the last as {reason}; "
-                                      "measure on a quiet machine")
+                                      f"measure {BUSY_ADVICE}")
                 waited = wait_until_quiet(quiet, waited, on_wait, host_only=busy is None)
                 continue
         assert stats is not None

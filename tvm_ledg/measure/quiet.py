@@ -46,8 +46,8 @@ from pathlib import Path
 from cost_model.cache_dir import default_cache_root
 from targets.errors import LedgError
 
-__all__ = ["HOST_SPEED", "WARM_S", "ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow",
-           "foreign_reason", "wait_until_quiet"]
+__all__ = ["BUSY_ADVICE", "HOST_SPEED", "WARM_S", "ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow",
+           "foreign_reason", "is_machine_busy", "wait_until_quiet"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,17 @@ _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system [idle iowait] irq softirq 
 
 
 class MachineBusy(LedgError):
-    """Other processes kept using the CPU for longer than ``QuietPolicy.max_wait_s``."""
+    """The machine stayed busy (other processes, or a slow host) for longer than a ``QuietPolicy`` allows.
+    Every message ends with ``BUSY_ADVICE``."""
+
+
+BUSY_ADVICE = "on a quiet machine"
+
+
+def is_machine_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``MachineBusy``, also as MetaSchedule forwards one raised in a runner: TVM's FFI
+    re-raises it as another exception type with the same message."""
+    return isinstance(exc, MachineBusy) or BUSY_ADVICE in str(exc)
 
 
 @dataclass(frozen=True)
@@ -313,6 +323,6 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
             return waited_s + wall
         waited_s += wall
         if policy.max_wait_s is not None and waited_s > policy.max_wait_s:
-            raise MachineBusy(f"still busy after {waited_s:.0f} s: {reasons[0]}; measure on a quiet machine")
+            raise MachineBusy(f"still busy after {waited_s:.0f} s: {reasons[0]}; measure {BUSY_ADVICE}")
         if int(waited_s) // 60 != int(waited_s - wall) // 60:
             log.warning("waiting for a quiet machine (%.0f s so far): %s", waited_s, reasons[0])
