@@ -89,6 +89,17 @@ def load_fold(path: Path, settings: Mapping[str, Any], out: Path) -> dict[str, A
     return done
 
 
+def open_store(path: Path, tmp: Path) -> Any:
+    """A ``MeasurementStore`` on a store (read-only) or on an export (``.jsonl.gz``, imported into ``tmp``)."""
+    from cost_model.measurement_store import MeasurementStore
+
+    if path.name.endswith(".jsonl.gz"):
+        store = MeasurementStore(tmp / "m.sqlite")
+        store.import_jsonl(path)
+        return store
+    return MeasurementStore(path, readonly=True)
+
+
 def md_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     header = list(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -43,13 +43,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import REPO, load_fold, md_table, write_results
+from common import REPO, load_fold, md_table, open_store, write_results
 
 from cost_model.baselines import make_baseline
 from cost_model.evaluation import evaluate_rows
 from cost_model.featurize import feature_schema_hash
 from cost_model.graph import write_text_atomic
-from cost_model.measurement_store import MeasurementStore
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
 PROTOCOLS = ("in-domain", "leave-one-family-out", "leave-one-target-out")
@@ -120,17 +119,11 @@ def main() -> None:
 def _load(path: Path, noise_floor: Path):
     """Rows, graphs, descriptors, family per graph (graphs without one: "?") and the noise floor per target
     (``{"within_cv": ..., "repeat_mape_floor": ...}``) from a store or export and ``noise_floor``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if path.name.endswith(".jsonl.gz"):
-            store = MeasurementStore(Path(tmp) / "m.sqlite")
-            store.import_jsonl(path)
-        else:
-            store = MeasurementStore(path, readonly=True)
-        with store:
-            graphs, descs, rows = store.training_rows()
-            known = store.families()
-            noise = {t: {"within_cv": s["median_cv"], "repeat_mape_floor": None}
-                     for t, s in store.stats()["per_target"].items()}
+    with tempfile.TemporaryDirectory() as tmp, open_store(path, Path(tmp)) as store:
+        graphs, descs, rows = store.training_rows()
+        known = store.families()
+        noise = {t: {"within_cv": s["median_cv"], "repeat_mape_floor": None}
+                 for t, s in store.stats()["per_target"].items()}
     families = {k: known.get(k, "?") for k in graphs}
     if noise_floor.is_file():
         for t, v in json.loads(noise_floor.read_text()).get("per_target", {}).items():
