@@ -5,7 +5,7 @@ Reads a store or a ``tvm-ledg db export`` file and reports:
 * networks per family (with FLOPs and operator counts of their graphs), how
   many are measured on every target, numerically flagged networks, failures;
 * per target: measurements, latency range, median within-run CV, how often the
-  host gate dropped samples and the worst host slowdown it let through, and
+  host gate dropped samples and the worst host slowdown its checks saw, and
   the time spent waiting for a quiet machine;
 * collection time: measurements grouped into sittings (a gap of more than
   ``--gap-minutes`` between two measurements ends one), with their wall time,
@@ -125,8 +125,9 @@ def render(card: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         "## Per target", "",
         "Latency: the measurement's median. Dropped samples: the host gate left some out (the measurement "
-        "kept its other samples). Worst host slowdown: per measurement the highest slowdown the gate let "
-        "through, 95th percentile over measurements. Waited: time spent waiting for a quiet machine.",
+        "kept its other samples). Worst host slowdown: per measurement the highest slowdown its host checks "
+        "saw, 95th percentile over measurements; samples next to a check above the gate (1.35x; 1.25x for "
+        "the first networks) were dropped. Waited: time spent waiting for a quiet machine within a measurement.",
         "",
         md_table(["target", "measurements", "ms p5", "ms median", "ms p95", "CV median", "samples median",
                   "with dropped samples", "worst host slowdown p95", "waited h"],
