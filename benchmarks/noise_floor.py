@@ -61,9 +61,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", type=Path, help="another store of the same networks and targets to compare with")
+    ap.add_argument("--max-wait", type=float, default=600.0,
+                    help="seconds one measurement may wait for a quiet machine before the run stops (0: no limit)")
     args = ap.parse_args()
     started = time.time()
     protocol = MeasureProtocol()
+    quiet = QuietPolicy(max_wait_s=args.max_wait or None)
     with MeasurementStore(args.db, readonly=True) as store:
         stored = [m for m in store.measurements() if m.protocol == protocol.id]
         descs = _targets(store.targets(), stored, args.targets, args.db)
@@ -100,7 +103,7 @@ def main() -> None:
                 try:
                     net = net or Network.load(spec)
                     part = {"spec": spec, "target": desc.name, "stored_ms": by_spec[spec][h],
-                            "repeats_ms": [_measure_like_the_collector(net, desc, protocol)
+                            "repeats_ms": [_measure_like_the_collector(net, desc, protocol, quiet)
                                            for _ in range(args.repeats)]}
                 except MachineBusy as exc:
                     print(f"{spec} on {desc.name}: {exc}; the rest is left for the next run", file=sys.stderr)
@@ -152,11 +155,12 @@ def _targets(known: dict[str, TargetDescriptor], stored: list[Any], names: list[
     return {by_name[n]: local[by_name[n]] for n in names}
 
 
-def _measure_like_the_collector(net: Network, desc: TargetDescriptor, protocol: MeasureProtocol) -> float:
+def _measure_like_the_collector(net: Network, desc: TargetDescriptor, protocol: MeasureProtocol,
+                                quiet: QuietPolicy) -> float:
     """Median ms of one fresh session, opened, run once for outputs and timed as ``tvm_ledg.collect`` does."""
     with open_session(net, desc) as session:
         session.outputs()
-        return measure_session(session, protocol, QuietPolicy()).stats.median_ms
+        return measure_session(session, protocol, quiet).stats.median_ms
 
 
 def _floor(parts: list[dict[str, Any]], within_cv: float | None) -> dict[str, Any]:

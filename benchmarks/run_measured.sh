@@ -18,7 +18,7 @@ CURVE_WORKLOADS=(conv2d_resnet_3x3 conv2d_resnet_3x3_s2 conv2d_mobilenet_1x1 dep
 tvm-ledg collect --families "${FAMILIES[@]}" --count 1500 -t "${TARGETS[@]}" --db "$STORE" --timeout 300 --max-wait 0
 
 # 2. Repeat-run noise floor (30 networks x 3 repeats x 6 targets: about 25 min).
-[ -f docs/results/noise_floor.json ] || python benchmarks/noise_floor.py --db "$STORE" --networks 30 --repeats 3 \
+[ -f docs/results/noise_floor.json ] || python benchmarks/noise_floor.py --db "$STORE" --networks 30 --repeats 3 --max-wait 0 \
     $( [ -f .cache/measurements-ungated.sqlite ] && echo --compare .cache/measurements-ungated.sqlite )
 
 # 2b. How slow the host of this VM runs now and then, with nothing else running (20 min).
