@@ -13,11 +13,11 @@ FAMILIES=(resnet vgg mobilenetv2 mobilenetv3 efficientnet mnasnet squeezenet goo
 CURVE_WORKLOADS=(conv2d_resnet_3x3 conv2d_resnet_3x3_s2 conv2d_mobilenet_1x1 depthwise_conv2d_mobilenet
                  dense_transformer_mlp batch_matmul_attention softmax_attention layer_norm_transformer)
 
-# 1. The measured dataset: 1,500 zoo networks x 6 local targets (about 25 s per network with the host check:
-#    10 h; it waits out busy periods of the host rather than stop).
+# 1. The measured dataset: 1,500 zoo networks x 6 local targets (about 13 s per network while the host is quiet,
+#    16 s on average with its busy periods: 6-7 h; it waits out busy periods of the host rather than stop).
 tvm-ledg collect --families "${FAMILIES[@]}" --count 1500 -t "${TARGETS[@]}" --db "$STORE" --timeout 300 --max-wait 0
 
-# 2. Repeat-run noise floor (30 networks x 3 repeats x 6 targets: about 25 min).
+# 2. Repeat-run noise floor (30 networks x 3 repeats x 6 targets: about 20 min).
 [ -f docs/results/noise_floor.json ] || python benchmarks/noise_floor.py --db "$STORE" --networks 30 --repeats 3 --max-wait 0 \
     $( [ -f .cache/measurements-ungated.sqlite ] && echo --compare .cache/measurements-ungated.sqlite )
 
