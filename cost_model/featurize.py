@@ -104,7 +104,8 @@ def node_text(node: OpNode) -> str:
     attributes as ``key=value`` (sorted, at most two; six for the loops and
     blocks of program DAGs, ops ``tir.*``); nested or long values are
     skipped. Convolutions show only their data input (the weight shape is
-    already in ``k``/``g`` and the channels).
+    already in ``k``/``g`` and the channels). Program-DAG blocks show their
+    access strides along the innermost loop (``rs0,1 ws1``; ``?``: unknown).
     """
     attrs = node.attrs or {}
     words = [_op_label(node)]
@@ -129,6 +130,10 @@ def node_text(node: OpNode) -> str:
     layout = _layout(attrs)
     if layout and not layout.startswith("NC"):
         words.append(layout)
+    for key, prefix in (("read_strides", "rs"), ("write_strides", "ws")):  # program-DAG blocks
+        ints = _int_list(attrs.get(key))
+        if ints:
+            words.append(prefix + ",".join("?" if i < 0 else str(i) for i in ints))
     words.extend(_extra_attrs(attrs, _MAX_PROGRAM_ATTRS if node.op.startswith("tir.") else _MAX_EXTRA_ATTRS))
     if node.inputs:
         shown = node.inputs[:1] if _is_conv(node) else node.inputs[:_MAX_INPUTS]
@@ -194,7 +199,8 @@ def _kernel(node: OpNode) -> list[int]:
 
 
 def _extra_attrs(attrs: dict[str, object], limit: int) -> list[str]:
-    known = {"kernel_size", "pool_size", "strides", "padding", "dilation", "groups", "axis", "axes", "keepdims"}
+    known = {"kernel_size", "pool_size", "strides", "padding", "dilation", "groups", "axis", "axes", "keepdims",
+             "read_strides", "write_strides"}
     words = []
     for key in sorted(attrs):
         if key in known or key in _SKIP_KEYS or key in _LAYOUT_KEYS:

@@ -99,6 +99,11 @@ def test_program_graph_has_loops_blocks_nesting_and_dataflow():
     assert [t.shape for t in compute.inputs] == [(64, 64), (64, 64)] and compute.inputs[0].dtype == "float32"
     assert compute.flops == 2 * 64 ** 3 and compute.bytes_read == 2 * 4 * 64 ** 3
     assert cache.attrs["scope"] == "global" and relu.flops == 64 * 64
+    # innermost loop j1 (vectorized): A[i, k] is reused, B[k, j] and C_local[i, j] are contiguous
+    assert compute.attrs["read_strides"] == [0, 1] and compute.attrs["write_strides"] == [1]
+    assert " rs0,1 ws1 " in node_text(compute)
+    naive = program_graph(matmul()).nodes[3]  # loops i, j, k: k innermost
+    assert naive.op == "tir.block" and naive.attrs["read_strides"] == [1, 64] and naive.attrs["write_strides"] == [0]
     # nesting i0 -> j0 -> k -> i1 -> j1 -> C, dataflow C -> C_local (cache stage) -> D
     assert {(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 8), (8, 11), (10, 11)} <= set(graph.edges)
     assert graph.output_nodes == [11]

@@ -13,8 +13,11 @@ featurizer, the text encoder and LeDG-Former score schedules unchanged:
   iterator: S spatial, R reduction, O ordered, X opaque, T thread), ``reads``,
   ``writes``, ``scope`` (storage scope of its first output: cache stages are
   ``local``/``shared`` blocks), ``init``, ``predicated`` and its scalar
-  annotations; ``inputs``/``outputs`` are the buffers it reads/writes (shape and
-  dtype); ``flops`` counts the arithmetic of its stores times the number of
+  annotations; ``read_strides`` / ``write_strides``: per accessed region, how
+  many elements its address moves when the innermost enclosing loop steps by
+  one (1: contiguous, 0: reused, -1: not affine or symbolic; what decides
+  vectorization and cache behaviour); ``inputs``/``outputs`` are the buffers it
+  reads/writes (shape and dtype); ``flops`` counts the arithmetic of its stores times the number of
   times it runs (the product of the enclosing loop extents); ``bytes_read`` /
   ``bytes_written`` the accessed regions times the same count;
 * edges: loop nesting (outer loop -> inner loop -> block) and dataflow (the last
@@ -44,6 +47,7 @@ from tvm_ledg._tvm import (
     SBlockRealize,
     TensorLoad,
     WalkResult,
+    detect_linear_equation,
     structural_walk,
 )
 
@@ -70,7 +74,7 @@ def program_graph(func: PrimFunc, name: str = "") -> OpGraph:
     if isinstance(body, SBlockRealize) and not body.block.iter_vars:
         body = body.block.body  # the implicit root block
     walk = _Walk()
-    walk.visit(body, parent=None, trips=1)
+    walk.visit(body, parent=None, trips=1, loop_var=None)
     params = {p.__chandle__() for p in func.params}
     outputs = [node_id for node_id, _, writes in walk.blocks if params.intersection(writes)]
     inputs = [spec for spec in (_buffer_spec(p) for p in func.params) if spec is not None]
@@ -96,21 +100,22 @@ class _Walk:
     nesting: list[tuple[int, int]] = field(default_factory=list)
     blocks: list[tuple[int, list[int], list[int]]] = field(default_factory=list)  # (node id, read keys, write keys)
 
-    def visit(self, stmt: Any, parent: int | None, trips: int) -> None:
+    def visit(self, stmt: Any, parent: int | None, trips: int, loop_var: Any) -> None:
+        """``loop_var``: the variable of the innermost loop around ``stmt`` (None outside every loop)."""
         for child in _children(stmt):
             node_id = len(self.nodes)
             if isinstance(child, For):
                 extent = _int(child.extent)
                 self.nodes.append(_loop_node(node_id, child, extent))
-                inner_trips, inner = trips * max(extent, 1), child.body
+                inner_trips, inner, inner_var = trips * max(extent, 1), child.body, child.loop_var
             else:
-                self.nodes.append(self._block_node(node_id, child, trips))
-                inner_trips, inner = trips, child.block.body
+                self.nodes.append(self._block_node(node_id, child, trips, loop_var))
+                inner_trips, inner, inner_var = trips, child.block.body, loop_var
             if parent is not None:
                 self.nesting.append((parent, node_id))
-            self.visit(inner, node_id, inner_trips)
+            self.visit(inner, node_id, inner_trips, inner_var)
 
-    def _block_node(self, node_id: int, realize: Any, trips: int) -> OpNode:
+    def _block_node(self, node_id: int, realize: Any, trips: int, loop_var: Any) -> OpNode:
         block = realize.block
         reads, writes = list(block.reads), list(block.writes)
         self.blocks.append((node_id, [r.source.__chandle__() for r in reads], [w.source.__chandle__() for w in writes]))
@@ -121,6 +126,8 @@ class _Walk:
             "scope": str(writes[0].source.scope()) if writes else "none",
             "init": block.init is not None,
             "predicated": not (isinstance(realize.predicate, IntImm) and int(realize.predicate.value) == 1),
+            "read_strides": _access_strides(realize, reads, loop_var),
+            "write_strides": _access_strides(realize, writes, loop_var),
         }
         attrs.update(_annotations(block.annotations))
         return OpNode(
@@ -185,6 +192,47 @@ def _buffer_spec(buffer: Any) -> TensorSpec | None:
     except AttributeError:
         return None
     return TensorSpec(tuple(_int(d) for d in shape), str(dtype))
+
+
+def _access_strides(realize: Any, regions: list[Any], loop_var: Any) -> list[int]:
+    """Elements each region's start address moves per step of ``loop_var`` (chain rule through the block's
+    iterator bindings); -1 where an index is not affine in them or a dimension is symbolic."""
+    if loop_var is None:
+        return [0] * len(regions)
+    iter_vars = [iv.var for iv in realize.block.iter_vars]
+    d_iters = [(c[0] if c is not None else None) for c in (_coefficients(v, [loop_var]) for v in realize.iter_values)]
+    strides = []
+    for region in regions:
+        stride: int | None = 0
+        for rng, step in zip(region.region, _element_steps(region.source)):
+            coef = _coefficients(rng.min, [*iter_vars, loop_var])  # the loop itself may appear directly
+            if coef is None or step is None or any(c and d is None for c, d in zip(coef, d_iters)):
+                stride = None
+                break
+            stride += step * (sum(c * d for c, d in zip(coef, d_iters) if c) + coef[-1])
+        strides.append(-1 if stride is None else stride)
+    return strides
+
+
+def _coefficients(expr: Any, variables: list[Any]) -> list[int] | None:
+    """Integer coefficients of ``expr`` in ``variables``; None if it is not affine in them with constants."""
+    found = detect_linear_equation(expr, variables)
+    if len(found) != len(variables) + 1 or not all(isinstance(c, IntImm) for c in found[:-1]):
+        return None
+    return [int(c.value) for c in found[:-1]]
+
+
+def _element_steps(buffer: Any) -> list[int | None]:
+    """Elements between neighbours along each dimension: the buffer's strides, else row-major (None: symbolic)."""
+    explicit = [_int(s) for s in buffer.strides]
+    if explicit:
+        return [s if s >= 0 else None for s in explicit]
+    steps: list[int | None] = []
+    inner: int | None = 1
+    for dim in reversed([_int(d) for d in buffer.shape]):
+        steps.append(inner)
+        inner = inner * dim if inner is not None and dim >= 0 else None
+    return steps[::-1]
 
 
 def _region_bytes(region: Any) -> int:
