@@ -176,7 +176,7 @@ def main() -> None:
     work_root = args.work_dir or Path(".cache/tuning-curves") / args.out.name
     settings = {"target": desc.name, "trials": args.trials, "trials_per_round": args.trials_per_round,
                 "population": args.population}
-    args.xgb_warmup = args.xgb_warmup or args.trials_per_round
+    args.xgb_warmup = args.trials_per_round if args.xgb_warmup is None else args.xgb_warmup
     records = read_tuning_records(args.records) if args.records is not None else []
     checkpoints, pretrain = pretrained_checkpoints(args, records, workloads, parts / "pretrained")
     methods = [m for m in args.methods if m != PRETRAINED or checkpoints]
@@ -217,6 +217,7 @@ def main() -> None:
         curves.append(part)
 
     predicted: list[dict[str, Any]] = []
+    pending: list[str] = []
     if checkpoints and not args.no_predicted:
         jobs = [(w, s) for w in workloads for s in args.seeds]
         for workload, seed in tqdm(jobs, desc="predicted runner", unit="run", dynamic_ncols=True):
@@ -225,10 +226,16 @@ def main() -> None:
                             "xgb": curve_settings(settings, "xgb", args, pretrain)}
             part = load_fold(path, run_settings, args.out)
             if part is None:
-                xgb_dir = work_root / f"{workload.name}__xgb__s{seed}"
+                xgb = [c for c in curves if c["method"] == "xgb" and c["workload"] == workload.name
+                       and c["seed"] == seed]  # this invocation's, made with the current settings
+                if not xgb:
+                    tqdm.write(f"{workload.name} predicted runner seed {seed}: no XGB run of this seed to compare "
+                               "with (not in --methods, or left on a busy machine); skipped")
+                    pending.append(path.stem)
+                    continue
                 try:
                     part = run_predicted(workload, seed, desc, args, work_root / path.stem, *tuning_pair(),
-                                         checkpoints[workload.name], xgb_dir)
+                                         checkpoints[workload.name], xgb[0]["best_schedule"])
                 except Exception as exc:
                     if not is_machine_busy(exc):
                         raise
@@ -245,6 +252,8 @@ def main() -> None:
         print(f"{len(busy)} runs left on a busy machine ({', '.join(busy)}); no report written. Run the same "
               "command again on a quiet machine.", file=sys.stderr)
         sys.exit(3)
+    if pending:
+        print(f"predicted-runner runs without an XGB run to compare with: {', '.join(pending)} (left out)")
     held_out = records and pretrain and "checkpoint" not in pretrain  # one given checkpoint may have seen them all
     ranking = ranking_quality(records, desc, pretrain) if held_out else []
     report(args, settings, pretrain, curves, predicted, ranking, started)
@@ -377,7 +386,8 @@ def run_curve(workload: Workload, method: str, seed: int, desc: TargetDescriptor
     ends = [start] + [t for t, _ in timed.updates]
     model = [0.0] + [s for _, s in timed.updates]
     measured = [s for s in run_secs if s is not None]
-    return {"workload": workload.name, "method": method, "seed": seed, "run_secs": run_secs,
+    best = best_schedule(work_dir) if method == "xgb" else None  # re-timed beside the predicted runner's choice
+    return {"workload": workload.name, "method": method, "seed": seed, "run_secs": run_secs, "best_schedule": best,
             "best_ms": min(measured) * 1e3 if measured else math.inf,
             "wall_seconds": end - start - sum(s for _, s in waits),
             "round_seconds": [b - a - sum(s for t, s in waits if a < t <= b) for a, b in itertools.pairwise(ends)],
@@ -387,9 +397,9 @@ def run_curve(workload: Workload, method: str, seed: int, desc: TargetDescriptor
 
 
 def run_predicted(workload: Workload, seed: int, desc: TargetDescriptor, args: argparse.Namespace, work_dir: Path,
-                  builder: Any, runner: Any, checkpoint: Path, xgb_dir: Path) -> dict[str, Any]:
+                  builder: Any, runner: Any, checkpoint: Path, xgb_best: dict[str, str] | None) -> dict[str, Any]:
     """Tune with ``PredictedRunner`` only, then measure the ``MEASURE_TOP`` schedules predicted fastest together
-    with the best schedule of the XGB run in ``xgb_dir`` (skipped when that run's database is gone)."""
+    with ``xgb_best``, the best schedule of the XGB run of the same seed (None: that run found none)."""
     model = LeDGCostModel(desc, checkpoint=checkpoint, online=OnlineConfig(seed=seed))
     quiet_metaschedule()
     start = time.perf_counter()
@@ -401,14 +411,30 @@ def run_predicted(workload: Workload, seed: int, desc: TargetDescriptor, args: a
                     key=lambda r: mean_run_secs(r.run_secs))[:MEASURE_TOP]
     if not ranked:
         raise DataError(f"{workload.name}: predicted-runner tuning in {work_dir} produced no candidate")
-    xgb_best = _best_record(xgb_dir)
-    measured, errors = measure(ranked + ([xgb_best] if xgb_best is not None else []), desc, builder, runner)
+    xgb_record = None
+    if xgb_best is not None:
+        with tempfile.TemporaryDirectory() as tmp:  # a one-record database, read back as MetaSchedule reads one
+            (Path(tmp) / "database_workload.json").write_text(xgb_best["workload"] + "\n")
+            (Path(tmp) / "database_tuning_record.json").write_text(xgb_best["record"] + "\n")
+            xgb_record = _best_record(Path(tmp))
+    measured, errors = measure(ranked + ([xgb_record] if xgb_record is not None else []), desc, builder, runner)
     ms_of = [s * 1e3 if s is not None else math.inf for s in measured]  # a failed schedule is infinitely slow
     return {"workload": workload.name, "seed": seed, "wall_seconds": wall, "checkpoint": str(checkpoint),
             "predicted_ms": [mean_run_secs(r.run_secs) * 1e3 for r in ranked],
             "measured_ms": ms_of[:len(ranked)],
-            "xgb_remeasured_ms": ms_of[-1] if xgb_best is not None else None,
+            "xgb_remeasured_ms": ms_of[-1] if xgb_record is not None else None,
             "measure_errors": [e for e in errors if e is not None]}
+
+
+def best_schedule(work_dir: Path) -> dict[str, str] | None:
+    """The fastest measured record of a one-workload JSON database, as its two database lines (the workload's, and
+    the record's); None when no candidate ran."""
+    lines = [line for line in (work_dir / "database_tuning_record.json").read_text().splitlines() if line.strip()]
+    timed = [(secs, line) for line, secs in zip(lines, run_secs_in_order(work_dir)) if secs is not None]
+    if not timed:
+        return None
+    workload = (work_dir / "database_workload.json").read_text().splitlines()[0]
+    return {"workload": workload, "record": min(timed)[1]}
 
 
 def _best_record(work_dir: Path) -> Any:

@@ -108,7 +108,7 @@ def main() -> None:
     started = time.time()
     workloads = [get_workload(name) for name in args.workloads]
     descs = [target_registry.load(name) for name in args.targets]
-    xgb_warmup = args.xgb_warmup or args.trials_per_round
+    xgb_warmup = args.trials_per_round if args.xgb_warmup is None else args.xgb_warmup
     settings = {"trials": args.trials, "trials_per_round": args.trials_per_round, "population": args.population,
                 "cost_model": args.cost_model, "seed": args.seed,
                 "xgb_warmup": xgb_warmup if args.cost_model == "xgb" else None}

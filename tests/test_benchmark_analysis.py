@@ -47,10 +47,11 @@ def test_trial_budget_goal_compares_with_half_the_trials() -> None:
 
 def test_predicted_runner_goal_uses_the_fresh_xgb_timing_and_counts_failures_as_misses() -> None:
     curves = [_run("xgb", [1e-3] * 8)]
-    good = {"workload": "w", "seed": 0, "measured_ms": [1.1, 2.0], "xgb_remeasured_ms": 1.0}
+    good = {"workload": "w", "seed": 0, "measured_ms": [1.375, 2.0], "xgb_remeasured_ms": 1.25}  # recorded: 1.0
     failed = {"workload": "w", "seed": 1, "measured_ms": [math.inf, 1.0], "xgb_remeasured_ms": 1.0}
     untimed = {"workload": "w", "seed": 2, "measured_ms": [1.0], "xgb_remeasured_ms": None}
-    assert tc._vs_xgb(good, curves, 8) == [1.0, pytest.approx(1.1)]
+    assert tc._vs_xgb(good, curves, 8) == [1.25, pytest.approx(1.1)]
+    assert tc._xgb_recorded(good, curves, 8) == pytest.approx(1.0)
     assert tc._vs_xgb(untimed, curves, 8) == ["-", "-"]
     goal = tc.evaluate_goals(tc.analyse(curves, 8, ["xgb"]), [good, failed, untimed], curves, 8)[-1]
     assert goal["runs"] == 2 and goal["within"] == 1 and goal["met"] is False  # inf ratio: not within 20 %

@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="operators to print per prediction with --breakdown")
     p.add_argument("--csv", type=Path, help="write all predictions (and the breakdown) as CSV")
     p.add_argument("--batch-size", type=int, help="override the models' batch size")
-    p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default ~/.cache/tvm-ledg)")
+    p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
     p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
     p.set_defaults(func=_cmd_predict)
 
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
     rk.add_argument("--top", type=int, default=3, help="slowest operators to show per target (0: none)")
     rk.add_argument("--json", action="store_true", help="print the ranking as JSON")
-    rk.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default ~/.cache/tvm-ledg)")
+    rk.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
     rk.set_defaults(func=_cmd_rank)
 
     ad = sub.add_parser("adapt", help="adapt a checkpoint to a new target from k measurements (few-shot)")

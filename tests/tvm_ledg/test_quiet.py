@@ -270,3 +270,6 @@ def test_tuning_runner_gives_up_on_other_processes_but_waits_out_a_slow_host(mon
         runner.run(["candidate"])
     assert is_machine_busy(info.value) and is_machine_busy(RuntimeError(str(info.value)))
     assert not is_machine_busy(RuntimeError("a compile error"))
+    errors = iter([f"RuntimeError: {env._BUSY}: the host ran a reference loop 1.9x slower"] * 100)
+    with pytest.raises(MachineBusy, match="all 4 timings of a candidate were refused"):
+        runner.run(["candidate"])  # a host that reads slow after every quiet wait does not hold tuning for ever

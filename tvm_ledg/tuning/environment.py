@@ -68,6 +68,7 @@ def make_runner(threads: int, *, timeout_sec: float = 30.0, evaluator_config: An
 
 
 _BUSY = "tvm-ledg: machine busy"
+_MAX_REFUSALS_PER_CONTENDED = 4  # slow-host refusals of one candidate allowed per allowed contended one
 
 
 def quiet_run_evaluator(policy: QuietPolicy, rt_mod: Any, device: Any, evaluator_config: Any,
@@ -86,8 +87,8 @@ class QuietRunner(ms.runner.PyRunner):
     """A ``LocalRunner`` (made with ``quiet_run_evaluator``) whose busy-machine timings are taken again.
 
     A refused candidate is run again after ``wait_until_quiet``; after ``policy.max_contended``
-    refusals because other processes used the CPU (a slow host is only limited by the wait), or
-    ``policy.max_wait_s`` of waiting, ``run`` raises ``MachineBusy`` (tuning stops rather than record a distorted time; called by MetaSchedule, it
+    refusals because other processes used the CPU, ``4 * max_contended`` refusals in all (a slow
+    host right after each quiet wait), or ``policy.max_wait_s`` of waiting, ``run`` raises ``MachineBusy`` (tuning stops rather than record a distorted time; called by MetaSchedule, it
     reaches the caller as a ``RuntimeError`` with the same message). ``waits`` lists
     ``(time.perf_counter() when done, seconds lost)`` per retaken candidate, so a benchmark can take the
     waiting out of its wall-clock times.
@@ -108,10 +109,13 @@ class QuietRunner(ms.runner.PyRunner):
                 foreign = FOREIGN in error  # a slow host passes: only the time it takes is limited
                 refused += 1
                 contended += foreign
+                last = error.strip().splitlines()[-1]
                 if contended >= self.policy.max_contended:
-                    last = error.strip().splitlines()[-1]
                     raise MachineBusy(f"{contended} timings of a candidate ran while other processes used the CPU "
                                       f"({last}); tune {BUSY_ADVICE}")
+                if refused >= _MAX_REFUSALS_PER_CONTENDED * self.policy.max_contended:  # slow host every time,
+                    # although it was quiet before each run: never wait for ever on one candidate
+                    raise MachineBusy(f"all {refused} timings of a candidate were refused ({last}); tune {BUSY_ADVICE}")
                 waited = wait_until_quiet(self.policy, waited, host_only=not foreign)
                 future = self.runner.run([runner_input])[0]
             if refused:
