@@ -105,7 +105,7 @@ def node_text(node: OpNode) -> str:
     blocks of program DAGs, ops ``tir.*``); nested or long values are
     skipped. Convolutions show only their data input (the weight shape is
     already in ``k``/``g`` and the channels). Program-DAG blocks show their
-    access strides along the innermost loop (``rs0,1 ws1``; ``?``: unknown).
+    access strides along the innermost loop (``rs0,1 ws1``; ``?``: not constant).
     """
     attrs = node.attrs or {}
     words = [_op_label(node)]
@@ -131,9 +131,9 @@ def node_text(node: OpNode) -> str:
     if layout and not layout.startswith("NC"):
         words.append(layout)
     for key, prefix in (("read_strides", "rs"), ("write_strides", "ws")):  # program-DAG blocks
-        ints = _int_list(attrs.get(key))
-        if ints:
-            words.append(prefix + ",".join("?" if i < 0 else str(i) for i in ints))
+        strides = attrs.get(key)
+        if isinstance(strides, list) and strides:
+            words.append(prefix + ",".join("?" if s is None else str(s) for s in strides))
     words.extend(_extra_attrs(attrs, _MAX_PROGRAM_ATTRS if node.op.startswith("tir.") else _MAX_EXTRA_ATTRS))
     if node.inputs:
         shown = node.inputs[:1] if _is_conv(node) else node.inputs[:_MAX_INPUTS]

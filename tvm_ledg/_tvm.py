@@ -37,7 +37,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.analysis import estimate_tir_flops as _estimate_tir_flops
 from tvm.s_tir.stmt import SBlockRealize
 from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
-from tvm.sym import detect_linear_equation
+from tvm.sym import Analyzer
 from tvm.tirx import BufferStore, For, PrimFunc
 
 __all__ = [
@@ -71,7 +71,7 @@ __all__ = [
     "BufferStore",
     "ARITH_EXPRS",
     "structural_walk",
-    "detect_linear_equation",
+    "Analyzer",
     "structural_hash",
     "WalkResult",
     "ms",

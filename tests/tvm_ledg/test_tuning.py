@@ -110,6 +110,22 @@ def test_program_graph_has_loops_blocks_nesting_and_dataflow():
     assert [t.shape for t in graph.inputs] == [(64, 64)] * 3
 
 
+def test_access_strides_follow_the_innermost_loop_that_iterates_also_through_a_fusion():
+    sch = Schedule(matmul())
+    i, j, k = sch.get_loops(sch.get_sblock("C"))
+    k0, k1 = sch.split(k, [None, 1])
+    sch.reorder(i, k0, j, k1)  # k1 (extent 1) innermost: j is the loop that moves
+    block = program_graph(sch.mod["main"]).nodes[4]
+    assert (block.attrs["read_strides"], block.attrs["write_strides"]) == ([0, 1], [1])
+    sch = Schedule(matmul())
+    i, j, k = sch.get_loops(sch.get_sblock("C"))
+    sch.reorder(k, i, j)
+    sch.fuse(i, j)  # v_i = ij // 64, v_j = ij % 64: not affine in ij, yet the next element is j + 1
+    block = program_graph(sch.mod["main"]).nodes[2]
+    assert (block.attrs["read_strides"], block.attrs["write_strides"]) == ([0, 1], [1])
+    assert " rs0,1 ws1 " in node_text(block)
+
+
 def test_program_graph_is_deterministic_and_tells_schedules_apart():
     func = matmul()
     a = program_graph(tiled(func, 8, 16, True, True).mod["main"])

@@ -14,9 +14,11 @@ featurizer, the text encoder and LeDG-Former score schedules unchanged:
   ``writes``, ``scope`` (storage scope of its first output: cache stages are
   ``local``/``shared`` blocks), ``init``, ``predicated`` and its scalar
   annotations; ``read_strides`` / ``write_strides``: per accessed region, how
-  many elements its address moves when the innermost enclosing loop steps by
-  one (1: contiguous, 0: reused, -1: not affine or symbolic; what decides
-  vectorization and cache behaviour); ``inputs``/``outputs`` are the buffers it
+  many elements its start address moves when the innermost enclosing loop
+  that iterates (extent not 1) steps from 0 to 1, the other loops at 0 (1:
+  contiguous, 0: reused, negative: backwards, None: symbolic; all 0 for a
+  block outside every loop). This is what decides vectorization and cache
+  behaviour; for a fused loop it is the step within the innermost part; ``inputs``/``outputs`` are the buffers it
   reads/writes (shape and dtype); ``flops`` counts the arithmetic of its stores times the number of
   times it runs (the product of the enclosing loop extents); ``bytes_read`` /
   ``bytes_written`` the accessed regions times the same count;
@@ -47,7 +49,7 @@ from tvm_ledg._tvm import (
     SBlockRealize,
     TensorLoad,
     WalkResult,
-    detect_linear_equation,
+    Analyzer,
     structural_walk,
 )
 
@@ -74,7 +76,7 @@ def program_graph(func: PrimFunc, name: str = "") -> OpGraph:
     if isinstance(body, SBlockRealize) and not body.block.iter_vars:
         body = body.block.body  # the implicit root block
     walk = _Walk()
-    walk.visit(body, parent=None, trips=1, loop_var=None)
+    walk.visit(body, parent=None, trips=1, loops=())
     params = {p.__chandle__() for p in func.params}
     outputs = [node_id for node_id, _, writes in walk.blocks if params.intersection(writes)]
     inputs = [spec for spec in (_buffer_spec(p) for p in func.params) if spec is not None]
@@ -100,22 +102,22 @@ class _Walk:
     nesting: list[tuple[int, int]] = field(default_factory=list)
     blocks: list[tuple[int, list[int], list[int]]] = field(default_factory=list)  # (node id, read keys, write keys)
 
-    def visit(self, stmt: Any, parent: int | None, trips: int, loop_var: Any) -> None:
-        """``loop_var``: the variable of the innermost loop around ``stmt`` (None outside every loop)."""
+    def visit(self, stmt: Any, parent: int | None, trips: int, loops: tuple[Any, ...]) -> None:
+        """``loops``: the loops around ``stmt``, outermost first."""
         for child in _children(stmt):
             node_id = len(self.nodes)
             if isinstance(child, For):
                 extent = _int(child.extent)
                 self.nodes.append(_loop_node(node_id, child, extent))
-                inner_trips, inner, inner_var = trips * max(extent, 1), child.body, child.loop_var
+                inner_trips, inner, inner_loops = trips * max(extent, 1), child.body, (*loops, child)
             else:
-                self.nodes.append(self._block_node(node_id, child, trips, loop_var))
-                inner_trips, inner, inner_var = trips, child.block.body, loop_var
+                self.nodes.append(self._block_node(node_id, child, trips, loops))
+                inner_trips, inner, inner_loops = trips, child.block.body, loops
             if parent is not None:
                 self.nesting.append((parent, node_id))
-            self.visit(inner, node_id, inner_trips, inner_var)
+            self.visit(inner, node_id, inner_trips, inner_loops)
 
-    def _block_node(self, node_id: int, realize: Any, trips: int, loop_var: Any) -> OpNode:
+    def _block_node(self, node_id: int, realize: Any, trips: int, loops: tuple[Any, ...]) -> OpNode:
         block = realize.block
         reads, writes = list(block.reads), list(block.writes)
         self.blocks.append((node_id, [r.source.__chandle__() for r in reads], [w.source.__chandle__() for w in writes]))
@@ -126,8 +128,8 @@ class _Walk:
             "scope": str(writes[0].source.scope()) if writes else "none",
             "init": block.init is not None,
             "predicated": not (isinstance(realize.predicate, IntImm) and int(realize.predicate.value) == 1),
-            "read_strides": _access_strides(realize, reads, loop_var),
-            "write_strides": _access_strides(realize, writes, loop_var),
+            "read_strides": _access_strides(realize, reads, loops),
+            "write_strides": _access_strides(realize, writes, loops),
         }
         attrs.update(_annotations(block.annotations))
         return OpNode(
@@ -194,32 +196,37 @@ def _buffer_spec(buffer: Any) -> TensorSpec | None:
     return TensorSpec(tuple(_int(d) for d in shape), str(dtype))
 
 
-def _access_strides(realize: Any, regions: list[Any], loop_var: Any) -> list[int]:
-    """Elements each region's start address moves per step of ``loop_var`` (chain rule through the block's
-    iterator bindings); -1 where an index is not affine in them or a dimension is symbolic."""
-    if loop_var is None:
+def _access_strides(realize: Any, regions: list[Any], loops: tuple[Any, ...]) -> list[int | None]:
+    """Elements each region's start address moves when the innermost iterating loop goes from 0 to 1 (the
+    other loops at 0; block iterators through their bindings); None where it is not a constant."""
+    stepping = next((loop for loop in reversed(loops) if _int(loop.extent) not in (0, 1)), None)
+    if stepping is None:
         return [0] * len(regions)
-    iter_vars = [iv.var for iv in realize.block.iter_vars]
-    d_iters = [(c[0] if c is not None else None) for c in (_coefficients(v, [loop_var]) for v in realize.iter_values)]
-    strides = []
+    at = [_address_bindings(realize, loops, stepping, value) for value in (0, 1)]
+    strides: list[int | None] = []
     for region in regions:
         stride: int | None = 0
         for rng, step in zip(region.region, _element_steps(region.source)):
-            coef = _coefficients(rng.min, [*iter_vars, loop_var])  # the loop itself may appear directly
-            if coef is None or step is None or any(c and d is None for c, d in zip(coef, d_iters)):
+            start, end = (analyzer.simplify(rng.min) for analyzer in at)
+            if step is None or not (isinstance(start, IntImm) and isinstance(end, IntImm)):
                 stride = None
                 break
-            stride += step * (sum(c * d for c, d in zip(coef, d_iters) if c) + coef[-1])
-        strides.append(-1 if stride is None else stride)
+            stride += step * (int(end.value) - int(start.value))
+        strides.append(stride)
     return strides
 
 
-def _coefficients(expr: Any, variables: list[Any]) -> list[int] | None:
-    """Integer coefficients of ``expr`` in ``variables``; None if it is not affine in them with constants."""
-    found = detect_linear_equation(expr, variables)
-    if len(found) != len(variables) + 1 or not all(isinstance(c, IntImm) for c in found[:-1]):
-        return None
-    return [int(c.value) for c in found[:-1]]
+def _address_bindings(realize: Any, loops: tuple[Any, ...], stepping: Any, value: int) -> Any:
+    """An ``Analyzer`` that replaces every loop variable by a constant (``stepping``'s by ``value``, the
+    others by 0) and the block's iterators by their bindings."""
+    analyzer = Analyzer()
+    for loop in loops:
+        var = loop.loop_var
+        dtype = str(getattr(var.ty, "dtype", "int32"))
+        analyzer.bind(var, IntImm(dtype, value if loop.__chandle__() == stepping.__chandle__() else 0))
+    for iv, binding in zip(realize.block.iter_vars, realize.iter_values):
+        analyzer.bind(iv.var, analyzer.simplify(binding))
+    return analyzer
 
 
 def _element_steps(buffer: Any) -> list[int | None]:
