@@ -199,7 +199,8 @@ def main() -> None:
     jobs = [(w, m, s) for w in workloads for m in methods for s in args.seeds]
     for workload, method, seed in tqdm(jobs, desc="tuning curves", unit="run", dynamic_ncols=True):
         path = parts / "curves" / f"{workload.name}__{method}__s{seed}.json"
-        part = load_fold(path, curve_settings(settings, method, args, pretrain), args.out)
+        run_settings = curve_settings(settings, method, args, pretrain)
+        part = load_fold(path, run_settings, args.out)
         if part is None:
             try:
                 part = run_curve(workload, method, seed, desc, args, work_root / path.stem, *tuning_pair(),
@@ -210,7 +211,7 @@ def main() -> None:
                 tqdm.write(f"{workload.name} {method} seed {seed}: machine busy, left for the next run ({exc})")
                 busy.append(path.stem)
                 continue
-            part["settings"] = curve_settings(settings, method, args, pretrain)
+            part["settings"] = run_settings
             write_text_atomic(path, json.dumps(part))
             tqdm.write(f"{workload.name} {method} seed {seed}: best {part['best_ms']:.4g} ms, "
                        f"{part['wall_seconds']:.0f} s")
@@ -416,7 +417,7 @@ def run_predicted(workload: Workload, seed: int, desc: TargetDescriptor, args: a
         with tempfile.TemporaryDirectory() as tmp:  # a one-record database, read back as MetaSchedule reads one
             (Path(tmp) / "database_workload.json").write_text(xgb_best["workload"] + "\n")
             (Path(tmp) / "database_tuning_record.json").write_text(xgb_best["record"] + "\n")
-            xgb_record = _best_record(Path(tmp))
+            xgb_record = ms.database.JSONDatabase(work_dir=tmp, allow_missing=False).get_all_tuning_records()[0]
     measured, errors = measure(ranked + ([xgb_record] if xgb_record is not None else []), desc, builder, runner)
     ms_of = [s * 1e3 if s is not None else math.inf for s in measured]  # a failed schedule is infinitely slow
     return {"workload": workload.name, "seed": seed, "wall_seconds": wall, "checkpoint": str(checkpoint),
@@ -435,17 +436,6 @@ def best_schedule(work_dir: Path) -> dict[str, str] | None:
         return None
     workload = (work_dir / "database_workload.json").read_text().splitlines()[0]
     return {"workload": workload, "record": min(timed)[1]}
-
-
-def _best_record(work_dir: Path) -> Any:
-    """The fastest measured tuning record of a finished run's database; None without one."""
-    workloads, records = work_dir / "database_workload.json", work_dir / "database_tuning_record.json"
-    if not (workloads.is_file() and records.is_file()):
-        return None
-    database = ms.database.JSONDatabase(path_workload=str(workloads), path_tuning_record=str(records),
-                                        allow_missing=False)
-    timed = [r for r in database.get_all_tuning_records() if mean_run_secs(r.run_secs) is not None]
-    return min(timed, key=lambda r: mean_run_secs(r.run_secs), default=None)
 
 
 def measure(records: list[Any], desc: TargetDescriptor, builder: Any,

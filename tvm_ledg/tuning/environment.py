@@ -88,7 +88,8 @@ class QuietRunner(ms.runner.PyRunner):
 
     A refused candidate is run again after ``wait_until_quiet``; after ``policy.max_contended``
     refusals because other processes used the CPU, ``4 * max_contended`` refusals in all (a slow
-    host right after each quiet wait), or ``policy.max_wait_s`` of waiting, ``run`` raises ``MachineBusy`` (tuning stops rather than record a distorted time; called by MetaSchedule, it
+    host right after each quiet wait), or ``policy.max_wait_s`` of waiting, ``run`` raises
+    ``MachineBusy`` (tuning stops rather than record a distorted time; called by MetaSchedule, it
     reaches the caller as a ``RuntimeError`` with the same message). ``waits`` lists
     ``(time.perf_counter() when done, seconds lost)`` per retaken candidate, so a benchmark can take the
     waiting out of its wall-clock times.

@@ -18,9 +18,10 @@ featurizer, the text encoder and LeDG-Former score schedules unchanged:
   that iterates (extent not 1) steps from 0 to 1, the other loops at 0 (1:
   contiguous, 0: reused, negative: backwards, None: symbolic; all 0 for a
   block outside every loop). This is what decides vectorization and cache
-  behaviour; for a fused loop it is the step within the innermost part; ``inputs``/``outputs`` are the buffers it
-  reads/writes (shape and dtype); ``flops`` counts the arithmetic of its stores times the number of
-  times it runs (the product of the enclosing loop extents); ``bytes_read`` /
+  behaviour; for a fused loop it is the step within the innermost part;
+  ``inputs``/``outputs`` are the buffers it reads/writes (shape and dtype);
+  ``flops`` counts the arithmetic of its stores times the number of times it
+  runs (the product of the enclosing loop extents); ``bytes_read`` /
   ``bytes_written`` the accessed regions times the same count;
 * edges: loop nesting (outer loop -> inner loop -> block) and dataflow (the last
   block that wrote a buffer -> each later block that reads it);
@@ -47,9 +48,9 @@ from tvm_ledg._tvm import (
     IntImm,
     PrimFunc,
     SBlockRealize,
+    Analyzer,
     TensorLoad,
     WalkResult,
-    Analyzer,
     structural_walk,
 )
 
@@ -128,9 +129,10 @@ class _Walk:
             "scope": str(writes[0].source.scope()) if writes else "none",
             "init": block.init is not None,
             "predicated": not (isinstance(realize.predicate, IntImm) and int(realize.predicate.value) == 1),
-            "read_strides": _access_strides(realize, reads, loops),
-            "write_strides": _access_strides(realize, writes, loops),
         }
+        steps = _step_bindings(realize, loops)  # one pair of analyzers for reads and writes
+        attrs["read_strides"] = _access_strides(steps, reads)
+        attrs["write_strides"] = _access_strides(steps, writes)
         attrs.update(_annotations(block.annotations))
         return OpNode(
             id=node_id, op=BLOCK_OP, name=str(block.name_hint), attrs=attrs,
@@ -161,9 +163,12 @@ def _loop_node(node_id: int, loop: Any, extent: int) -> OpNode:
         # dots as underscores so the tag stays one word in the node text
         attrs["thread"] = str(loop.thread_binding.thread_tag).replace(".", "_")
     attrs.update(_annotations(loop.annotations))
-    dtype = str(getattr(loop.loop_var.ty, "dtype", "int32"))
     return OpNode(id=node_id, op=LOOP_OPS[int(loop.kind)], name=str(loop.loop_var.name), attrs=attrs,
-                  outputs=[TensorSpec((extent,), dtype)])
+                  outputs=[TensorSpec((extent,), _var_dtype(loop.loop_var))])
+
+
+def _var_dtype(var: Any) -> str:
+    return str(getattr(var.ty, "dtype", "int32"))
 
 
 def _int(expr: Any) -> int:
@@ -196,13 +201,20 @@ def _buffer_spec(buffer: Any) -> TensorSpec | None:
     return TensorSpec(tuple(_int(d) for d in shape), str(dtype))
 
 
-def _access_strides(realize: Any, regions: list[Any], loops: tuple[Any, ...]) -> list[int | None]:
-    """Elements each region's start address moves when the innermost iterating loop goes from 0 to 1 (the
-    other loops at 0; block iterators through their bindings); None where it is not a constant."""
+def _step_bindings(realize: Any, loops: tuple[Any, ...]) -> list[Any] | None:
+    """Analyzers for the innermost iterating loop (extent not 1) at 0 and at 1; None outside every such loop."""
     stepping = next((loop for loop in reversed(loops) if _int(loop.extent) not in (0, 1)), None)
     if stepping is None:
+        return None
+    return [_address_bindings(realize, loops, stepping, value) for value in (0, 1)]
+
+
+def _access_strides(at: list[Any] | None, regions: list[Any]) -> list[int | None]:
+    """Elements each region's start address moves when the innermost iterating loop goes from 0 to 1 (the
+    other loops at 0; block iterators through their bindings; ``at`` from ``_step_bindings``); None where it
+    is not a constant."""
+    if at is None:
         return [0] * len(regions)
-    at = [_address_bindings(realize, loops, stepping, value) for value in (0, 1)]
     strides: list[int | None] = []
     for region in regions:
         stride: int | None = 0
@@ -222,8 +234,7 @@ def _address_bindings(realize: Any, loops: tuple[Any, ...], stepping: Any, value
     analyzer = Analyzer()
     for loop in loops:
         var = loop.loop_var
-        dtype = str(getattr(var.ty, "dtype", "int32"))
-        analyzer.bind(var, IntImm(dtype, value if loop.__chandle__() == stepping.__chandle__() else 0))
+        analyzer.bind(var, IntImm(_var_dtype(var), value if loop.__chandle__() == stepping.__chandle__() else 0))
     for iv, binding in zip(realize.block.iter_vars, realize.iter_values):
         analyzer.bind(iv.var, analyzer.simplify(binding))
     return analyzer
