@@ -231,6 +231,9 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     print(f"measured {report.measured}, already in the store {report.skipped}, failed {report.failed}, "
           f"left for a quieter machine {report.busy} ({report.seconds:.0f} s); networks flagged by the "
           f"numerical check: {len(report.flagged_networks)}")
+    if report.restarts:
+        print(f"workers restarted {report.restarts} times: their own process read the host as slow while a fresh "
+              "process did not")
     for spec, target, stage, reason in report.failures[:20]:
         print(f"  failed: {spec} on {target} at {stage}: {reason}")
     if report.busy:

@@ -18,6 +18,8 @@ machine is quiet (the wait does not count towards the time-out). A pair that nev
 quiet machine is reported as ``busy`` and, not being the network's fault, is
 not stored as a failure; the run then stops (a machine that stays busy would
 only make every later pair wait as long) and the next run measures the rest.
+A worker whose own process reads the host as slow while a fresh process does
+not (``StaleProcess``) is replaced, and the new one takes the network on.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from cost_model.measurement_store import Measurement, MeasurementStore
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
 from tvm_ledg.measure.protocol import MeasureProtocol
-from tvm_ledg.measure.quiet import MachineBusy, QuietPolicy
+from tvm_ledg.measure.quiet import MachineBusy, QuietPolicy, StaleProcess
 
 __all__ = ["CollectReport", "collect"]
 
@@ -54,6 +56,7 @@ class CollectReport:
     skipped: int = 0
     failed: int = 0
     busy: int = 0  # pairs left for the next run: the machine never became quiet
+    restarts: int = 0  # workers replaced because their own process ran slow (StaleProcess)
     flagged_networks: list[str] = field(default_factory=list)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -163,6 +166,12 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
                 if kind == "flagged":
                     report.flagged_networks.append(w.job.spec)
                     continue
+                if kind == "restart":  # the worker's process ran slow, not the host: a fresh one takes the network
+                    report.restarts += 1
+                    queue.appendleft(_Job(w.job.spec, [t for t in w.job.targets if t not in w.job.done]))
+                    if progress:
+                        progress(done, total, f"{w.job.spec}: restarting the worker ({msg[1][:80]})")
+                    w.restart()
                 if kind in ("timeout", "crashed"):  # the rest of this network fails; a fresh worker goes on
                     for target in w.job.targets:
                         if target not in w.job.done:
@@ -242,7 +251,11 @@ def _worker_main(conn: Connection, parent: int, store_path: str, targets: dict[s
             if job is None:
                 return
             spec, names = job
-            _measure_network(conn, parent, store, spec, [descs[n] for n in names], proto, device, policy)
+            try:
+                _measure_network(conn, parent, store, spec, [descs[n] for n in names], proto, device, policy)
+            except StaleProcess as exc:  # only a new process measures again: this one exits
+                conn.send(("restart", str(exc)))
+                return
             conn.send(("finished",))
     finally:
         store.close()
@@ -301,6 +314,8 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
                 result = measure_session(session, protocol, None if remote else quiet, on_wait=on_wait)
         except _ParentGone:
             return
+        except StaleProcess:  # not a busy machine: _worker_main has the worker replaced
+            raise
         except MachineBusy as exc:  # not the network's fault: reported, not stored, measured by the next run
             busy = str(exc)
             conn.send(("busy", desc.name, busy))

@@ -179,6 +179,35 @@ def test_a_slow_host_drops_samples_and_retakes_the_attempt_without_counting_it_a
     assert result.attempts == 1 and result.stats.runs >= 3 and result.host_slowdown == pytest.approx(1.9)
 
 
+
+def test_a_process_that_reads_the_host_slow_alone_is_told_apart_from_a_slow_host(monkeypatch) -> None:
+    """After fresh_check_s of a slow host, a fresh process probes it: when that one reads it as fast, this
+    process is the slow one (StaleProcess, a MachineBusy); when it reads it as slow too, the wait goes on.
+    The fresh process is real; this process's slow loop is a stand-in (10x its real time)."""
+    from tvm_ledg.measure import quiet
+
+    host = HostSpeed(calibrate_s=0.0)
+    for _ in range(20):
+        host.probe()
+    fresh = quiet.fresh_slowdown(host)
+    assert fresh is not None and fresh > 0.2
+    if fresh > 3.0:
+        pytest.skip(f"the host runs {fresh:.1f}x slow for a fresh process too; this test needs a quiet host")
+    real_best = host.best
+    monkeypatch.setattr(host, "_loop", lambda: 10 * real_best)
+    monkeypatch.setattr(quiet, "HOST_SPEED", host)
+    policy = QuietPolicy(max_slowdown=3.0, fresh_check_s=1.0, max_wait_s=20.0)
+    with pytest.raises(quiet.StaleProcess, match="a fresh process reads it") as info:
+        quiet.wait_until_quiet(policy, host_only=True)
+    assert quiet.is_machine_busy(info.value)
+
+    checks: list[float] = []
+    monkeypatch.setattr(quiet, "fresh_slowdown", lambda h: checks.append(h.best) or 10.0)  # the host is slow
+    with pytest.raises(MachineBusy, match="still busy after") as info:
+        quiet.wait_until_quiet(QuietPolicy(max_slowdown=3.0, fresh_check_s=1.0, max_wait_s=3.0), host_only=True)
+    assert not isinstance(info.value, quiet.StaleProcess) and len(checks) >= 2 and checks[0] == real_best
+
+
 @pytest.mark.slow
 def test_collector_leaves_busy_pairs_for_the_next_run(tmp_path: Path, spinner) -> None:
     db = tmp_path / "m.sqlite"

@@ -29,6 +29,14 @@ that loop on the measuring CPU against the fastest time seen (this boot);
 taken while the host ran slow are dropped (``time_runs(keep=...)``), and
 ``QuietWindow`` asks it before and after a one-sample timing (MetaSchedule's
 runner).
+
+A long-lived process can also read the host as slow when the host is not: a
+collector worker here read the loop 1.5-2.3x slow for 16 minutes while fresh
+processes on the same idle CPUs read 1.03-1.1x, and a new worker measured at
+once (the cause is not known; the old process's memory on the host is a guess).
+So ``wait_until_quiet`` asks a fresh process after ``fresh_check_s`` of a slow
+host, and raises ``StaleProcess`` when that one reads the host as fast: only a
+new process can measure then.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import functools
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +56,7 @@ from cost_model.cache_dir import default_cache_root
 from targets.errors import LedgError
 
 __all__ = ["BUSY_ADVICE", "HOST_SPEED", "WARM_S", "ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow",
-           "foreign_reason", "is_machine_busy", "wait_until_quiet"]
+           "StaleProcess", "foreign_reason", "fresh_slowdown", "is_machine_busy", "wait_until_quiet"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,11 @@ class MachineBusy(LedgError):
 
 
 BUSY_ADVICE = "on a quiet machine"
+
+
+class StaleProcess(MachineBusy):
+    """This process has read the host as slow for a while, but a fresh process reads it as fast: the slow
+    one is this process, and only a new one can measure (the collector then restarts its worker)."""
 
 
 def is_machine_busy(exc: BaseException) -> bool:
@@ -79,7 +93,9 @@ class QuietPolicy:
     than ``min_window_s`` is followed by an idle wait up to that window: a short attempt is judged
     by the machine's load around it (sustained load, the kind that skews a median, is caught; a
     blip of a few ms is not). A quiet machine costs at most that wait. ``max_slowdown``: the most
-    ``HostSpeed.slowdown()`` may be around a kept sample (None: no host probe)."""
+    ``HostSpeed.slowdown()`` may be around a kept sample (None: no host probe). After
+    ``fresh_check_s`` of waiting for a slow host, a fresh process probes it (``fresh_slowdown``; None:
+    never), and ``wait_until_quiet`` raises ``StaleProcess`` if that one reads it within the limit."""
 
     max_foreign: float = 0.05
     max_slowdown: float | None = 1.35
@@ -88,6 +104,7 @@ class QuietPolicy:
     settle_s: float = 2.0
     max_wait_s: float | None = 600.0
     max_contended: int = 5
+    fresh_check_s: float | None = 120.0
 
     def contended(self, foreign_s: float, wall_s: float) -> bool:
         return foreign_s > self.max_foreign * wall_s + self.slack_s
@@ -295,6 +312,20 @@ class QuietWindow:
             self.reason = self.gate.reason()
 
 
+def fresh_slowdown(host: HostSpeed, timeout_s: float = 60.0) -> float | None:
+    """``host``'s slowdown as a fresh Python process reads it now: that process's best loop time over half a
+    second of probes, over ``host.best``. None where no such process could run (logged)."""
+    code = ("from tvm_ledg.measure.quiet import HostSpeed; "
+            f"h = HostSpeed(loops={host.loops}, repeats={host.repeats}, calibrate_s=0.5); h.slowdown(); print(h.best)")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s,
+                              check=True)
+        return float(done.stdout.split()[-1]) / host.best
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        log.warning("cannot probe the host from a fresh process (%s)", exc)
+        return None
+
+
 def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
                      on_wait: Callable[[float], None] | None = None, host_only: bool = False) -> float:
     """Block until other processes stayed under the policy for ``settle_s`` and the host runs at its
@@ -302,8 +333,10 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
     already took). ``host_only``: only the host was slow, so poll it every 0.5 s instead of settling
     (a poll costs about 8 ms of CPU, which other measuring processes must not take for load).
     ``on_wait(seconds)`` hears of every probe interval spent waiting (the collector's time-out does
-    not count them)."""
+    not count them). ``StaleProcess`` when, after ``policy.fresh_check_s`` of a slow host, a fresh process
+    reads the host within the limit."""
     gate = HostGate(policy, warm_s=WARM_S) if policy.max_slowdown is not None else None
+    host_waited = 0.0  # since the last fresh-process check, while only the host was slow
     while True:
         start = time.perf_counter()
         reasons = []
@@ -322,6 +355,14 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
         if not reasons:
             return waited_s + wall
         waited_s += wall
+        host_waited = host_waited + wall if FOREIGN not in reasons[0] else 0.0
+        if policy.fresh_check_s is not None and host_waited >= policy.fresh_check_s:
+            host_waited = 0.0
+            fresh = fresh_slowdown(gate.host)
+            if fresh is not None and fresh <= policy.max_slowdown:
+                raise StaleProcess(f"this process read the host up to {gate.worst:.2f}x slower than its best for "
+                                   f"{policy.fresh_check_s:.0f} s, a fresh process reads it {fresh:.2f}x: this process "
+                                   f"runs slow, not the host; measure from a new process {BUSY_ADVICE}")
         if policy.max_wait_s is not None and waited_s > policy.max_wait_s:
             raise MachineBusy(f"still busy after {waited_s:.0f} s: {reasons[0]}; measure {BUSY_ADVICE}")
         if int(waited_s) // 60 != int(waited_s - wall) // 60:
