@@ -69,6 +69,11 @@ class _Job:
     started: float = 0.0
     done: set[str] = field(default_factory=set)
 
+    @property
+    def remaining(self) -> list[str]:
+        """The targets this job has not finished yet (in their order)."""
+        return [t for t in self.targets if t not in self.done]
+
 
 def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_path: str | os.PathLike[str], *,
             protocol: MeasureProtocol | None = None, timeout_s: float = 600.0, tracker: str | None = None,
@@ -168,17 +173,16 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
                     continue
                 if kind == "restart":  # the worker's process ran slow, not the host: a fresh one takes the network
                     report.restarts += 1
-                    queue.appendleft(_Job(w.job.spec, [t for t in w.job.targets if t not in w.job.done]))
+                    queue.appendleft(_Job(w.job.spec, w.job.remaining))
                     if progress:
                         progress(done, total, f"{w.job.spec}: restarting the worker ({msg[1][:80]})")
                     w.restart()
                 if kind in ("timeout", "crashed"):  # the rest of this network fails; a fresh worker goes on
-                    for target in w.job.targets:
-                        if target not in w.job.done:
-                            store.add_failure(w.job.spec, hashes[target], protocol.id, kind, msg[1])
-                            report.failed += 1
-                            report.failures.append((w.job.spec, target, kind, msg[1]))
-                            done += 1
+                    for target in w.job.remaining:
+                        store.add_failure(w.job.spec, hashes[target], protocol.id, kind, msg[1])
+                        report.failed += 1
+                        report.failures.append((w.job.spec, target, kind, msg[1]))
+                        done += 1
                     if progress:
                         progress(done, total, f"{w.job.spec}: {kind}")
                     w.restart()
