@@ -270,8 +270,7 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
                      quiet: QuietPolicy | None) -> None:
     from tvm_ledg.measure import compare_outputs, environment, measure_session, open_session
     from tvm_ledg.measure.backends import Network
-    from tvm_ledg import spaces
-    from tvm_ledg.networks import is_space_spec, network_graph
+    from tvm_ledg.networks import network_graph
 
     def fail_all(stage: str, exc: BaseException) -> None:
         for d in descs:
@@ -284,8 +283,7 @@ def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spe
     graph_hash = store.graph_hash_of(spec)
     if graph_hash is None:
         try:
-            batch = getattr(spaces.parse(spec).arch, "batch", 1) if is_space_spec(spec) else None
-            graph_hash = store.add_graph(network_graph(spec, batch_size=batch))
+            graph_hash = store.add_graph(network_graph(spec))  # at the batch a zoo spec carries, as measured
         except Exception as exc:  # lowering errors of this network
             return fail_all("lower", exc)
         store.add_network(spec, graph_hash, net.family)
