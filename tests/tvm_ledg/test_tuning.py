@@ -28,6 +28,7 @@ from tvm_ledg.cli import main
 from tvm_ledg.measure.quiet import QuietPolicy
 from tvm_ledg.predict import DEFAULT_CHECKPOINT, predict_latency
 from tvm_ledg.tuning import (
+    PROGRAM_CHECKPOINT,
     LeDGCostModel,
     OnlineConfig,
     PredictedRunner,
@@ -194,7 +195,7 @@ def trained(context, toy):
 @pytest.mark.slow
 def test_predict_gives_one_finite_score_per_candidate(context, toy, trained):
     candidates, _ = toy
-    pretrained = LeDGCostModel(TARGET, checkpoint=DEFAULT_CHECKPOINT)
+    pretrained = LeDGCostModel(TARGET, checkpoint=PROGRAM_CHECKPOINT)
     for scores in (trained[1], pretrained.predict(context, candidates), trained[0].predict(context, candidates)):
         assert scores.dtype == np.float64 and scores.shape == (len(candidates),)
         assert np.isfinite(scores).all()

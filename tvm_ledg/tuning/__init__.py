@@ -1,6 +1,7 @@
 """tvm-ledg in TVM's tuning stack (MetaSchedule).
 
-- ``LeDGCostModel``: LeDG-Former as a MetaSchedule cost model (``cost_model=``)
+- ``LeDGCostModel``: LeDG-Former as a MetaSchedule cost model (``cost_model=``); ``PROGRAM_CHECKPOINT``:
+  the shipped pre-trained program-level checkpoint for it
 - ``PredictedRunner`` / ``tune_with_predictions``: tuning with predicted instead of measured run times
 - ``make_builder`` / ``make_runner``: a builder/runner pair that works on CPU boxes
 - ``program_graph``: scheduled TIR PrimFunc -> program DAG (``OpGraph``)
@@ -19,6 +20,7 @@ from typing import Any
 _LAZY = {
     "LeDGCostModel": "tvm_ledg.tuning.cost_model",
     "OnlineConfig": "tvm_ledg.tuning.cost_model",
+    "PROGRAM_CHECKPOINT": "tvm_ledg.tuning.cost_model",
     "PredictedRunner": "tvm_ledg.tuning.runner",
     "tune_with_predictions": "tvm_ledg.tuning.runner",
     "make_builder": "tvm_ledg.tuning.environment",

@@ -18,7 +18,8 @@ training costs at most ``steps`` optimizer steps, however many records there are
 so tuning rounds stay short.
 
 Cold start: with ``checkpoint`` the pre-trained predictor scores from the first
-round. Without one, until the first training, every program scores a stable hash
+round; ``PROGRAM_CHECKPOINT`` is the shipped one, trained on the committed tuning
+records (``datasets/tuning-records.jsonl.gz``, both local tuned-TVM targets). Without one, until the first training, every program scores a stable hash
 of its content in [0, 1): an arbitrary but fixed order, the counterpart of XGB's
 random scores before its warm-up.
 
@@ -49,11 +50,16 @@ from cost_model.predictor import LatencyPredictor, TrainConfig
 from targets.errors import CheckpointError, DataError
 from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import derived_object, ms, structural_hash
+from tvm_ledg.predict import DEFAULT_CHECKPOINT
 from tvm_ledg.tuning.program import program_graph
 
-__all__ = ["PREDICTOR_DIR", "RECORDS_FILE", "RECORDS_FORMAT_VERSION", "LeDGCostModel", "OnlineConfig"]
+__all__ = ["PREDICTOR_DIR", "PROGRAM_CHECKPOINT", "RECORDS_FILE", "RECORDS_FORMAT_VERSION", "LeDGCostModel",
+           "OnlineConfig"]
 
 log = logging.getLogger(__name__)
+
+# The shipped program-level checkpoint (examples/configs/ledg-program.yaml), beside the op-level default.
+PROGRAM_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("ledg-program")
 
 RECORDS_FILE = "tuning_records.json"
 PREDICTOR_DIR = "predictor"
