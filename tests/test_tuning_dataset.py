@@ -15,13 +15,12 @@ from cost_model.metrics import pairwise_accuracy
 from cost_model.predictor import LatencyPredictor
 from cost_model.training import load_latency_data, load_run_config
 from cost_model.tuning_records import ProgramRecord, read_tuning_records
-from tvm_ledg.tuning import list_workloads
+from tvm_ledg.tuning import PROGRAM_CHECKPOINT, list_workloads
 from tvm_ledg.tuning.program import BLOCK_OP, LOOP_OPS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "datasets" / "tuning-records.jsonl.gz"
 MANIFEST = ROOT / "datasets" / "tuning-records.manifest.json"
-CHECKPOINT = ROOT / "cost_model" / "checkpoints" / "ledg-program"
 TUNED_TARGETS = {"local-zen3-tvm-tuned-znver3-t1", "local-zen3-tvm-tuned-znver3-t2"}
 
 
@@ -30,25 +29,29 @@ def records() -> list[ProgramRecord]:
     return read_tuning_records(RECORDS)
 
 
-def test_records_cover_every_suite_workload_on_both_tuned_targets(records: list[ProgramRecord]) -> None:
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
+def test_records_cover_every_suite_workload_on_both_tuned_targets(records: list[ProgramRecord], manifest: dict) -> None:
     per_pair: dict[tuple[str, str], int] = defaultdict(int)
     for r in records:
         per_pair[(r.workload, r.target)] += 1
     assert set(per_pair) == {(w, t) for w in list_workloads() for t in TUNED_TARGETS}
     assert min(per_pair.values()) >= 100  # 128 trials each; a few candidates may fail to build or run
-    manifest = json.loads(MANIFEST.read_text())
     assert manifest["records"] == len(records)
     assert {(p["workload"], p["target"]): p["measured"] for p in manifest["pairs"]} == per_pair
 
 
-def test_each_record_is_a_scheduled_program_with_its_best_time_in_the_manifest(records: list[ProgramRecord]) -> None:
+def test_each_record_is_a_scheduled_program_with_its_best_time_in_the_manifest(records: list[ProgramRecord],
+                                                                               manifest: dict) -> None:
     best: dict[tuple[str, str], float] = {}
     for r in records:
         ops = {n.op for n in r.graph.nodes}
         assert BLOCK_OP in ops and ops & set(LOOP_OPS), (r.workload, ops)
         key = (r.workload, r.target)
         best[key] = min(best.get(key, np.inf), r.mean_run_secs * 1e3)
-    manifest = json.loads(MANIFEST.read_text())
     for pair in manifest["pairs"]:
         assert best[(pair["workload"], pair["target"])] == pytest.approx(pair["best_ms"], rel=1e-9)
 
@@ -60,7 +63,7 @@ def test_shipped_program_checkpoint_orders_held_out_schedules_better_than_chance
     data = load_latency_data(load_run_config(ROOT / "examples" / "configs" / "ledg-program.yaml"))
     workload_of = {r.graph.content_hash(): r.workload for r in records}
     rows = data.rows["test"]
-    predicted = LatencyPredictor.from_pretrained(CHECKPOINT).predict(data.graphs, data.targets,
+    predicted = LatencyPredictor.from_pretrained(PROGRAM_CHECKPOINT).predict(data.graphs, data.targets,
                                                                      [(a, t) for a, t, _ in rows])
     groups: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for (arch, target, ms), pred in zip(rows, predicted):

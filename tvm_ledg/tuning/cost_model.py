@@ -19,9 +19,10 @@ so tuning rounds stay short.
 
 Cold start: with ``checkpoint`` the pre-trained predictor scores from the first
 round; ``PROGRAM_CHECKPOINT`` is the shipped one, trained on the committed tuning
-records (``datasets/tuning-records.jsonl.gz``, both local tuned-TVM targets). Without one, until the first training, every program scores a stable hash
-of its content in [0, 1): an arbitrary but fixed order, the counterpart of XGB's
-random scores before its warm-up.
+records (``datasets/tuning-records.jsonl.gz``, both local tuned-TVM targets).
+Without one, until the first training, every program scores a stable hash of its
+content in [0, 1): an arbitrary but fixed order, the counterpart of XGB's random
+scores before its warm-up.
 
 ``save(path)`` / ``load(path)``: a directory with ``tuning_records.json`` (target,
 update count, the program graphs by content hash and the records) and, once
