@@ -28,7 +28,9 @@ check (``make_runner``) times a candidate again when other processes used the
 CPU meanwhile; that waiting is taken out of the wall-clock times and counted. Ranking quality: the fold
 models score every record of their held-out workloads on the tuned target (top-1
 / top-5 score as in TenSet: true best latency over the best true latency among
-the k predicted fastest; pairwise accuracy), next to a random order. Predicted
+the k predicted fastest; pairwise accuracy), next to a random order and to a
+model pre-trained on the same targets' records of every workload (kept as
+``pretrained/all-workloads``; only the target is new to it: the cross-target case). Predicted
 runner: each workload is tuned with ``PredictedRunner`` alone (nothing runs),
 then the 5 schedules predicted fastest are measured for real, in the same
 runner call as the best schedule of XGB's run with the same seed (measured
@@ -44,8 +46,10 @@ within 20 % of the measured-tuning result (geometric mean of the ratio).
 Every (workload, method, seed) run, predicted-runner run and fold model is
 kept under ``<out>.parts/`` and skipped when present, so an interrupted run
 resumes. A run whose machine stayed busy (``MachineBusy``: other processes
-kept using the CPU; ``--max-wait``) is left for the next run, which the
-benchmark then asks for with exit code 3 instead of a report. MetaSchedule
+kept using the CPU; ``--max-wait``) is left for the next invocation, which the
+benchmark asks for by stopping at once with exit code 3; a loop such as
+``until python benchmarks/tuning_curves.py ...; do [ $? -eq 3 ] || break; done``
+runs it to the end. MetaSchedule
 work_dirs go to ``--work-dir``. Outputs: ``<out>.md``,
 ``<out>.json``, ``<out>_workloads.png`` (curves per workload),
 ``<out>_suite.png`` (suite mean). Usage::
@@ -194,7 +198,6 @@ def main() -> None:
             pair.extend([make_builder(), make_runner(desc.threads, quiet=QuietPolicy(max_wait_s=args.max_wait or None))])
         return pair[0], pair[1]
 
-    busy: list[str] = []
     curves: list[dict[str, Any]] = []
     jobs = [(w, m, s) for w in workloads for m in methods for s in args.seeds]
     for workload, method, seed in tqdm(jobs, desc="tuning curves", unit="run", dynamic_ncols=True):
@@ -208,9 +211,7 @@ def main() -> None:
             except Exception as exc:  # MetaSchedule forwards the runner's MachineBusy as another type
                 if not is_machine_busy(exc):
                     raise
-                tqdm.write(f"{workload.name} {method} seed {seed}: machine busy, left for the next run ({exc})")
-                busy.append(path.stem)
-                continue
+                stop_busy(f"{workload.name} {method} seed {seed}", exc)
             part["settings"] = run_settings
             write_text_atomic(path, json.dumps(part))
             tqdm.write(f"{workload.name} {method} seed {seed}: best {part['best_ms']:.4g} ms, "
@@ -240,24 +241,30 @@ def main() -> None:
                 except Exception as exc:
                     if not is_machine_busy(exc):
                         raise
-                    tqdm.write(f"{workload.name} predicted runner seed {seed}: machine busy, left for the next run")
-                    busy.append(path.stem)
-                    continue
+                    stop_busy(f"{workload.name} predicted runner seed {seed}", exc)
                 part["settings"] = run_settings
                 write_text_atomic(path, json.dumps(part))
                 tqdm.write(f"{workload.name} predicted-runner seed {seed}: top-1 measured "
                            f"{part['measured_ms'][0]:.4g} ms")
             predicted.append(part)
 
-    if busy:
-        print(f"{len(busy)} runs left on a busy machine ({', '.join(busy)}); no report written. Run the same "
-              "command again on a quiet machine.", file=sys.stderr)
-        sys.exit(3)
     if pending:
         print(f"predicted-runner runs without an XGB run to compare with: {', '.join(pending)} (left out)")
     held_out = records and pretrain and "checkpoint" not in pretrain  # one given checkpoint may have seen them all
-    ranking = ranking_quality(records, desc, pretrain) if held_out else []
+    if held_out:
+        pretrain["all_workloads"] = seen_workload_model(args, records, pretrain, parts / "pretrained")
+    ranking = ranking_quality(records, desc, pretrain, pretrain.get("all_workloads")) if held_out else []
     report(args, settings, pretrain, curves, predicted, ranking, started)
+
+
+def stop_busy(run: str, exc: BaseException) -> None:
+    """End the invocation with exit code 3: the run is left for the next one. Later runs are not tried: here a
+    process that once read the host as slow (the runner's worker, or this one: ``StaleProcess``) went on reading
+    it so, and every run after it was refused within seconds, while a new invocation's fresh processes measured."""
+    tqdm.write(f"{run}: machine busy, left for the next run ({exc})")
+    print("no report written: run the same command again (finished runs are kept) on a quiet machine",
+          file=sys.stderr)
+    sys.exit(3)
 
 
 def curve_settings(settings: dict[str, Any], method: str, args: argparse.Namespace,
@@ -319,27 +326,50 @@ def pretrained_checkpoints(args: argparse.Namespace, records: list[ProgramRecord
             raise DataError(f"fold {fold} (held out: {', '.join(held_out)}): no records of the other workloads on "
                             f"{train_targets} in {args.records}; collect more workloads or lower --folds")
         path = root / f"fold{fold}"
-        if not (path / "config.json").is_file():
-            graphs, rows = training_rows(train)
-            t0 = time.time()
-            predictor = LatencyPredictor(
-                encoder=PRETRAIN_ENCODER, model=PRETRAIN_MODEL,
-                train=TrainConfig(epochs=args.pretrain_epochs, batch_size=32, lr=2e-3, rank_weight=1.0, seed=0,
-                                  rows_per_epoch=min(len(rows), args.pretrain_rows_per_epoch)))
-            predictor.fit(graphs, {t: descs[t] for t in train_targets}, rows, resume_dir=root / f"fold{fold}.resume",
-                          progress=True)
-            data = {"pretraining": identity, "train_rows": len(rows),
-                    "train_workloads": sorted({r.workload for r in train}), "train_targets": train_targets,
-                    "held_out_workloads": held_out, "train_seconds": round(time.time() - t0, 1)}
-            _save_atomically(predictor, path, data)
-            shutil.rmtree(root / f"fold{fold}.resume", ignore_errors=True)
+        data = _pretrain(train, train_targets, descs, path, identity, args,
+                         {"train_workloads": sorted({r.workload for r in train}), "train_targets": train_targets,
+                          "held_out_workloads": held_out})
         paths[fold] = path
-        data = json.loads((path / "config.json").read_text()).get("data", {})
-        if data.get("pretraining") != identity:
-            raise DataError(f"{path}: pre-trained with {data.get('pretraining')}, now {identity}; "
-                            f"delete it or choose another --out")
         summary["folds"][str(fold)] = {"path": str(path), **data}
     return {w.name: paths[fold_of(w.name, args.folds)] for w in workloads}, summary
+
+
+def _pretrain(train: list[ProgramRecord], train_targets: list[str], descs: dict[str, TargetDescriptor], path: Path,
+              identity: dict[str, Any], args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """Train one pre-training model on ``train`` and keep it at ``path``, unless one made with the same
+    ``identity`` is there already; returns what it was trained on (its checkpoint's data summary)."""
+    if not (path / "config.json").is_file():
+        graphs, rows = training_rows(train)
+        t0 = time.time()
+        predictor = LatencyPredictor(
+            encoder=PRETRAIN_ENCODER, model=PRETRAIN_MODEL,
+            train=TrainConfig(epochs=args.pretrain_epochs, batch_size=32, lr=2e-3, rank_weight=1.0, seed=0,
+                              rows_per_epoch=min(len(rows), args.pretrain_rows_per_epoch)))
+        resume = path.with_name(path.name + ".resume")
+        predictor.fit(graphs, {t: descs[t] for t in train_targets}, rows, resume_dir=resume, progress=True)
+        _save_atomically(predictor, path, {"pretraining": identity, "train_rows": len(rows), **data,
+                                           "train_seconds": round(time.time() - t0, 1)})
+        shutil.rmtree(resume, ignore_errors=True)
+    saved = json.loads((path / "config.json").read_text()).get("data", {})
+    if saved.get("pretraining") != identity:
+        raise DataError(f"{path}: pre-trained with {saved.get('pretraining')}, now {identity}; "
+                        f"delete it or choose another --out")
+    return saved
+
+
+def seen_workload_model(args: argparse.Namespace, records: list[ProgramRecord], pretrain: dict[str, Any],
+                        root: Path) -> dict[str, Any]:
+    """The cross-target control for ranking: one model pre-trained like the fold models, on the same targets, but on
+    the records of *every* workload, so that only the target is new when it ranks the tuned target's records."""
+    targets = pretrain["targets"]
+    identity = {**{k: v for k, v in pretrain["id"].items() if k != "folds"}, "workloads": "all"}
+    train = [r for r in records if r.target in targets]
+    descs = {name: target_registry.load(name) for name in targets}
+    path = root / "all-workloads"
+    data = _pretrain(train, targets, descs, path, identity, args,
+                     {"train_workloads": sorted({r.workload for r in train}), "train_targets": targets,
+                      "held_out_workloads": []})
+    return {"path": str(path), **data}
 
 
 def _save_atomically(predictor: LatencyPredictor, path: Path, data: dict[str, Any]) -> None:
@@ -514,9 +544,10 @@ def _geomean_curve(runs: list[np.ndarray]) -> np.ndarray:
         return np.exp(np.mean(np.log(np.stack(runs)), axis=0))
 
 
-def ranking_quality(records: list[ProgramRecord], desc: TargetDescriptor,
-                    pretrain: dict[str, Any]) -> list[dict[str, Any]]:
-    """Top-k and pairwise accuracy of each fold model on its held-out workloads' records on ``desc``, and random."""
+def ranking_quality(records: list[ProgramRecord], desc: TargetDescriptor, pretrain: dict[str, Any],
+                    seen: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Top-k and pairwise accuracy of each fold model on its held-out workloads' records on ``desc``, of the
+    ``seen`` model (every workload seen on the pre-training targets; keys ``seen_*``) and of random orders."""
     by_workload: dict[str, list[ProgramRecord]] = {}
     for r in records:
         if r.target == desc.name:
@@ -525,21 +556,27 @@ def ranking_quality(records: list[ProgramRecord], desc: TargetDescriptor,
         models = {w: Path(pretrain["checkpoint"]) for w in by_workload}
     else:
         models = {w: Path(d["path"]) for d in pretrain["folds"].values() for w in d["held_out_workloads"]}
+    loaded: dict[Path, LatencyPredictor] = {}
     rng = np.random.default_rng(0)
     rows = []
     for workload, path in sorted(models.items()):
         recs = by_workload.get(workload, [])
         if len(recs) < 2:
             continue
-        predictor = LatencyPredictor.from_pretrained(path)
         graphs, train_rows = training_rows(recs)
         true = np.array([row[2] for row in train_rows])
-        pred = predictor.predict(graphs, {desc.name: desc}, [(row[0], row[1]) for row in train_rows])
         shuffled = [rng.permutation(len(true)) for _ in range(200)]
         row: dict[str, Any] = {"workload": workload, "records": len(recs), "checkpoint": str(path),
-                               "pairwise": pairwise_accuracy(true, pred), "random_pairwise": 0.5}
+                               "random_pairwise": 0.5}
+        for prefix, model in (("", path), ("seen_", Path(seen["path"]) if seen else None)):
+            if model is None:
+                continue
+            predictor = loaded.setdefault(model, LatencyPredictor.from_pretrained(model))
+            pred = predictor.predict(graphs, {desc.name: desc}, [(r[0], r[1]) for r in train_rows])
+            row[f"{prefix}pairwise"] = pairwise_accuracy(true, pred)
+            for k in TOP_K:
+                row[f"{prefix}top{k}"] = topk_score(true, pred, k)
         for k in TOP_K:
-            row[f"top{k}"] = topk_score(true, pred, k)
             row[f"random_top{k}"] = float(np.mean([topk_score(true, order.astype(float), k) for order in shuffled]))
         rows.append(row)
     return rows
@@ -591,16 +628,20 @@ def report(args: argparse.Namespace, settings: dict[str, Any], pretrain: dict[st
     lines.append(md_table(["method", "round s (mean)", "model s per round (predict + update)", "wall s per run (mean)"],
                           [[m, *_round_times([c for c in curves if c["method"] == m])] for m in methods]))
     if ranking:
-        lines += ["", f"## Ranking quality on held-out workloads ({settings['target']} records)", "",
-                  "Top-k score: true best latency over the best true latency among the k predicted fastest "
-                  "(TenSet; 1 = best found). Random: mean over 200 random orders.", ""]
+        lines += ["", f"## Ranking quality on the tuned target's records ({settings['target']})", "",
+                  "Each workload's records on the tuned target, ranked by a model that saw neither that target nor the "
+                  "workload (its fold model, as in ledg-pretrained), and by one pre-trained the same way on the same "
+                  "targets' records of every workload (only the target is new: the cross-target case). Top-k score: "
+                  "true best latency over the best true latency among the k predicted fastest (TenSet; 1 = best "
+                  "found); pairwise: share of pairs ordered right. Random: mean over 200 random orders.", ""]
         cols = [*[f"top{k}" for k in TOP_K], "pairwise"]
-        table = [[r["workload"], r["records"], *[r[c] for c in cols], *[r[f"random_{c}"] for c in cols]]
+        groups = [("new workload ", ""), ("seen workload ", "seen_"), ("random ", "random_")]
+        groups = [(label, prefix) for label, prefix in groups if f"{prefix}pairwise" in ranking[0]]
+        table = [[r["workload"], r["records"], *[r[prefix + c] for _, prefix in groups for c in cols]]
                  for r in ranking]
         table.append(["mean", sum(r["records"] for r in ranking),
-                      *[float(np.mean([r[c] for r in ranking])) for c in cols],
-                      *[float(np.mean([r[f"random_{c}"] for r in ranking])) for c in cols]])
-        lines.append(md_table(["workload", "records", *cols, *[f"random {c}" for c in cols]], table))
+                      *[float(np.mean([r[prefix + c] for r in ranking])) for _, prefix in groups for c in cols]])
+        lines.append(md_table(["workload", "records", *[label + c for label, _ in groups for c in cols]], table))
     if predicted:
         lines += ["", "## Predicted runner: tuned on predictions alone, chosen schedules measured", ""]
         lines += [f"Both the predicted top-1 and XGB's best schedule after {trials} trials (same seed) are timed "
