@@ -71,7 +71,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -251,13 +251,13 @@ def main() -> None:
     if pending:
         print(f"predicted-runner runs without an XGB run to compare with: {', '.join(pending)} (left out)")
     held_out = records and pretrain and "checkpoint" not in pretrain  # one given checkpoint may have seen them all
-    if held_out:
+    if held_out and desc.name not in pretrain["targets"]:  # else it would rank records it was trained on
         pretrain["all_workloads"] = seen_workload_model(args, records, pretrain, parts / "pretrained")
     ranking = ranking_quality(records, desc, pretrain, pretrain.get("all_workloads")) if held_out else []
     report(args, settings, pretrain, curves, predicted, ranking, started)
 
 
-def stop_busy(run: str, exc: BaseException) -> None:
+def stop_busy(run: str, exc: BaseException) -> NoReturn:
     """End the invocation with exit code 3: the run is left for the next one. Later runs are not tried: here a
     process that once read the host as slow (the runner's worker, or this one: ``StaleProcess``) went on reading
     it so, and every run after it was refused within seconds, while a new invocation's fresh processes measured."""
@@ -571,7 +571,9 @@ def ranking_quality(records: list[ProgramRecord], desc: TargetDescriptor, pretra
         for prefix, model in (("", path), ("seen_", Path(seen["path"]) if seen else None)):
             if model is None:
                 continue
-            predictor = loaded.setdefault(model, LatencyPredictor.from_pretrained(model))
+            if model not in loaded:
+                loaded[model] = LatencyPredictor.from_pretrained(model)
+            predictor = loaded[model]
             pred = predictor.predict(graphs, {desc.name: desc}, [(r[0], r[1]) for r in train_rows])
             row[f"{prefix}pairwise"] = pairwise_accuracy(true, pred)
             for k in TOP_K:
