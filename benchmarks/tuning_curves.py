@@ -67,18 +67,17 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from common import load_fold, md_table, write_results
-from tuning_records import TARGETS, quiet_metaschedule, search_cost_model, tune
+from tuning_records import TARGETS, quiet_metaschedule, search_cost_model, stop_busy, tune
 
 import targets as target_registry
 from cost_model.graph import write_text_atomic
@@ -255,16 +254,6 @@ def main() -> None:
         pretrain["all_workloads"] = seen_workload_model(args, records, pretrain, parts / "pretrained")
     ranking = ranking_quality(records, desc, pretrain, pretrain.get("all_workloads")) if held_out else []
     report(args, settings, pretrain, curves, predicted, ranking, started)
-
-
-def stop_busy(run: str, exc: BaseException) -> NoReturn:
-    """End the invocation with exit code 3: the run is left for the next one. Later runs are not tried: here a
-    process that once read the host as slow (the runner's worker, or this one: ``StaleProcess``) went on reading
-    it so, and every run after it was refused within seconds, while a new invocation's fresh processes measured."""
-    tqdm.write(f"{run}: machine busy, left for the next run ({exc})")
-    print("no report written: run the same command again (finished runs are kept) on a quiet machine",
-          file=sys.stderr)
-    sys.exit(3)
 
 
 def curve_settings(settings: dict[str, Any], method: str, args: argparse.Namespace,

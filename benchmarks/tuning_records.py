@@ -10,13 +10,16 @@ meanwhile; the wait is left out of ``tune_seconds``) and the chosen search
 schedule quality). XGBoost scores at random until it holds
 ``num_warmup_samples`` measurements: MetaSchedule's default of 100 would leave
 a 128-trial search random for its first four rounds of 32, so ``--xgb-warmup``
-defaults to one round. A pair whose machine stayed busy (``MachineBusy``:
-other processes kept using the CPU; ``--max-wait``) is left unfinished and
-the run ends with exit code 3 without writing ``--out``; run it again. Each (workload, target) pair tunes in its own work_dir,
-``<work-dir>/<target>/<workload>/``; once it finishes, its successful records
-become program records (``program_records.jsonl.gz``) and ``finished.json``
-marks the pair done, so an interrupted run resumes at the first unfinished
-pair (an unfinished pair starts over: MetaSchedule cannot resume a search).
+defaults to one round. At the first pair whose machine stayed busy (``MachineBusy``:
+other processes kept using the CPU; ``--max-wait``) the run ends with exit
+code 3 without writing ``--out``, leaving that pair and the later ones
+unfinished; run it again (``run_measured.sh`` loops on exit code 3). Each
+(workload, target) pair tunes in its own work_dir,
+``<work-dir>/<target>/<workload>/``; once it finishes, its successful
+records become program records (``program_records.jsonl.gz``) and
+``finished.json`` marks the pair done, so an interrupted run resumes at the
+first unfinished pair (an unfinished pair starts over: MetaSchedule cannot
+resume a search).
 
 Finally every pair's records are exported to ``--out`` (gzip JSON lines, one
 ``cost_model.tuning_records.ProgramRecord`` per line: workload, target,
@@ -38,7 +41,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from tqdm import tqdm
@@ -80,6 +83,16 @@ def tune(func: Any, desc: TargetDescriptor, work_dir: Path, trials: int, *, cost
                 strategy=ms.search_strategy.EvolutionarySearch(population_size=population))
 
 
+def stop_busy(run: str, exc: BaseException) -> NoReturn:
+    """End the invocation with exit code 3: the run is left for the next one. Later runs are not tried: here a
+    process that once read the host as slow (the runner's worker, or this one: ``StaleProcess``) went on reading
+    it so, and every run after it was refused within seconds, while a new invocation's fresh processes measured."""
+    tqdm.write(f"{run}: machine busy, left for the next run ({exc})")
+    print("nothing written beyond the finished runs: run the same command again (they are kept) on a quiet machine",
+          file=sys.stderr)
+    sys.exit(3)
+
+
 def quiet_metaschedule() -> None:
     """Console output of MetaSchedule at WARNING (its work_dir logs keep the detail).
 
@@ -116,7 +129,6 @@ def main() -> None:
     builder = make_builder()
     pairs = [(w, d) for d in descs for w in workloads]
     summary: list[dict[str, Any]] = []
-    busy: list[str] = []
     with tqdm(pairs, desc="tuning", unit="task", dynamic_ncols=True) as bar:
         runners: dict[int, Any] = {}
         for workload, desc in bar:
@@ -140,9 +152,7 @@ def main() -> None:
                 except Exception as exc:  # MetaSchedule forwards the runner's MachineBusy as another type
                     if not is_machine_busy(exc):
                         raise
-                    tqdm.write(f"{workload.name} on {desc.name}: machine busy, left for the next run ({exc})")
-                    busy.append(f"{workload.name} on {desc.name}")
-                    continue
+                    stop_busy(f"{workload.name} on {desc.name}", exc)
                 retakes = runner.waits[earlier_waits:]  # busy-machine retakes: waiting is not tuning time
                 tune_s = time.time() - t0 - sum(s for _, s in retakes)
                 records = database_records(work_dir, workload.name, desc.name)
@@ -156,10 +166,6 @@ def main() -> None:
                 tqdm.write(f"{workload.name} on {desc.name}: {len(records)}/{committed} measured, best "
                            f"{marker['best_ms']:.4g} ms, {tune_s:.0f} s")
             summary.append(marker)
-    if busy:
-        print(f"{len(busy)} pairs left unfinished on a busy machine ({', '.join(busy)}); {args.out} not written. "
-              "Run the same command again on a quiet machine.", file=sys.stderr)
-        sys.exit(3)
     records: list[ProgramRecord] = []
     for marker in summary:
         records += read_tuning_records(args.work_dir / marker["target"] / marker["workload"] / PAIR_RECORDS)
