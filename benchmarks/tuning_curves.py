@@ -108,6 +108,7 @@ GOAL_TRIAL_FRACTION = 0.5
 GOAL_PREDICTED_RATIO = 1.2
 TOP_K = (1, 5)
 MEASURE_TOP = 5  # predicted-fastest schedules measured after predicted-runner tuning
+VERSUS_MARGIN = 1.1  # a best within 10 % of XGB's is a tie: timing XGB's best again moved it by up to 20 % here
 
 # Fold models: the size LeDGCostModel uses when it trains from scratch, so cold and pre-trained compare.
 PRETRAIN_ENCODER: dict[str, Any] = {"kind": "builtin", "dim": 32}
@@ -506,10 +507,15 @@ def analyse(curves: list[dict[str, Any]], trials: int, methods: list[str]) -> di
         per.setdefault(part["workload"], {}).setdefault(part["method"], []).append(curve)
     reference = {w: min(float(c.min()) for runs in by_method.values() for c in runs) for w, by_method in per.items()}
     suite: dict[str, np.ndarray] = {}
+    per_seed: dict[str, dict[int, np.ndarray]] = {}  # the suite curve of each seed alone: how much seeds disagree
     for method in methods:
         logs = [np.log(c / reference[w]) for w, by_method in per.items() for c in by_method.get(method, [])]
         if logs:
             suite[method] = np.exp(np.mean(logs, axis=0))
+        for seed in sorted({part["seed"] for part in curves if part["method"] == method}):
+            seed_logs = [np.log(best_so_far(part["run_secs"], trials) / reference[part["workload"]])
+                         for part in curves if part["method"] == method and part["seed"] == seed]
+            per_seed.setdefault(method, {})[seed] = np.exp(np.mean(seed_logs, axis=0))
     reach: dict[str, dict[str, Any]] = {}
     if "xgb" in suite:
         for method in suite:
@@ -524,8 +530,25 @@ def analyse(curves: list[dict[str, Any]], trials: int, methods: list[str]) -> di
         level = float(_geomean_curve(by_method["xgb"])[-1])
         per_workload_reach[w] = {m: trials_to_reach(_geomean_curve(runs), level) if math.isfinite(level) else None
                                  for m, runs in by_method.items()}
-    return {"per_workload": per, "reference_ms": reference, "suite": suite, "reach": reach,
-            "per_workload_reach": per_workload_reach}
+    return {"per_workload": per, "reference_ms": reference, "suite": suite, "per_seed": per_seed, "reach": reach,
+            "per_workload_reach": per_workload_reach, "versus_xgb": versus_xgb(curves, trials)}
+
+
+def versus_xgb(curves: list[dict[str, Any]], trials: int) -> dict[str, dict[str, int]]:
+    """Per method, over the (workload, seed) pairs that also have an XGB run: how often its best after ``trials``
+    is more than ``VERSUS_MARGIN`` faster than XGB's (``wins``), more than that slower (``losses``), or neither
+    (``ties``)."""
+    xgb = {(c["workload"], c["seed"]): best_so_far(c["run_secs"], trials)[-1] for c in curves if c["method"] == "xgb"}
+    counts: dict[str, dict[str, int]] = {}
+    for c in curves:
+        key = (c["workload"], c["seed"])
+        if c["method"] == "xgb" or key not in xgb:
+            continue
+        ratio = best_so_far(c["run_secs"], trials)[-1] / xgb[key]
+        outcome = "wins" if ratio < 1 / VERSUS_MARGIN else "losses" if ratio > VERSUS_MARGIN else "ties"
+        tally = counts.setdefault(c["method"], {"wins": 0, "ties": 0, "losses": 0})
+        tally[outcome] += 1
+    return counts
 
 
 def _geomean_curve(runs: list[np.ndarray]) -> np.ndarray:
@@ -597,6 +620,19 @@ def report(args: argparse.Namespace, settings: dict[str, Any], pretrain: dict[st
     ns = checkpoints_of(trials)
     lines.append(md_table(["method", *[f"N={n}" for n in ns]],
                           [[m, *[float(analysis["suite"][m][n - 1]) for n in ns]] for m in analysis["suite"]]))
+    seeds = sorted({seed for by_seed in analysis["per_seed"].values() for seed in by_seed})
+    if len(seeds) > 1:
+        lines += ["", f"The same per seed (seeds {' / '.join(map(str, seeds))}; each cell lists the seeds' suite "
+                  "means in that order):", ""]
+        lines.append(md_table(["method", *[f"N={n}" for n in ns]],
+                              [[m, *[" / ".join(f"{by_seed[s][n - 1]:.2f}" if s in by_seed else "-" for s in seeds)
+                                     for n in ns]] for m, by_seed in analysis["per_seed"].items()]))
+    if analysis["versus_xgb"]:
+        lines += ["", f"Best after {trials} trials against XGB's in the same (workload, seed); within "
+                  f"{VERSUS_MARGIN - 1:.0%} counts as a tie (timing XGB's best schedule again moved it by up to 20 % "
+                  "here, see the predicted-runner table):", ""]
+        lines.append(md_table(["method", "faster than XGB", "tie", "slower than XGB"],
+                              [[m, t["wins"], t["ties"], t["losses"]] for m, t in analysis["versus_xgb"].items()]))
     if analysis["reach"]:
         lines += ["", "Trials each method needs to reach XGB's suite-mean best-at-N (`-`: not within the budget):", ""]
         lines.append(md_table(["method", *[f"N={n}" for n in ns]],
@@ -650,6 +686,9 @@ def report(args: argparse.Namespace, settings: dict[str, Any], pretrain: dict[st
     payload = {"settings": {**settings, "seeds": args.seeds, "methods": methods, "records": str(args.records)},
                "pretraining": pretrain, "goals": goals,
                "suite_relative": {m: c.tolist() for m, c in analysis["suite"].items()},
+               "suite_relative_per_seed": {m: {str(seed): c.tolist() for seed, c in by_seed.items()}
+                                           for m, by_seed in analysis["per_seed"].items()},
+               "versus_xgb": analysis["versus_xgb"],
                "reference_ms": analysis["reference_ms"], "reach": analysis["reach"],
                "per_workload_reach": analysis["per_workload_reach"], "ranking": ranking, "predicted": predicted,
                "runs": [{k: v for k, v in c.items() if k != "settings"} for c in curves]}

@@ -68,3 +68,16 @@ def test_dataset_sittings_split_at_long_pauses() -> None:
     got = dataset_card.sittings(created, gap_s=1200)
     assert [s["measurements"] for s in got] == [3, 2]
     assert got[0]["hours"] == pytest.approx(120 / 3600) and got[1]["hours"] == pytest.approx(60 / 3600)
+
+
+def test_seed_spread_and_paired_comparison_with_xgb() -> None:
+    curves = [_run("xgb", [1e-3] * 4, seed=0), _run("xgb", [2e-3] * 4, seed=1),
+              _run("ledg-cold", [0.5e-3] * 4, seed=0), _run("ledg-cold", [2.1e-3] * 4, seed=1),
+              _run("random", [4e-3] * 4, seed=0)]
+    analysis = tc.analyse(curves, 4, ["xgb", "random", "ledg-cold"])
+    # relative to the best any run found (0.5 ms): each seed's curve alone, and their geometric mean
+    assert analysis["per_seed"]["xgb"][0][-1] == pytest.approx(2.0)
+    assert analysis["per_seed"]["xgb"][1][-1] == pytest.approx(4.0)
+    assert analysis["suite"]["xgb"][-1] == pytest.approx(math.sqrt(8.0))
+    assert analysis["versus_xgb"]["ledg-cold"] == {"wins": 1, "ties": 1, "losses": 0}  # 2.1 vs 2.0 ms: a tie
+    assert analysis["versus_xgb"]["random"] == {"wins": 0, "ties": 0, "losses": 1}
