@@ -711,7 +711,8 @@ def evaluate_goals(analysis: dict[str, Any], predicted: list[dict[str, Any]], cu
         met = needed is not None and needed <= budget
         goals.append({"goal": f"{method} reaches XGB best-at-N with <= N/2 trials", "N": trials, "trials": needed,
                       "met": met, "text": f"{method} reaches XGB's suite-mean best-at-{trials} with <= {budget} "
-                      f"trials: **{'met' if met else 'not met'}** (needs {_int_or_dash(needed)})"})
+                      f"trials: **{'met' if met else 'not met'}** "
+                      f"({f'needs {needed}' if needed is not None else f'not reached within {trials}'})"})
     ratios = [r for p in predicted if (r := _vs_xgb(p, curves, trials)[1]) != "-"]
     if ratios:
         geo = float(np.exp(np.mean(np.log(ratios))))
