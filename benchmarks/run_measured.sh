@@ -45,7 +45,7 @@ done
 #    the 1-thread target's records of the other workloads (cross-target), with ranking and predicted-runner results
 #    (about 2 min per run on a quiet host: 4-5 h). Exit code 3 means a run was left on a busy machine and the
 #    benchmark stopped; it starts again with fresh processes (a process that once read the host as slow kept doing
-#    so here) until every run is kept. The committed report covers seeds 0 and 1 (`--seeds 0 1`); 19 of seed 2's
+#    so here) until every run is kept. The committed report covers seeds 0 and 1 (`--seeds 0 1`); 31 of seed 2's
 #    32 curve runs are kept, and this command measures the rest.
 until python benchmarks/tuning_curves.py --records datasets/tuning-records.jsonl.gz \
         --workloads "${CURVE_WORKLOADS[@]}" --seeds 0 1 2 --trials 128 --max-wait 0 --out docs/results/tuning_curves; do
