@@ -500,22 +500,24 @@ def checkpoints_of(trials: int) -> list[int]:
 
 
 def analyse(curves: list[dict[str, Any]], trials: int, methods: list[str]) -> dict[str, Any]:
-    """Per-workload seed curves, the suite-mean relative curve per method, and trials to reach XGB's best-at-N."""
+    """Per-workload seed curves, the suite-mean relative curve per method (over all seeds, and per seed), trials
+    to reach XGB's best-at-N, and each run against XGB's of the same workload and seed."""
+    scored = [(part, best_so_far(part["run_secs"], trials)) for part in curves]
     per: dict[str, dict[str, list[np.ndarray]]] = {}
-    for part in curves:
-        curve = best_so_far(part["run_secs"], trials)
+    for part, curve in scored:
         per.setdefault(part["workload"], {}).setdefault(part["method"], []).append(curve)
     reference = {w: min(float(c.min()) for runs in by_method.values() for c in runs) for w, by_method in per.items()}
+    seed_logs: dict[tuple[str, int], list[np.ndarray]] = {}
+    for part, curve in scored:
+        seed_logs.setdefault((part["method"], part["seed"]), []).append(np.log(curve / reference[part["workload"]]))
     suite: dict[str, np.ndarray] = {}
     per_seed: dict[str, dict[int, np.ndarray]] = {}  # the suite curve of each seed alone: how much seeds disagree
     for method in methods:
-        logs = [np.log(c / reference[w]) for w, by_method in per.items() for c in by_method.get(method, [])]
+        logs = [c for (m, _), cs in seed_logs.items() if m == method for c in cs]
         if logs:
             suite[method] = np.exp(np.mean(logs, axis=0))
-        for seed in sorted({part["seed"] for part in curves if part["method"] == method}):
-            seed_logs = [np.log(best_so_far(part["run_secs"], trials) / reference[part["workload"]])
-                         for part in curves if part["method"] == method and part["seed"] == seed]
-            per_seed.setdefault(method, {})[seed] = np.exp(np.mean(seed_logs, axis=0))
+        for seed in sorted(s for m, s in seed_logs if m == method):
+            per_seed.setdefault(method, {})[seed] = np.exp(np.mean(seed_logs[method, seed], axis=0))
     reach: dict[str, dict[str, Any]] = {}
     if "xgb" in suite:
         for method in suite:
@@ -531,20 +533,20 @@ def analyse(curves: list[dict[str, Any]], trials: int, methods: list[str]) -> di
         per_workload_reach[w] = {m: trials_to_reach(_geomean_curve(runs), level) if math.isfinite(level) else None
                                  for m, runs in by_method.items()}
     return {"per_workload": per, "reference_ms": reference, "suite": suite, "per_seed": per_seed, "reach": reach,
-            "per_workload_reach": per_workload_reach, "versus_xgb": versus_xgb(curves, trials)}
+            "per_workload_reach": per_workload_reach, "versus_xgb": versus_xgb(scored)}
 
 
-def versus_xgb(curves: list[dict[str, Any]], trials: int) -> dict[str, dict[str, int]]:
-    """Per method, over the (workload, seed) pairs that also have an XGB run: how often its best after ``trials``
-    is more than ``VERSUS_MARGIN`` faster than XGB's (``wins``), more than that slower (``losses``), or neither
-    (``ties``)."""
-    xgb = {(c["workload"], c["seed"]): best_so_far(c["run_secs"], trials)[-1] for c in curves if c["method"] == "xgb"}
+def versus_xgb(scored: list[tuple[dict[str, Any], np.ndarray]]) -> dict[str, dict[str, int]]:
+    """Per method, over the (workload, seed) pairs that also have an XGB run (``scored``: each part with its
+    best-so-far curve): how often its final best is more than ``VERSUS_MARGIN`` faster than XGB's (``wins``),
+    more than that slower (``losses``), or neither (``ties``)."""
+    xgb = {(c["workload"], c["seed"]): curve[-1] for c, curve in scored if c["method"] == "xgb"}
     counts: dict[str, dict[str, int]] = {}
-    for c in curves:
+    for c, curve in scored:
         key = (c["workload"], c["seed"])
         if c["method"] == "xgb" or key not in xgb:
             continue
-        ratio = best_so_far(c["run_secs"], trials)[-1] / xgb[key]
+        ratio = curve[-1] / xgb[key]
         outcome = "wins" if ratio < 1 / VERSUS_MARGIN else "losses" if ratio > VERSUS_MARGIN else "ties"
         tally = counts.setdefault(c["method"], {"wins": 0, "ties": 0, "losses": 0})
         tally[outcome] += 1
@@ -628,8 +630,8 @@ def report(args: argparse.Namespace, settings: dict[str, Any], pretrain: dict[st
                               [[m, *[" / ".join(f"{by_seed[s][n - 1]:.2f}" if s in by_seed else "-" for s in seeds)
                                      for n in ns]] for m, by_seed in analysis["per_seed"].items()]))
     if analysis["versus_xgb"]:
-        retimed = [r / rec for part in predicted if (r := part.get("xgb_remeasured_ms")) is not None
-                   and math.isfinite(r) and (rec := _xgb_recorded(part, curves, trials)) != "-"]
+        retimed = [again / rec for part in predicted if (again := _vs_xgb(part, curves, trials)[0]) != "-"
+                   and (rec := _xgb_recorded(part, curves, trials)) != "-"]
         noise = (f" (timing XGB's best schedule again changed it by a median of "
                  f"{np.median(np.abs(np.log(retimed))) * 100:.0f} %, range {min(retimed):.2f}-{max(retimed):.2f}x: "
                  "see the predicted-runner table)") if retimed else ""
