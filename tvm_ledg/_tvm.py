@@ -94,6 +94,10 @@ TVM_VERSION: str = tvm.__version__
 #: TVM 0.27 has no ``tvm.error.TVMError``: its errors (InternalError, OpError, ...) derive from RuntimeError.
 TVMError = RuntimeError
 
+#: A Ctrl-C that lands in Python code run by TVM's C++ (a ``PyExprMutator``, a Python pass) would cross
+#: the FFI as ``RuntimeError('')`` and be reported as a failed import; registered, it stays an interrupt.
+tvm_ffi.register_error("KeyboardInterrupt", KeyboardInterrupt)
+
 #: TIR arithmetic nodes counted as one operation each by the program-DAG FLOP estimate.
 ARITH_EXPRS = (Add, Sub, Mul, Div, Mod, FloorDiv, FloorMod, Max, Min)
 

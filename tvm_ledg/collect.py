@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from collections import deque
@@ -238,7 +239,14 @@ class _Worker:
 
 def _worker_main(conn: Connection, parent: int, store_path: str, targets: dict[str, dict[str, Any]],
                  protocol: dict[str, Any], remote: dict[str, str] | None, quiet: dict[str, Any] | None) -> None:
-    """Worker loop: one network per message until ``None``; exits when the parent is gone."""
+    """Worker loop: one network per message until ``None``; exits when the parent is gone.
+
+    Ctrl-C reaches the whole process group, but only the collector handles it (it stops
+    its workers): a worker that saw the interrupt could meet it as some library's error
+    (TVM, torch and onnxruntime wrap exceptions raised in their callbacks) and store a
+    permanent failure for a network that has nothing wrong with it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from tvm_ledg.measure.rpc import RemoteDevice
 
     descs = {n: TargetDescriptor.from_dict(d, origin=f"collector target {n}") for n, d in targets.items()}
