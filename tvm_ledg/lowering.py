@@ -635,6 +635,8 @@ def to_op_graph(mod: IRModule, *, fused: bool = False, name: str = "", target: A
     edges = _remap_edges(builder.arg_producers, new_id)
     meta = _meta(mod)
     graph_name = name or meta.get("source", "")
+    if not nodes:  # an empty ONNX graph, or one that passes its inputs through: no latency to predict
+        raise ModelImportError(f"{graph_name or 'module'}: the network has no operators (an empty graph)")
     if not fused:
         return OpGraph(
             nodes=nodes,
