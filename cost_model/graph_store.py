@@ -1,8 +1,11 @@
-"""A directory of operator graphs keyed by MODEL string, shared by lowering and training.
+"""A directory of operator graphs keyed by MODEL, shared by lowering, prediction and training.
+
+The key is ``tvm_ledg.networks.model_key``: a space string as is, an ONNX file
+as the hash of its content (a path would serve an edited file its old graph).
 
 Lowering a network through TVM costs about a second, so graphs are built once
 (by ``tvm_ledg.graph_builder``) and read back here without TVM. One gzipped
-JSON file per graph, named by a digest of the MODEL string, written atomically:
+JSON file per graph, named by a digest of the key, written atomically:
 an interrupted build loses at most the graph in flight and resumes by skipping
 what is already there.
 """
@@ -14,7 +17,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterable
 
 from cost_model.graph import OpGraph, write_bytes_atomic
 from targets.errors import GraphError
@@ -34,16 +36,6 @@ class GraphStore:
 
     def __contains__(self, spec: str) -> bool:
         return self._path(spec).is_file()
-
-    def missing(self, specs: Iterable[str]) -> list[str]:
-        """The specs (in order, without duplicates) that have no stored graph yet."""
-        seen: set[str] = set()
-        out = []
-        for spec in specs:
-            if spec not in seen and spec not in self:
-                out.append(spec)
-            seen.add(spec)
-        return out
 
     def put(self, spec: str, graph: OpGraph) -> None:
         payload = json.dumps({"spec": spec, "graph": graph.to_json()}, separators=(",", ":"))

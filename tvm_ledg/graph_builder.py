@@ -28,12 +28,12 @@ class BuildReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _lower_one(store_root: str, spec: str, fused: bool) -> str | None:
-    """Worker body: lower ``spec`` into the store; return an error message or None."""
+def _lower_one(store_root: str, key: str, spec: str, fused: bool) -> str | None:
+    """Worker body: lower ``spec`` into the store under ``key``; return an error message or None."""
     from tvm_ledg.networks import network_graph
 
     try:
-        GraphStore(store_root).put(spec, network_graph(spec, fused=fused))
+        GraphStore(store_root).put(key, network_graph(spec, fused=fused))
     except LedgError as exc:
         return str(exc)
     return None
@@ -47,18 +47,34 @@ def build_graphs(
     fused: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
-    """Lower every spec not yet in ``store``; ``progress(done, total)`` is called after each one."""
-    todo = store.missing(specs)
-    report = BuildReport(skipped=len(set(specs)) - len(todo))
+    """Lower every spec not yet in ``store``; ``progress(done, total)`` is called after each one.
+
+    Graphs are stored under ``networks.model_key``, the key ``predict`` reads: a space
+    string as is, an ONNX file by its content, so an edited file is lowered again.
+    """
+    from tvm_ledg.networks import model_key
+
+    report = BuildReport()
+    todo: dict[str, str] = {}  # store key -> spec, the first spec of each key not stored yet
+    for spec in dict.fromkeys(specs):
+        try:
+            key = model_key(spec)
+        except LedgError as exc:  # an unreadable file fails alone, like a failed lowering
+            report.failed[spec] = str(exc)
+            continue
+        if key in todo or key in store:
+            report.skipped += 1
+        else:
+            todo[key] = spec
     if not todo:
         return report
     workers = max(1, min(workers, len(todo), os.cpu_count() or 1))
     if workers == 1:
-        results = ((spec, _lower_one(str(store.root), spec, fused)) for spec in todo)
+        results = ((spec, _lower_one(str(store.root), key, spec, fused)) for key, spec in todo.items())
         _collect(results, report, len(todo), progress)
         return report
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_lower_one, str(store.root), spec, fused): spec for spec in todo}
+        futures = {pool.submit(_lower_one, str(store.root), key, spec, fused): spec for key, spec in todo.items()}
         results = ((futures[f], f.result()) for f in as_completed(futures))
         _collect(results, report, len(todo), progress)
     return report

@@ -8,13 +8,14 @@ this one resolver so they accept exactly the same things.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 from cost_model.graph import OpGraph
 from targets.errors import ModelImportError
 
-__all__ = ["expand_model_args", "load_network", "network_graph", "is_space_spec"]
+__all__ = ["expand_model_args", "load_network", "network_graph", "is_space_spec", "model_key"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,23 @@ def is_space_spec(spec: str) -> bool:
 
     prefix, sep, _ = spec.partition(":")
     return bool(sep) and prefix in spaces.list_spaces()
+
+
+def model_key(model: str, batch_size: int | None = None) -> str:
+    """Graph-store key of a MODEL: the space string itself, or the ONNX file's content hash.
+
+    A file is keyed by its bytes, not its path, so a renamed file is found again and
+    an edited one is lowered again instead of being served its old graph.
+    """
+    suffix = "" if batch_size is None else f"#batch={batch_size}"
+    if is_space_spec(model):
+        return model + suffix
+    path = Path(model)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+    except OSError as exc:
+        raise ModelImportError(f"{model}: cannot read model file ({exc.strerror})") from exc
+    return f"onnx-sha256:{digest}{suffix}"
 
 
 def expand_model_args(args: list[str]) -> list[str]:

@@ -9,7 +9,6 @@ its ``README.md`` says how it was trained and on what.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -67,21 +66,6 @@ def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: 
     return _PREDICTORS[path]
 
 
-def _model_key(model: str, batch_size: int | None) -> str:
-    """Cache key: the space string itself, or the ONNX file's content hash (renames and edits are safe)."""
-    from tvm_ledg.networks import is_space_spec
-
-    suffix = "" if batch_size is None else f"#batch={batch_size}"
-    if is_space_spec(model):
-        return model + suffix
-    path = Path(model)
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
-    except OSError as exc:
-        raise ModelImportError(f"{model}: cannot read model file ({exc.strerror})") from exc
-    return f"onnx-sha256:{digest}{suffix}"
-
-
 def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str] | None = None,
                    batch_size: int | None = None, workers: int = 1) -> tuple[list[str], dict[str, OpGraph]]:
     """Names and operator graphs of ``models`` (MODEL strings, ``OpGraph``s or Relax modules).
@@ -89,7 +73,7 @@ def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str]
     MODEL strings are lowered at most once per store: a missing graph is built (in
     ``workers`` processes when there are many) and kept for the next call.
     """
-    from tvm_ledg.networks import expand_model_args
+    from tvm_ledg.networks import expand_model_args, model_key
 
     names: list[str] = []
     graphs: dict[str, OpGraph] = {}
@@ -101,7 +85,7 @@ def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str]
         elif isinstance(model, (str, os.PathLike)):
             for spec in expand_model_args([str(model)]):
                 names.append(spec)
-                pending[spec] = _model_key(spec, batch_size)
+                pending[spec] = model_key(spec, batch_size)
             continue
         elif type(model).__name__ == "IRModule":
             from tvm_ledg.lowering import to_op_graph

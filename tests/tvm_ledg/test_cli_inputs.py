@@ -36,3 +36,19 @@ def test_an_empty_onnx_graph_is_an_error_naming_the_file(tmp_path, capsys, comma
         assert main([command, str(model), *extra]) == EXIT_USER_ERROR
         err = capsys.readouterr().err
         assert str(model) in err and "no operators" in err and "Traceback" not in err
+
+
+def test_graphs_keys_onnx_files_by_content(tmp_path, capsys):
+    from cost_model.graph_store import GraphStore
+    from tvm_ledg.networks import model_key
+
+    model, store = _relu(tmp_path / "m.onnx"), tmp_path / "store"
+    assert main(["graphs", str(model), "--store", str(store)]) == 0
+    assert "built 1, already stored 0" in capsys.readouterr().out
+    _relu(model, "Sigmoid")  # edited in place: the old graph must not be served
+    assert main(["graphs", str(model), "--store", str(store)]) == 0
+    assert "built 1, already stored 0" in capsys.readouterr().out
+    assert [n.op for n in GraphStore(store)[model_key(str(model))].nodes] == ["sigmoid"]
+    renamed = model.rename(tmp_path / "renamed.onnx")  # same content, new name: found again
+    assert main(["graphs", str(renamed), "--store", str(store)]) == 0
+    assert "built 0, already stored 1" in capsys.readouterr().out
