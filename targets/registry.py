@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from targets.errors import TargetError
-from targets.schema import TargetDescriptor
+from targets.schema import YAML_EXPONENT_FLOAT, YAML_EXPONENT_FLOAT_FIRST, TargetDescriptor
 
 __all__ = ["DESCRIPTOR_DIR", "TargetRegistry", "load", "load_file", "list_names", "resolve", "aliases"]
 
@@ -47,6 +47,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_EXPONENT_FLOAT, YAML_EXPONENT_FLOAT_FIRST)
+
 
 def load_file(path: str | os.PathLike[str]) -> TargetDescriptor:
     """Read and validate one descriptor YAML; errors name the file (and the field)."""
@@ -60,6 +62,8 @@ def load_file(path: str | os.PathLike[str]) -> TargetDescriptor:
         raise TargetError(f"{origin}: cannot read target file: {exc}") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:  # PyYAML builds nested collections recursively
+        raise TargetError(f"{origin}: invalid YAML: collections nested too deeply") from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)

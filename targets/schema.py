@@ -54,6 +54,19 @@ import yaml
 
 from targets.errors import TargetError
 
+#: Floats with an exponent and no dot (``1.5e9``, ``2e9``, ``1e-3``): YAML 1.2 numbers that PyYAML's
+#: YAML 1.1 rules read as strings. Datasheet figures are written that way, so target files read them
+#: as numbers (``targets.registry``) and ``to_yaml`` quotes strings that look like them.
+YAML_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+YAML_EXPONENT_FLOAT_FIRST = list("-+0123456789.")
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes strings the target-file loader would read as numbers."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", YAML_EXPONENT_FLOAT, YAML_EXPONENT_FLOAT_FIRST)
+
 __all__ = [
     "SCHEMA_VERSION",
     "DEVICE_CLASSES",
@@ -249,7 +262,7 @@ class TargetDescriptor:
 
     def to_yaml(self) -> str:
         """YAML text of :meth:`to_dict`, loadable again by ``targets.registry.load``."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of everything that defines the setting.

@@ -13,7 +13,7 @@ import yaml
 from targets import registry
 from targets.errors import TargetError
 from targets.registry import DESCRIPTOR_DIR, TargetRegistry, load, load_file
-from targets.schema import FEATURE_NAMES
+from targets.schema import FEATURE_NAMES, TargetDescriptor
 
 SHIPPED = sorted(DESCRIPTOR_DIR.glob("*.yaml"))
 NAMES = [p.stem for p in SHIPPED]
@@ -230,3 +230,19 @@ def test_registry_requires_file_name_to_match_target_name(tmp_path, minimal):
 def test_registry_of_a_missing_directory(tmp_path):
     with pytest.raises(TargetError, match="directory not found"):
         TargetRegistry(tmp_path / "absent").list_names()
+
+
+def test_exponent_numbers_read_as_numbers(write_yaml, minimal):
+    text = yaml.safe_dump(minimal) + "clock_ghz: 1.5e0\nmemory: {bandwidth_gbps: 2e1, size_gb: 4E-0}\n"
+    d = load_file(write_yaml(text))
+    assert (d.clock_ghz, d.memory.bandwidth_gbps, d.memory.size_gb) == (1.5, 20.0, 4.0)
+    numeric_name = TargetDescriptor.from_dict({**minimal, "model": "1e9"})
+    assert load_file(write_yaml(numeric_name.to_yaml())) == numeric_name  # to_yaml quotes it
+
+
+@pytest.mark.parametrize("nested", ["[" * 5000 + "]" * 5000, "".join(f"\n{' ' * (i + 1)}k{i}:" for i in range(5000))],
+                         ids=["flow", "block"])
+def test_deeply_nested_yaml_is_a_target_error(write_yaml, nested):
+    path = write_yaml(f"name: {nested}\n")
+    with pytest.raises(TargetError, match=rf"{re.escape(str(path))}: invalid YAML: .*nested too deeply"):
+        load_file(path)
