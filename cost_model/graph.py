@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from targets.errors import GraphError, LedgError
+from targets.errors import GraphError, LedgError, OutputError
 
 __all__ = ["OpNode", "TensorSpec", "OpGraph", "GRAPH_FORMAT_VERSION"]
 
@@ -268,18 +268,28 @@ class OpGraph:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
 
-    A crash leaves either the old file or the new one, never half of one.
+    A crash leaves either the old file or the new one, never half of one. Missing
+    folders are created, as for every output; a path that cannot be written is an
+    ``OutputError`` naming it, found before anything is written when a folder is
+    in the way.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file path")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            where = f": {exc.filename}" if exc.filename and exc.filename not in (str(path), tmp) else ""
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}{where})") from exc
         raise
 
 

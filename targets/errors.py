@@ -15,6 +15,7 @@ __all__ = [
     "UnsupportedOperatorError",
     "CheckpointError",
     "DataError",
+    "OutputError",
 ]
 
 
@@ -44,3 +45,10 @@ class CheckpointError(LedgError):
 
 class DataError(LedgError):
     """A dataset file is missing or does not have the expected layout."""
+
+
+class OutputError(LedgError, OSError):
+    """An output file cannot be written (a folder in its place, no permission, a full disk...).
+
+    Also an ``OSError``, so code that treats a failed write as optional keeps doing so.
+    """

@@ -267,6 +267,28 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative_int(text: str) -> int:
+    """argparse type of ``--limit``: a count of rows, where 0 means all."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, got {value}")
+    return value
+
+
+def _output_file(text: str) -> Path:
+    """argparse type of output paths: refused before any work when a folder is in the way.
+
+    Missing folders are created when the file is written (``write_text_atomic``).
+    """
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file path")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvm-ledg", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -275,9 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("graph", help="lower a model to its operator DAG and print a summary")
     g.add_argument("model", help="ONNX file or space string (nb201:..., fbnet:..., ofa:...)")
     g.add_argument("--fused", action="store_true", help="show fused kernels (after FuseOps/FuseTIR)")
-    g.add_argument("--json", type=Path, help="also write the graph as JSON to this path")
+    g.add_argument("--json", type=_output_file, help="also write the graph as JSON to this path "
+                   "(missing folders are created)")
     g.add_argument("--batch-size", type=int, help="override the batch size")
-    g.add_argument("--limit", type=int, default=40, help="rows to print (0 = all)")
+    g.add_argument("--limit", type=_non_negative_int, default=40, help="rows to print (0 = all)")
     g.set_defaults(func=_cmd_graph)
 
     gb = sub.add_parser("graphs", help="lower many models into a graph store (parallel, resumable)")
@@ -297,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--config", type=Path, required=True, help="the data section picks devices and split")
     ev.add_argument("--split", choices=["test", "holdout", "val"], default="test")
-    ev.add_argument("--json", type=Path, help="also write the metrics as JSON")
+    ev.add_argument("--json", type=_output_file, help="also write the metrics as JSON")
     ev.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="predict latencies of models on targets")
@@ -306,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
     p.add_argument("--breakdown", action="store_true", help="per-operator latencies")
     p.add_argument("--top", type=int, default=5, help="operators to print per prediction with --breakdown")
-    p.add_argument("--csv", type=Path, help="write all predictions (and the breakdown) as CSV")
+    p.add_argument("--csv", type=_output_file, help="write all predictions (and the breakdown) as CSV")
     p.add_argument("--batch-size", type=int, help="override the models' batch size")
     p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
     p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")

@@ -83,3 +83,16 @@ def test_dtype_bytes():
     ]
     with pytest.raises(GraphError):
         dtype_bytes("handle")
+
+
+def test_atomic_write_errors_name_the_path_and_leave_nothing(tmp_path):
+    from cost_model.graph import write_text_atomic
+    from targets.errors import OutputError
+
+    with pytest.raises(OutputError, match="is a folder"):
+        write_text_atomic(tmp_path, "x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match=r"file/sub/out\.json: cannot write \(Not a directory"):  # still an OSError
+        write_text_atomic(tmp_path / "file" / "sub" / "out.json", "x")
+    write_text_atomic(tmp_path / "a" / "b" / "out.json", "y")  # missing folders are created
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "file", "out.json"]

@@ -52,3 +52,40 @@ def test_graphs_keys_onnx_files_by_content(tmp_path, capsys):
     renamed = model.rename(tmp_path / "renamed.onnx")  # same content, new name: found again
     assert main(["graphs", str(renamed), "--store", str(store)]) == 0
     assert "built 0, already stored 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["graph", "m.onnx", "--limit", "-3"], ["graph", "m.onnx", "--limit", "x"]])
+def test_graph_limit_must_be_a_non_negative_count(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == EXIT_USER_ERROR and "--limit" in capsys.readouterr().err
+
+
+def test_graph_limit_zero_prints_every_node(tmp_path, capsys):
+    assert main(["graph", str(_relu(tmp_path / "m.onnx")), "--limit", "0"]) == 0
+    assert "more nodes" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["graph", "m.onnx", "--json"], ["predict", "m.onnx", "-t", "pixel3-tflite", "--csv"]])
+def test_a_folder_as_output_file_is_refused_before_any_work(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, str(tmp_path)])
+    assert exit_.value.code == EXIT_USER_ERROR and f"{tmp_path} is a folder" in capsys.readouterr().err
+
+
+def test_graph_json_creates_missing_folders_and_names_a_path_it_cannot_write(tmp_path, capsys):
+    model = _relu(tmp_path / "m.onnx")
+    out = tmp_path / "new" / "dir" / "g.json"
+    assert main(["graph", str(model), "--json", str(out)]) == 0 and out.is_file()
+    blocked = model / "sub" / "g.json"  # a file where a folder should be
+    assert main(["graph", str(model), "--json", str(blocked)]) == EXIT_USER_ERROR
+    err = _error(capsys)
+    assert f"{blocked}: cannot write" in err and str(model / "sub") in err
+
+
+def test_prediction_csv_on_a_folder_is_a_one_line_error(tmp_path):
+    from targets.errors import OutputError
+    from tvm_ledg.cli import _write_predictions_csv
+
+    with pytest.raises(OutputError, match="is a folder"):
+        _write_predictions_csv(tmp_path, [], breakdown=False)
