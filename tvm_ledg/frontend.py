@@ -142,9 +142,13 @@ def _onnx_input_shapes(
             continue
         for axis, (value, symbol) in enumerate(dims):
             if not value:
+                # a dynamic batch alone is also fixed by the batch size option of the CLI and of the API
+                batch_only = axis == 0 and all(v for v, _ in dims[1:])
+                hint = (" or set the batch size (--batch-size N of `tvm-ledg graph` and `predict`; batch_size=N "
+                        "of predict_latency)") if batch_only else ""
                 raise ModelImportError(
                     f"{name}: input {inp.name!r} has a dynamic dimension {axis} ({symbol or '?'}); "
-                    f"pass input_shapes={{{inp.name!r}: [...]}} with static sizes"
+                    f"pass input_shapes={{{inp.name!r}: [...]}} with static sizes{hint}"
                 )
         shapes[inp.name] = [int(v) for v, _ in dims]
     if overrides:

@@ -89,3 +89,12 @@ def test_prediction_csv_on_a_folder_is_a_one_line_error(tmp_path):
 
     with pytest.raises(OutputError, match="is a folder"):
         _write_predictions_csv(tmp_path, [], breakdown=False)
+
+
+def test_a_dynamic_batch_error_names_the_cli_option(tmp_path, capsys):
+    model = _relu(tmp_path / "dyn.onnx", batch="N")
+    assert main(["graph", str(model)]) == EXIT_USER_ERROR
+    err = _error(capsys)
+    assert "dynamic dimension 0 (N)" in err and "--batch-size N" in err and "input_shapes=" in err
+    assert main(["graph", str(model), "--batch-size", "2"]) == 0
+    assert "2x8" in capsys.readouterr().out
