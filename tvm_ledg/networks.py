@@ -4,6 +4,9 @@ A MODEL is an ONNX file path, or an architecture-space string such as
 ``nb201:|nor_conv_3x3~0|+|...|`` (see ``tvm_ledg.spaces``), or ``@list.txt``
 naming a file with one MODEL per line. The CLI and the prediction API share
 this one resolver so they accept exactly the same things.
+
+MODELs are checked (``check_model``) before TVM is imported, which alone takes
+about 5 s: a mistyped path or space string is an error at once.
 """
 
 from __future__ import annotations
@@ -15,17 +18,39 @@ from pathlib import Path
 from cost_model.graph import OpGraph
 from targets.errors import ModelImportError
 
-__all__ = ["expand_model_args", "load_network", "network_graph", "is_space_spec", "model_key"]
+__all__ = ["check_model", "expand_model_args", "load_network", "network_graph", "is_space_spec", "model_key"]
 
 log = logging.getLogger(__name__)
 
 
 def is_space_spec(spec: str) -> bool:
     """True when ``spec`` starts with a registered space prefix (``nb201:``...)."""
+    prefix, sep, _ = spec.partition(":")
+    if not sep:  # a plain path: the spaces (and torch with them) need not be imported
+        return False
     from tvm_ledg import spaces
 
-    prefix, sep, _ = spec.partition(":")
-    return bool(sep) and prefix in spaces.list_spaces()
+    return prefix in spaces.list_spaces()
+
+
+def check_model(model: str) -> str:
+    """``model`` itself if it can name a network: a valid space string or an existing ``*.onnx`` file.
+
+    Imports neither TVM nor onnx (a space string is parsed by its space, which imports torch).
+    """
+    if is_space_spec(model):
+        from tvm_ledg import spaces
+
+        spaces.parse(model)
+        return model
+    path = Path(model)
+    if path.suffix.lower() != ".onnx":
+        raise ModelImportError(
+            f"{model!r}: not an ONNX file (*.onnx) nor a space string (prefixes: {_space_prefixes()})"
+        )
+    if not path.is_file():
+        raise ModelImportError(f"{path}: {'not a file' if path.exists() else 'no such ONNX file'}")
+    return model
 
 
 def model_key(model: str, batch_size: int | None = None) -> str:
@@ -46,23 +71,36 @@ def model_key(model: str, batch_size: int | None = None) -> str:
 
 
 def expand_model_args(args: list[str]) -> list[str]:
-    """Expand ``@file`` arguments into the MODEL lines they list (blank lines and ``#`` comments skipped)."""
+    """Expand ``@file`` arguments into the MODEL lines they list and check every MODEL.
+
+    Blank lines and ``#`` comments of a list are skipped; an error in a list names its line.
+    """
     out: list[str] = []
     for arg in args:
         if not arg.startswith("@"):
-            out.append(arg)
+            out.append(check_model(arg))
             continue
         path = Path(arg[1:])
         try:
             lines = path.read_text().splitlines()
         except OSError as exc:
             raise ModelImportError(f"{path}: cannot read model list ({exc.strerror})") from exc
-        out.extend(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+        for number, line in enumerate(lines, start=1):
+            model = line.strip()
+            if not model or model.startswith("#"):
+                continue
+            try:
+                out.append(check_model(model))
+            except ModelImportError as exc:
+                raise ModelImportError(f"{path}:{number}: {exc}") from None
     return out
 
 
 def load_network(spec: str, *, batch_size: int | None = None):
     """Load one MODEL string as a Relax ``IRModule`` (an override of the batch size is optional)."""
+    check_model(spec)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ModelImportError(f"{spec}: the batch size must be a positive integer, got {batch_size!r}")
     from tvm_ledg.frontend import load_model
 
     if is_space_spec(spec):
@@ -72,10 +110,6 @@ def load_network(spec: str, *, batch_size: int | None = None):
         built = spaces.build(arch, batch_size=batch_size or getattr(arch.arch, "batch", 1))  # zoo archs carry one
         return load_model(built.module, built.example_inputs, torch_tracer="fx")
     path = Path(spec)
-    if path.suffix.lower() != ".onnx":
-        raise ModelImportError(
-            f"{spec!r}: not an ONNX file (*.onnx) nor a space string (prefixes: {_space_prefixes()})"
-        )
     input_shapes = None
     if batch_size is not None:
         input_shapes = _onnx_shapes_with_batch(path, batch_size)
@@ -84,9 +118,10 @@ def load_network(spec: str, *, batch_size: int | None = None):
 
 def network_graph(spec: str, *, fused: bool = False, batch_size: int | None = None) -> OpGraph:
     """MODEL string -> operator graph named after the MODEL."""
+    mod = load_network(spec, batch_size=batch_size)
     from tvm_ledg.lowering import to_op_graph
 
-    return to_op_graph(load_network(spec, batch_size=batch_size), fused=fused, name=spec)
+    return to_op_graph(mod, fused=fused, name=spec)
 
 
 def _space_prefixes() -> str:

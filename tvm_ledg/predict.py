@@ -143,6 +143,10 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
         breakdown: also return per-operator latencies (all, or the ``top_ops`` largest).
         batch_size: override the models' batch size (ONNX and spaces).
     """
+    from tvm_ledg.networks import expand_model_args
+
+    expand_model_args([str(m) for m in (models if isinstance(models, (list, tuple)) else [models])
+                       if isinstance(m, (str, os.PathLike))])  # a mistyped MODEL fails before the checkpoint loads
     predictor = load_predictor(checkpoint)
     if not isinstance(models, (list, tuple)):
         models = [models]

@@ -98,3 +98,38 @@ def test_a_dynamic_batch_error_names_the_cli_option(tmp_path, capsys):
     assert "dynamic dimension 0 (N)" in err and "--batch-size N" in err and "input_shapes=" in err
     assert main(["graph", str(model), "--batch-size", "2"]) == 0
     assert "2x8" in capsys.readouterr().out
+
+
+_NO_TVM = """
+import sys
+from tvm_ledg.cli import main
+code = main(sys.argv[1:])
+assert code == 2, code
+assert "tvm" not in sys.modules and "onnx" not in sys.modules, "imported before the MODEL was checked"
+"""
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["graph", "missing.onnx"], "missing.onnx: no such ONNX file"),
+    (["graph", "nb201:bogus"], "nb201 cell 'bogus'"),
+    (["graph", "resnet18"], "not an ONNX file"),
+    (["graph", "m.onnx"], "m.onnx: not a file"),  # a folder named like a model
+    (["graphs", "fbnet:1,2", "--store", "s"], "fbnet"),
+    (["predict", "missing.onnx", "-t", "help:pixel3"], "missing.onnx: no such ONNX file"),
+    (["predict", "ofa:{bad", "-t", "help:pixel3"], "ofa"),
+    (["rank", "zoo:nosuchfamily:1", "-t", "help:pixel3"], "nosuchfamily"),
+    (["collect", "@missing.txt", "-t", "help:pixel3", "--db", "m.sqlite"], "missing.txt: cannot read model list"),
+    (["adapt", "--target", "help:pixel3", "--measurements", "ms.csv", "--out", "o"], "missing.onnx: no such ONNX"),
+    (["predict", "@list.txt", "-t", "help:pixel3"], "list.txt:2: 'resnet18': not an ONNX file"),
+])
+def test_models_are_checked_before_tvm_is_imported(tmp_path, argv, fragment):
+    import subprocess
+    import sys
+
+    (tmp_path / "m.onnx").mkdir()
+    (tmp_path / "ms.csv").write_text("model,latency_ms\nmissing.onnx,1.0\n")
+    (tmp_path / "list.txt").write_text("# models\nresnet18\n")
+    out = subprocess.run([sys.executable, "-c", _NO_TVM, *argv], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.startswith("error:") and fragment in out.stderr and len(out.stderr.splitlines()) == 1
