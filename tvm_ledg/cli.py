@@ -289,6 +289,14 @@ def _output_file(text: str) -> Path:
     return path
 
 
+def _output_folder(text: str) -> Path:
+    """argparse type of output folders: refused before any work when a file is in the way."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvm-ledg", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -305,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gb = sub.add_parser("graphs", help="lower many models into a graph store (parallel, resumable)")
     gb.add_argument("models", nargs="+", metavar="MODEL", help="ONNX files, space strings or @list files")
-    gb.add_argument("--store", type=Path, required=True, help="graph store directory")
+    gb.add_argument("--store", type=_output_folder, required=True, help="graph store directory (created if missing)")
     gb.add_argument("--workers", type=int, default=1, help="worker processes (each imports TVM once)")
     gb.add_argument("--fused", action="store_true", help="store the fused-kernel view")
     gb.set_defaults(func=_cmd_graphs)

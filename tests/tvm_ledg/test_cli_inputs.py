@@ -133,3 +133,16 @@ def test_models_are_checked_before_tvm_is_imported(tmp_path, argv, fragment):
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stderr.startswith("error:") and fragment in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+def test_graphs_store_must_be_a_folder(tmp_path, capsys):
+    model, store = _relu(tmp_path / "m.onnx"), tmp_path / "store.txt"
+    store.write_text("not a store")
+    with pytest.raises(SystemExit) as exit_:
+        main(["graphs", str(model), "--store", str(store)])
+    assert exit_.value.code == EXIT_USER_ERROR and f"{store} is a file" in capsys.readouterr().err
+
+
+def test_batch_size_must_be_positive(tmp_path, capsys):
+    assert main(["graph", str(_relu(tmp_path / "m.onnx", batch="N")), "--batch-size", "0"]) == EXIT_USER_ERROR
+    assert "batch size must be a positive integer, got 0" in _error(capsys)
