@@ -73,10 +73,13 @@ def build_graphs(
         results = ((spec, _lower_one(str(store.root), key, spec, fused)) for key, spec in todo.items())
         _collect(results, report, len(todo), progress)
         return report
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
         futures = {pool.submit(_lower_one, str(store.root), key, spec, fused): spec for key, spec in todo.items()}
         results = ((futures[f], f.result()) for f in as_completed(futures))
         _collect(results, report, len(todo), progress)
+    finally:  # after Ctrl-C, only the networks in flight finish: the pool would otherwise lower every one left
+        pool.shutdown(wait=True, cancel_futures=True)
     return report
 
 

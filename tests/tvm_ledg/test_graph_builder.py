@@ -1,5 +1,7 @@
 """build_graphs: lowers what is missing, logs failures, and resumes without redoing work."""
 
+import pytest
+
 from cost_model.graph_store import GraphStore
 from tvm_ledg.graph_builder import build_graphs
 
@@ -17,3 +19,15 @@ def test_build_resume_and_failure(tmp_path):
     assert store[CELL].num_nodes > 50
     again = build_graphs([CELL], store)
     assert again.built == 0 and again.skipped == 1
+
+
+def test_an_interrupt_stops_the_workers_lowering(tmp_path):
+    store = GraphStore(tmp_path)
+    specs = [f"zoo:resnet:{seed}" for seed in range(16)]
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_graphs(specs, store, workers=2, progress=interrupt)
+    assert 1 <= len(store) < 8  # the first one and those in flight, not everything queued
