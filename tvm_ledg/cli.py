@@ -184,8 +184,10 @@ def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
 def _cmd_adapt(args: argparse.Namespace) -> int:
     import targets
     from cost_model.adapt import adapt
+    from cost_model.checkpoint import check_replaceable
     from tvm_ledg.predict import load_predictor, read_measurements, resolve_graphs
 
+    check_replaceable(args.out)  # before any work: --out must not be a folder of the user's
     predictor = load_predictor(args.checkpoint, cached=False)
     desc = targets.load(args.target)
     measured = read_measurements(args.measurements)

@@ -160,3 +160,27 @@ def test_train_and_eval_cli_on_public_data(tmp_path, capsys):
     config.write_text("data: {graph_store: x}\ntrain: {epochz: 3}\n")
     assert main(["train", "--config", str(config), "--out", str(out)]) == EXIT_USER_ERROR
     assert "unknown training settings ['epochz']" in capsys.readouterr().err
+
+
+def test_adapt_and_train_refuse_an_out_directory_that_is_not_a_checkpoint(checkpoint, tmp_path, capsys, monkeypatch):
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "a.txt").write_text("keep")
+    meas = tmp_path / "m.csv"
+    meas.write_text("model,latency_ms\n" + "".join(f'"{s}",{i + 1}\n' for i, s in enumerate(SPECS)))
+    for out in (str(project), "."):
+        monkeypatch.chdir(project)
+        code = main(["adapt", "--checkpoint", str(checkpoint), "--target", "help:pixel3", "--measurements",
+                     str(meas), "--out", out, "--graph-store", str(tmp_path / "g")])
+        err = capsys.readouterr().err
+        assert code == EXIT_USER_ERROR and f"{project}: not empty and not a checkpoint" in err
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"graph_store": str(tmp_path / "no-store")}}))
+    assert main(["train", "--config", str(config), "--out", str(project)]) == EXIT_USER_ERROR
+    assert f"{project}: not empty and not a checkpoint" in capsys.readouterr().err  # refused before the data is read
+    (tmp_path / "ckpt.resume").mkdir()
+    (tmp_path / "ckpt.resume" / "notes.txt").write_text("mine")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "ckpt"), "--restart"]) == EXIT_USER_ERROR
+    assert "ckpt.resume: not empty and not a checkpoint" in capsys.readouterr().err
+    assert (tmp_path / "ckpt.resume" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in project.iterdir()) == ["a.txt", "src"] and (project / "a.txt").read_text() == "keep"
