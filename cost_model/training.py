@@ -267,7 +267,9 @@ def train_from_config(config: RunConfig, out: str | os.PathLike[str], *, progres
         raise DataError(f"{config.source}: no training rows (every device held out or no graphs)")
     if not resume and resume_dir.exists():
         shutil.rmtree(resume_dir)
-    predictor = LatencyPredictor(encoder=config.encoder, model=config.model, train=config.train)
+    granularity = "program" if config.data.get("tuning_records") else "network"
+    predictor = LatencyPredictor(encoder=config.encoder, model=config.model, train=config.train,
+                                 granularity=granularity)
     predictor.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], resume_dir=resume_dir,
                   progress=progress)
     summary = {**data.summary(), "config": {"data": config.data, "source": config.source}}

@@ -61,9 +61,9 @@ def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: 
                               "pass --checkpoint DIR (train one with `tvm-ledg train`)")
     path = path.resolve()
     if not cached:
-        return LatencyPredictor.from_pretrained(path)
+        return LatencyPredictor.from_pretrained(path, granularity="network")
     if path not in _PREDICTORS:
-        _PREDICTORS[path] = LatencyPredictor.from_pretrained(path)
+        _PREDICTORS[path] = LatencyPredictor.from_pretrained(path, granularity="network")
     return _PREDICTORS[path]
 
 

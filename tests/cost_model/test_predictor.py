@@ -161,3 +161,54 @@ def test_adaptation_is_never_worse_than_zero_shot_on_its_samples(tmp_path, k):
     np.testing.assert_allclose(again.predict(graphs, tgt, [(key, new.name) for key, _ in samples]), after, rtol=1e-5)
     assert model.predict(graphs, tgt, [(keys[0], "pixel3-tflite")]) == pytest.approx(
         again.predict(graphs, tgt, [(keys[0], "pixel3-tflite")]))
+
+
+def test_granularity_is_saved_and_checked_on_load(tmp_path):
+    import json
+
+    graphs, rows = _data(0)
+    program = LatencyPredictor(encoder={"kind": "builtin", "dim": 8, "vocab_size": 64}, model={"dim": 8, "layers": 1,
+                               "heads": 2}, train=TrainConfig(epochs=1, batch_size=16), granularity="program")
+    program.fit(graphs, TARGETS, rows[:16]).save_pretrained(tmp_path / "prog")
+    assert LatencyPredictor.from_pretrained(tmp_path / "prog").granularity == "program"
+    with pytest.raises(CheckpointError, match=r"prog: a checkpoint of kind 'ledgformer-latency/program' .*expected "
+                                              r"'ledgformer-latency/network'"):
+        LatencyPredictor.from_pretrained(tmp_path / "prog", granularity="network")
+    # written before the field existed: a run config with tuning records made a program-level model
+    config = json.loads((tmp_path / "prog" / "config.json").read_text())
+    del config["granularity"]
+    config["data"] = {"config": {"data": {"sources": [], "tuning_records": ["records.jsonl.gz"]}}}
+    (tmp_path / "prog" / "config.json").write_text(json.dumps(config))
+    assert LatencyPredictor.from_pretrained(tmp_path / "prog", granularity="program").granularity == "program"
+    with pytest.raises(CheckpointError, match="kind 'ledgformer-latency/program'"):
+        LatencyPredictor.from_pretrained(tmp_path / "prog", granularity="network")
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("schemas", [], "field 'schemas' is an array"),
+    ("encoder", "builtin", "field 'encoder' is a string"),
+    ("encoder", {"id": "x"}, "field 'encoder.config' is missing"),
+    ("encoder", {"config": 3, "id": "x"}, "field 'encoder.config' is an integer 3, expected an object or a string"),
+    ("model", {"dim": "wide"}, "field 'encoder' or 'model' does not describe a model"),
+    ("adaptations", [], "field 'adaptations' is an array"),
+    ("adaptations", {"h": {"descriptor": {}, "scale_a": "0", "scale_b": 1}}, "field 'adaptations.h.scale_a' is a string"),
+    ("adaptations", {"h": 1}, "field 'adaptations.h' is not an object"),
+    ("history", {}, "field 'history' is an object"),
+    ("train", {"epochs": 1, "nope": 2}, "field 'train'"),
+    ("granularity", "layer", "field 'granularity' is 'layer'"),
+    ("format_version", "1", "field 'format_version' is a string"),
+])
+def test_config_fields_of_the_wrong_type_are_named(tmp_path, field, value, fragment):
+    import json
+
+    graphs, rows = _data(0)
+    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 8, "vocab_size": 64},
+                             model={"dim": 8, "layers": 1, "heads": 2}, train=TrainConfig(epochs=1, batch_size=16))
+    model.fit(graphs, TARGETS, rows[:8]).save_pretrained(tmp_path / "c")
+    path = tmp_path / "c" / "config.json"
+    config = json.loads(path.read_text())
+    config[field] = value
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as info:
+        LatencyPredictor.from_pretrained(tmp_path / "c")
+    assert str(path) in str(info.value) and fragment in str(info.value), str(info.value)

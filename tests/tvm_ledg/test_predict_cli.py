@@ -184,3 +184,19 @@ def test_adapt_and_train_refuse_an_out_directory_that_is_not_a_checkpoint(checkp
     assert "ckpt.resume: not empty and not a checkpoint" in capsys.readouterr().err
     assert (tmp_path / "ckpt.resume" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in project.iterdir()) == ["a.txt", "src"] and (project / "a.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("command", ["predict", "rank", "adapt"])
+def test_the_program_level_checkpoint_is_refused_for_networks(tmp_path, capsys, command):
+    program = DEFAULT_CHECKPOINT.parent / "ledg-program"
+    if not program.is_dir():
+        pytest.skip("no shipped program-level checkpoint in this checkout")
+    meas = tmp_path / "m.csv"
+    meas.write_text(f'model,latency_ms\n"{SPECS[0]}",3\n')
+    argv = {"predict": ["predict", SPECS[0], "-t", "help:pixel3"], "rank": ["rank", SPECS[0], "-t", "help:pixel3"],
+            "adapt": ["adapt", "--target", "help:pixel3", "--measurements", str(meas), "--out", str(tmp_path / "o")]}
+    assert main([*argv[command], "--checkpoint", str(program), "--graph-store", str(tmp_path / "g")]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert (f"{program.resolve()}: a checkpoint of kind 'ledgformer-latency/program'" in err
+            and "expected 'ledgformer-latency/network'" in err), err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "g").exists()
