@@ -108,8 +108,15 @@ def test_adapt_cli_writes_an_adapted_checkpoint(checkpoint, graphs, tmp_path, ca
     ("model,ms\nx,1\n", "missing column(s) ['latency_ms']"),
     ("model,latency_ms\n" + f'"{SPECS[0]}",-3\n', "m.csv:2: latency_ms '-3'"),
     ("model,latency_ms\n", "no measurements"),
+    ("model,latency_ms\n" + f'"{SPECS[0]}",5,1\n', "m.csv:2: 3 fields, the header has 2; write decimals with a point"),
+    ("model,latency_ms\n" + f'"{SPECS[0]}"\n', "m.csv:2: 1 fields, the header has 2"),
+    ("model,latency_ms,notes\n" + f'"{SPECS[0]}",5,1\n', "m.csv:1: unknown column(s) ['notes']"),
+    ("model,latency_ms\n ,3\n", "m.csv:2: empty model name"),
+    ("model,latency_ms\n" + f'"{SPECS[0]}",3\n"{SPECS[1]}",2\n"{SPECS[0]}",4\n',
+     f"m.csv:4: model '{SPECS[0]}' is measured again (first on line 2)"),
 ])
 def test_adapt_rejects_bad_measurements(checkpoint, tmp_path, capsys, content, fragment):
+    """Ambiguous rows (a decimal comma, extra or missing fields, repeated models) are refused, naming file:line."""
     meas = tmp_path / "m.csv"
     meas.write_text(content)
     code = main(["adapt", "--checkpoint", str(checkpoint), "--target", "help:pixel3", "--measurements", str(meas),
@@ -200,3 +207,11 @@ def test_the_program_level_checkpoint_is_refused_for_networks(tmp_path, capsys, 
     assert (f"{program.resolve()}: a checkpoint of kind 'ledgformer-latency/program'" in err
             and "expected 'ledgformer-latency/network'" in err), err
     assert not (tmp_path / "o").exists() and not (tmp_path / "g").exists()
+
+
+def test_measurements_with_a_byte_order_mark_and_padded_header_are_read(tmp_path):
+    from tvm_ledg.predict import read_measurements
+
+    meas = tmp_path / "m.csv"
+    meas.write_text("\ufefflatency_ms , model\n5.1,nb201:a\n0.25,\"nb201:b,c\"\n", encoding="utf-8")
+    assert read_measurements(meas) == [("nb201:a", 5.1), ("nb201:b,c", 0.25)]
