@@ -85,6 +85,24 @@ class Adaptation:
     samples: int = 0
     method: str = "zero-shot"
 
+    @property
+    def changes_predictions(self) -> bool:
+        """False when applying it is a no-op (adaptation kept the model as it was)."""
+        return self.offset is not None or self.scale_a != 0.0 or self.scale_b != 1.0
+
+    def describe(self) -> str:
+        """What was done, in words: which correction, from how many measurements."""
+        n = f"{self.samples} measurement" + ("" if self.samples == 1 else "s")
+        if not self.changes_predictions:
+            return f"nothing adapted: the model as trained fits the {n} best (cross-validated), predictions unchanged"
+        factor = math.exp(self.scale_a)
+        if self.offset is None and self.scale_b == 1.0:
+            how = "not cross-validated" if self.samples == 1 else "cross-validated"
+            return f"scale-only calibration from {n} ({how}): every prediction x {factor:.3g}"
+        what = "target offset fine-tuned, then calibrated" if self.offset is not None else "calibrated"
+        return (f"{what} from {n} (cross-validated): "
+                f"log y = {self.scale_a:.3f} + {self.scale_b:.3f} log y_model")
+
     def to_json(self) -> dict[str, Any]:
         return {"descriptor": self.descriptor, "scale_a": self.scale_a, "scale_b": self.scale_b,
                 "has_offset": self.offset is not None, "samples": self.samples, "method": self.method}
@@ -267,6 +285,7 @@ class LatencyPredictor:
         for key, target in pairs:
             if target not in targets:
                 raise DataError(f"no target descriptor named {target!r}")
+        self._warn_stale_adaptations({targets[t] for _, t in pairs})
         self.model_.eval()
         self.encoder_.eval()
         lat, std, per_op = [], [], []
@@ -287,6 +306,25 @@ class LatencyPredictor:
                     per_op.append((ops * f).numpy())
         latency = np.concatenate(lat) if lat else np.zeros(0)
         return Prediction(latency, np.concatenate(std) if std else None, per_op if breakdown else None)
+
+    def adaptation_for(self, desc: TargetDescriptor) -> Adaptation | None:
+        """The stored adaptation that changes ``desc``'s predictions, if any."""
+        found = self.adaptations_.get(desc.content_hash())
+        return found if found is not None and found.changes_predictions else None
+
+    def _warn_stale_adaptations(self, descs: set[TargetDescriptor]) -> None:
+        """An adaptation is keyed by the descriptor's content hash, so editing any field of the
+        descriptor silently drops it; say so when a target's name matches a stored adaptation."""
+        if not self.adaptations_:
+            return
+        by_name: dict[str, list[str]] = {}
+        for key, adaptation in self.adaptations_.items():
+            by_name.setdefault(str(adaptation.descriptor.get("name")), []).append(key)
+        for desc in sorted(descs, key=lambda d: d.name):
+            if desc.content_hash() not in self.adaptations_ and desc.name in by_name:
+                log.warning("target %s: this checkpoint holds an adaptation for a descriptor of the same name with "
+                            "other fields (hash %s, now %s); it is not applied: adapt again to the edited descriptor",
+                            desc.name, ", ".join(by_name[desc.name]), desc.content_hash())
 
     def _calibration(self, descs: Sequence[TargetDescriptor]) -> tuple[torch.Tensor, torch.Tensor]:
         found = [self.adaptations_.get(d.content_hash()) for d in descs] if self.adaptations_ else [None] * len(descs)

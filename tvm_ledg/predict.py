@@ -36,7 +36,7 @@ class LatencyPrediction:
     target: str
     latency_ms: float
     std_log: float | None = None
-    adapted: bool = False
+    adapted: bool = False  # a stored adaptation changed this prediction
     operators: list[tuple[int, str, float]] = field(default_factory=list)
 
 
@@ -174,7 +174,7 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
             ops = sorted(((n.id, n.op, float(ms)) for n, ms in zip(graph.nodes, result.per_op_ms[i])),
                          key=lambda x: -x[2])[:top_ops]
         std = None if result.std_log is None else float(result.std_log[i])
-        adapted = descs[t].content_hash() in predictor.adaptations_
+        adapted = predictor.adaptation_for(descs[t]) is not None
         out.append(LatencyPrediction(name, t, float(result.latency_ms[i]), std, adapted, ops))
     return out
 

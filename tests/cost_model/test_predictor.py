@@ -1,6 +1,7 @@
 """LatencyPredictor end to end on a toy task: it learns, round-trips, and refuses bad checkpoints."""
 
 import numpy as np
+import torch
 import pytest
 
 import targets
@@ -212,3 +213,25 @@ def test_config_fields_of_the_wrong_type_are_named(tmp_path, field, value, fragm
     with pytest.raises(CheckpointError) as info:
         LatencyPredictor.from_pretrained(tmp_path / "c")
     assert str(path) in str(info.value) and fragment in str(info.value), str(info.value)
+
+
+def test_offsets_fitted_together_equal_separate_fits_and_report_progress():
+    from cost_model.adapt import _fit_offsets, adapt
+
+    graphs, rows = _data(0)
+    model = _small(epochs=1).fit(graphs, TARGETS, rows[:16])
+    new = targets.load("galaxy-a50-tflite")
+    keys = sorted(graphs)[:6]
+    y = np.array([graphs[k].total_flops / 1e6 for k in keys])
+    subsets = [np.array([0, 1, 2]), np.array([2, 3, 4, 5])]
+    calls = []
+    together = _fit_offsets(model, new, keys, y, subsets, graphs, 8, 0.05, 1e-2, 0, lambda d, t: calls.append((d, t)))
+    apart = [_fit_offsets(model, new, keys, y, [s], graphs, 8, 0.05, 1e-2, 0, None)[0] for s in subsets]
+    np.testing.assert_allclose(together.numpy(), torch.stack(apart).numpy(), rtol=1e-4, atol=1e-6)
+    assert calls == [(i, 8) for i in range(1, 9)]
+    weights = {k: v.clone() for k, v in model.model_.state_dict().items()}
+    model.model_.zero_grad(set_to_none=True)
+    adaptation = adapt(model, new, list(zip(keys, y)), graphs, steps=5, progress=lambda d, t: None)
+    assert all(torch.equal(v, model.model_.state_dict()[k]) for k, v in weights.items())
+    assert all(p.grad is None for p in model.model_.parameters())
+    assert adaptation.samples == 6 and "the 6 measurements" in adaptation.describe()

@@ -215,3 +215,36 @@ def test_measurements_with_a_byte_order_mark_and_padded_header_are_read(tmp_path
     meas = tmp_path / "m.csv"
     meas.write_text("\ufefflatency_ms , model\n5.1,nb201:a\n0.25,\"nb201:b,c\"\n", encoding="utf-8")
     assert read_measurements(meas) == [("nb201:a", 5.1), ("nb201:b,c", 0.25)]
+
+
+def test_adapt_from_one_measurement_says_it_scaled(checkpoint, graphs, tmp_path, capsys):
+    meas = tmp_path / "m.csv"
+    meas.write_text(f'model,latency_ms\n"{SPECS[0]}",7.5\n')
+    out, store = tmp_path / "adapted", tmp_path / "graphs"
+    assert main(["adapt", "--checkpoint", str(checkpoint), "--target", "galaxy-a50-tflite", "--measurements",
+                 str(meas), "--out", str(out), "--graph-store", str(store)]) == 0
+    said = capsys.readouterr().out
+    assert "galaxy-a50-tflite: scale-only calibration from 1 measurement (not cross-validated): every prediction x" in said
+    (after,) = predict_latency(SPECS[0], "galaxy-a50-tflite", checkpoint=out, graph_store=store)
+    assert after.adapted and after.latency_ms == pytest.approx(7.5, rel=1e-5)
+
+
+def test_an_adaptation_that_changes_nothing_is_not_reported_and_a_stale_one_is_warned(checkpoint, tmp_path, caplog):
+    from cost_model.predictor import Adaptation
+
+    desc = targets.load("galaxy-a50-tflite")
+    model = LatencyPredictor.from_pretrained(checkpoint)
+    model.adaptations_[desc.content_hash()] = Adaptation(desc.to_dict(), samples=3, method="zero-shot")
+    edited = {**desc.to_dict(), "notes": "an older version of this descriptor"}
+    model.adaptations_["0123456789abcdef"] = Adaptation(edited, scale_a=1.0, samples=4, method="calibrated")
+    model.save_pretrained(tmp_path / "ckpt")
+    (pred,) = predict_latency(SPECS[0], desc, checkpoint=tmp_path / "ckpt", graph_store=tmp_path / "g")
+    assert not pred.adapted
+    assert not caplog.records  # the current descriptor has its own (no-op) entry
+    del model.adaptations_[desc.content_hash()]
+    model.save_pretrained(tmp_path / "stale")
+    with caplog.at_level("WARNING"):
+        (pred,) = predict_latency(SPECS[0], desc, checkpoint=tmp_path / "stale", graph_store=tmp_path / "g")
+    assert not pred.adapted
+    assert any("target galaxy-a50-tflite" in r.getMessage() and "0123456789abcdef" in r.getMessage()
+               and "not applied" in r.getMessage() for r in caplog.records), caplog.text
