@@ -12,19 +12,22 @@ Three candidates are compared, all on the k given samples only:
   calibration it can change the ranking of architectures.
 
 The candidate with the lowest k-fold cross-validated log-RMSE is chosen; if its
-in-sample log-RMSE is above the zero-shot one, zero-shot is kept. Hence an
+in-sample log-RMSE is above the zero-shot one, zero-shot is kept. One
+measurement cannot be cross-validated; it sets the scale (``calibrated`` with
+only ``a``), the honest best a single number allows. Hence an
 adaptation is never worse than zero-shot on the samples it was given (tested).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from cost_model.graph import OpGraph
+from cost_model.ledgformer import LeDGOutput
 from cost_model.loglinear import fit_loglinear
 from cost_model.losses import latency_loss
 from cost_model.predictor import Adaptation, LatencyPredictor
@@ -34,6 +37,7 @@ from targets.schema import TargetDescriptor
 __all__ = ["adapt", "fit_calibration"]
 
 Sample = tuple[str, float]  # (graph key, measured latency in ms)
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
 def fit_calibration(log_pred: np.ndarray, log_true: np.ndarray, ridge: float = 1.0) -> tuple[float, float]:
@@ -45,25 +49,53 @@ def _log_rmse(log_pred: np.ndarray, log_true: np.ndarray) -> float:
     return float(np.sqrt(np.mean((log_pred - log_true) ** 2)))
 
 
-def _fit_offset(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequence[str], y: np.ndarray,
-                graphs: Mapping[str, OpGraph], steps: int, lr: float, l2: float, seed: int) -> torch.Tensor:
+def _fit_offsets(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequence[str], y: np.ndarray,
+                 subsets: Sequence[np.ndarray], graphs: Mapping[str, OpGraph], steps: int, lr: float, l2: float,
+                 seed: int, progress: Progress | None) -> torch.Tensor:
+    """One offset per subset of the samples, ``(len(subsets), dim)``, fitted in one batch.
+
+    Each offset sees only its own subset's loss and Adam is elementwise, so fitting them
+    together gives the offsets separate fits would, for one forward and backward pass per
+    step instead of one per subset (cross-validation folds cost almost nothing extra).
+    Gradients flow to the offsets only: the model's weights are not touched."""
     torch.manual_seed(seed)
     model = predictor.model_
-    offset = torch.zeros(model.config.dim, requires_grad=True)
-    opt = torch.optim.Adam([offset], lr=lr)
-    target = torch.tensor(y, dtype=torch.float32)
+    rows = np.concatenate(subsets)
+    owner = torch.from_numpy(np.repeat(np.arange(len(subsets)), [len(s) for s in subsets]))
+    bounds = np.cumsum([0, *(len(s) for s in subsets)])
+    offsets = torch.zeros(len(subsets), model.config.dim, requires_grad=True)
+    opt = torch.optim.Adam([offsets], lr=lr)
+    target = torch.tensor(y[rows], dtype=torch.float32)
+    row_keys = [keys[i] for i in rows]
     was_training = model.training
     model.eval()  # no dropout: the k samples are all there is
     try:
-        for _ in range(steps):
-            out = predictor.forward(list(keys), [desc] * len(keys), graphs, offsets=offset.expand(len(keys), -1))
-            loss = latency_loss(out, target, huber_delta=None, rank_weight=0.5).total + l2 * offset.pow(2).sum()
+        for step in range(steps):
+            out = predictor.forward(row_keys, [desc] * len(rows), graphs, offsets=offsets[owner])
+            loss = l2 * offsets.pow(2).sum()
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                part = LeDGOutput(out.latency_ms[lo:hi], out.log_latency_ms[lo:hi], out.per_op_ms,
+                                  None if out.log_var is None else out.log_var[lo:hi])
+                loss = loss + latency_loss(part, target[lo:hi], huber_delta=None, rank_weight=0.5).total
             opt.zero_grad()
-            loss.backward()
+            loss.backward(inputs=[offsets])
             opt.step()
+            if progress is not None:
+                progress(step + 1, steps)
     finally:
         model.train(was_training)
-    return offset.detach()
+    return offsets.detach()
+
+
+@torch.no_grad()
+def _log_predict_each(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequence[str],
+                      graphs: Mapping[str, OpGraph], offsets: torch.Tensor) -> np.ndarray:
+    """``(len(offsets), len(keys))`` log-latencies of every sample under every offset, in one batch."""
+    predictor.model_.eval()
+    n = len(keys)
+    rows = predictor.forward(list(keys) * len(offsets), [desc] * (n * len(offsets)), graphs,
+                             offsets=offsets.repeat_interleave(n, dim=0))
+    return rows.log_latency_ms.double().numpy().reshape(len(offsets), n)
 
 
 @torch.no_grad()
@@ -76,11 +108,12 @@ def _log_predict(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
 
 def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence[Sample],
           graphs: Mapping[str, OpGraph], *, steps: int = 60, lr: float = 0.05, l2: float = 1e-2,
-          folds: int = 5, seed: int = 0, offset: bool = True) -> Adaptation:
+          folds: int = 5, seed: int = 0, offset: bool = True, progress: Progress | None = None) -> Adaptation:
     """Adapt ``predictor`` to ``desc`` from measured ``samples``; stores and returns the ``Adaptation``.
 
     ``offset=False`` leaves out the fine-tuned candidate: calibration only, which costs one forward
-    pass over the samples (used to calibrate the training targets on hundreds of samples)."""
+    pass over the samples (used to calibrate the training targets on hundreds of samples).
+    ``progress(done, total)`` is called after each offset fine-tuning step."""
     predictor._check_fitted()
     if not samples:
         raise DataError(f"{desc.name}: adaptation needs at least one measured (model, latency) pair")
@@ -92,37 +125,36 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
     keys = [k for k, _ in samples]
     log_y = np.log([ms for _, ms in samples])
     base = _log_predict(predictor, desc, keys, graphs, None)
-
-    def offset_then_calibrate(idx: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
-        sub = [keys[i] for i in idx]
-        vec = _fit_offset(predictor, desc, sub, np.exp(log_y[idx]), graphs, steps, lr, l2, seed)
-        return vec, fit_calibration(_log_predict(predictor, desc, sub, graphs, vec), log_y[idx])
-
-    cv = {"zero-shot": _log_rmse(base, log_y)}
     k = len(samples)
-    if k >= 2:
+    cv = {"zero-shot": _log_rmse(base, log_y)}
+    offsets, with_offset = None, None
+    if k == 1:  # nothing to cross-validate with: the one measurement sets the scale, which it fits exactly
+        cv["calibrated"] = 0.0
+    else:
         order = np.random.default_rng(seed).permutation(k)
         splits = np.array_split(order, min(folds, k))
-        calib_err, offset_err = [], []
-        for held in splits:
-            fit_idx = np.setdiff1d(order, held)
+        fit_sets = [np.setdiff1d(order, held) for held in splits]
+        calib_err = []
+        for fit_idx, held in zip(fit_sets, splits):
             a, b = fit_calibration(base[fit_idx], log_y[fit_idx])
             calib_err.append((a + b * base[held] - log_y[held]) ** 2)
-            if offset and k >= 5:
-                offset_vec, (a2, b2) = offset_then_calibrate(fit_idx)
-                pred = a2 + b2 * _log_predict(predictor, desc, [keys[i] for i in held], graphs, offset_vec)
-                offset_err.append((pred - log_y[held]) ** 2)
         cv["calibrated"] = float(np.sqrt(np.mean(np.concatenate(calib_err))))
-        if offset_err:
+        if offset and k >= 5:  # the folds' offsets and the final one (all samples), fitted together
+            offsets = _fit_offsets(predictor, desc, keys, np.exp(log_y), [*fit_sets, np.arange(k)], graphs,
+                                   steps, lr, l2, seed, progress)
+            with_offset = _log_predict_each(predictor, desc, keys, graphs, offsets)
+            offset_err = []
+            for f, (fit_idx, held) in enumerate(zip(fit_sets, splits)):
+                a2, b2 = fit_calibration(with_offset[f][fit_idx], log_y[fit_idx])
+                offset_err.append((a2 + b2 * with_offset[f][held] - log_y[held]) ** 2)
             cv["offset+calibrated"] = float(np.sqrt(np.mean(np.concatenate(offset_err))))
     method = min(cv, key=cv.get)
     offset_vec, (a, b) = None, (0.0, 1.0)
     if method == "calibrated":
         a, b = fit_calibration(base, log_y)
     elif method == "offset+calibrated":
-        offset_vec, (a, b) = offset_then_calibrate(np.arange(k))
-        in_sample = a + b * _log_predict(predictor, desc, keys, graphs, offset_vec)
-        if _log_rmse(in_sample, log_y) > cv["zero-shot"]:
+        offset_vec, (a, b) = offsets[-1], fit_calibration(with_offset[-1], log_y)
+        if _log_rmse(a + b * with_offset[-1], log_y) > cv["zero-shot"]:
             method, offset_vec, (a, b) = "calibrated", None, fit_calibration(base, log_y)
     if method == "calibrated" and _log_rmse(a + b * base, log_y) > cv["zero-shot"]:
         method, a, b = "zero-shot", 0.0, 1.0

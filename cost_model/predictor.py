@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cost_model.batch import GraphTensors, collate
-from cost_model.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from cost_model.checkpoint import check_compatible, config_field, load_checkpoint, save_checkpoint
 from cost_model.early_stopping import EarlyStopping
 from cost_model.encoders import TextEncoder, make_encoder
 from cost_model.featurize import FEATURE_NAMES, feature_schema_hash, graph_tensors
@@ -85,6 +85,24 @@ class Adaptation:
     samples: int = 0
     method: str = "zero-shot"
 
+    @property
+    def changes_predictions(self) -> bool:
+        """False when applying it is a no-op (adaptation kept the model as it was)."""
+        return self.offset is not None or self.scale_a != 0.0 or self.scale_b != 1.0
+
+    def describe(self) -> str:
+        """What was done, in words: which correction, from how many measurements."""
+        n = f"{self.samples} measurement" + ("" if self.samples == 1 else "s")
+        if not self.changes_predictions:
+            return f"nothing adapted: the model as trained fits the {n} best (cross-validated), predictions unchanged"
+        factor = math.exp(self.scale_a)
+        if self.offset is None and self.scale_b == 1.0:
+            how = "not cross-validated" if self.samples == 1 else "cross-validated"
+            return f"scale-only calibration from {n} ({how}): every prediction x {factor:.3g}"
+        what = "target offset fine-tuned, then calibrated" if self.offset is not None else "calibrated"
+        return (f"{what} from {n} (cross-validated): "
+                f"log y = {self.scale_a:.3f} + {self.scale_b:.3f} log y_model")
+
     def to_json(self) -> dict[str, Any]:
         return {"descriptor": self.descriptor, "scale_a": self.scale_a, "scale_b": self.scale_b,
                 "has_offset": self.offset is not None, "samples": self.samples, "method": self.method}
@@ -112,9 +130,14 @@ class LatencyPredictor:
     """Predict latency (ms) of (graph, target) pairs; unfitted until ``fit`` or ``from_pretrained``."""
 
     def __init__(self, encoder: str | dict = "builtin", model: dict | None = None, train: TrainConfig | None = None,
-                 feature_cache: dict[str, GraphTensors] | None = None):
+                 feature_cache: dict[str, GraphTensors] | None = None, granularity: str = "network"):
         """``feature_cache``: featurized graphs shared by predictors that see the same graph keys
-        (benchmarks train one model per fold on one graph store)."""
+        (benchmarks train one model per fold on one graph store). ``granularity``: what a row's graph
+        is, "network" (a whole model) or "program" (one scheduled TIR function); saved, and checked
+        by whoever loads the checkpoint for one use."""
+        if granularity not in _GRANULARITIES:
+            raise DataError(f"granularity {granularity!r}: expected one of {sorted(_GRANULARITIES)}")
+        self.granularity = granularity
         self.encoder_spec = encoder
         self.model_options = dict(model or {})
         self.train_config = train or TrainConfig()
@@ -262,6 +285,7 @@ class LatencyPredictor:
         for key, target in pairs:
             if target not in targets:
                 raise DataError(f"no target descriptor named {target!r}")
+        self._warn_stale_adaptations({targets[t] for _, t in pairs})
         self.model_.eval()
         self.encoder_.eval()
         lat, std, per_op = [], [], []
@@ -282,6 +306,25 @@ class LatencyPredictor:
                     per_op.append((ops * f).numpy())
         latency = np.concatenate(lat) if lat else np.zeros(0)
         return Prediction(latency, np.concatenate(std) if std else None, per_op if breakdown else None)
+
+    def adaptation_for(self, desc: TargetDescriptor) -> Adaptation | None:
+        """The stored adaptation that changes ``desc``'s predictions, if any."""
+        found = self.adaptations_.get(desc.content_hash())
+        return found if found is not None and found.changes_predictions else None
+
+    def _warn_stale_adaptations(self, descs: set[TargetDescriptor]) -> None:
+        """An adaptation is keyed by the descriptor's content hash, so editing any field of the
+        descriptor silently drops it; say so when a target's name matches a stored adaptation."""
+        if not self.adaptations_:
+            return
+        by_name: dict[str, list[str]] = {}
+        for key, adaptation in self.adaptations_.items():
+            by_name.setdefault(str(adaptation.descriptor.get("name")), []).append(key)
+        for desc in sorted(descs, key=lambda d: d.name):
+            if desc.content_hash() not in self.adaptations_ and desc.name in by_name:
+                log.warning("target %s: this checkpoint holds an adaptation for a descriptor of the same name with "
+                            "other fields (hash %s, now %s); it is not applied: adapt again to the edited descriptor",
+                            desc.name, ", ".join(by_name[desc.name]), desc.content_hash())
 
     def _calibration(self, descs: Sequence[TargetDescriptor]) -> tuple[torch.Tensor, torch.Tensor]:
         found = [self.adaptations_.get(d.content_hash()) for d in descs] if self.adaptations_ else [None] * len(descs)
@@ -315,6 +358,7 @@ class LatencyPredictor:
                 state[f"adapt.{key}.offset"] = adaptation.offset
         save_checkpoint(directory, state, {
             "kind": "ledgformer-latency",
+            "granularity": self.granularity,
             "model": self.model_.config.to_dict(),
             "encoder": {"config": self.encoder_.config(), "id": self.encoder_.encoder_id},
             "schemas": _schemas(),
@@ -325,31 +369,71 @@ class LatencyPredictor:
         })
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str]) -> "LatencyPredictor":
+    def from_pretrained(cls, directory: str | os.PathLike[str], *, granularity: str | None = None) -> "LatencyPredictor":
+        """Load a checkpoint; ``granularity`` ("network" or "program"), when given, must match the one it was
+        trained for, since a program-level model returns plausible-looking nonsense for whole networks."""
         state, config = load_checkpoint(directory)
+        source = Path(directory) / "config.json"
         check_compatible(config, _schemas(), source=str(directory))
         if config.get("kind") != "ledgformer-latency":
             raise CheckpointError(f"{directory}: a {config.get('kind')!r} checkpoint, expected 'ledgformer-latency'")
+        found = _granularity_of(config, source)
+        if granularity is not None and found != granularity:
+            raise CheckpointError(
+                f"{directory}: a checkpoint of kind 'ledgformer-latency/{found}' ({_GRANULARITIES[found]}), expected "
+                f"'ledgformer-latency/{granularity}' ({_GRANULARITIES[granularity]})")
         try:
-            train = TrainConfig.from_dict(config.get("train", {}), source=f"{directory}/config.json train")
-        except DataError as exc:
-            raise CheckpointError(str(exc)) from exc
-        self = cls(encoder=config["encoder"]["config"], train=train)
-        self.encoder_ = make_encoder(config["encoder"]["config"])
-        if self.encoder_.encoder_id != config["encoder"]["id"]:
-            raise CheckpointError(f"{directory}: trained with encoder {config['encoder']['id']!r}, "
+            train = TrainConfig.from_dict(config.get("train", {}), source=f"{source} train")
+        except (DataError, TypeError) as exc:
+            raise CheckpointError(f"{source}: field 'train': {exc}") from exc
+        encoder = config["encoder"]
+        encoder_spec = config_field(encoder, "config", (dict, str), source, where="encoder")
+        encoder_id = config_field(encoder, "id", str, source, where="encoder")
+        self = cls(encoder=encoder_spec, train=train, granularity=found)
+        try:
+            self.encoder_ = make_encoder(encoder_spec)
+            self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))
+        except (CheckpointError, TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{source}: field 'encoder' or 'model' does not describe a model ({exc})") from exc
+        if self.encoder_.encoder_id != encoder_id:
+            raise CheckpointError(f"{directory}: trained with encoder {encoder_id!r}, "
                                   f"but {self.encoder_.encoder_id!r} was found")
-        self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))
         self._load_state({k: v for k, v in state.items() if not k.startswith("adapt.")})
         self.history_ = list(config.get("history", []))
         self.data_summary_ = dict(config.get("data", {}))
         for key, entry in config.get("adaptations", {}).items():
-            offset = state.get(f"adapt.{key}.offset")
-            if entry.get("has_offset") and offset is None:
-                raise CheckpointError(f"{directory}: adaptation {key} lists an offset that model.safetensors lacks")
-            self.adaptations_[key] = Adaptation(entry["descriptor"], float(entry["scale_a"]), float(entry["scale_b"]),
-                                                offset, int(entry.get("samples", 0)), str(entry.get("method", "")))
+            self.adaptations_[key] = _adaptation_from_json(key, entry, state.get(f"adapt.{key}.offset"), source)
         return self
+
+
+_GRANULARITIES = {"network": "predicts whole networks", "program": "predicts scheduled TIR programs, for tuning"}
+
+
+def _granularity_of(config: Mapping[str, Any], source: Path) -> str:
+    """What a checkpoint predicts; checkpoints written before the field existed say it through their data."""
+    if "granularity" in config:
+        found = config["granularity"]
+        if found not in _GRANULARITIES:
+            raise CheckpointError(f"{source}: field 'granularity' is {found!r}, expected one of {sorted(_GRANULARITIES)}")
+        return found
+    run = config.get("data", {}).get("config", {})
+    run_data = run.get("data", {}) if isinstance(run, dict) else {}
+    return "program" if isinstance(run_data, dict) and run_data.get("tuning_records") else "network"
+
+
+def _adaptation_from_json(key: str, entry: Any, offset: torch.Tensor | None, source: Path) -> Adaptation:
+    where = f"adaptations.{key}"
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{source}: field {where!r} is not an object")
+    descriptor = config_field(entry, "descriptor", dict, source, where=where)
+    scale_a = config_field(entry, "scale_a", float, source, where=where)
+    scale_b = config_field(entry, "scale_b", float, source, where=where)
+    samples = config_field(entry, "samples", int, source, where=where) if "samples" in entry else 0
+    method = config_field(entry, "method", str, source, where=where) if "method" in entry else ""
+    has_offset = config_field(entry, "has_offset", bool, source, where=where) if "has_offset" in entry else False
+    if has_offset and offset is None:
+        raise CheckpointError(f"{source}: adaptation {key} lists an offset that model.safetensors lacks")
+    return Adaptation(descriptor, float(scale_a), float(scale_b), offset, int(samples), method)
 
 
 class _Resume:

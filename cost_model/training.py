@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 import targets
+from cost_model.checkpoint import check_replaceable
 from cost_model.data import assign_arch_split, load_all
 from cost_model.graph import OpGraph
 from cost_model.graph_store import GraphStore
@@ -256,15 +257,19 @@ def train_from_config(config: RunConfig, out: str | os.PathLike[str], *, progres
 
     The per-epoch training state lives in ``<out>.resume/`` until the run finishes,
     so an interrupted run started again with the same config continues where it stopped.
+    Both directories are checked before any work: a folder that is neither empty nor a
+    checkpoint is refused rather than replaced after hours of training.
     """
-    out = Path(out)
+    out = check_replaceable(out)
+    resume_dir = check_replaceable(out.with_name(out.name + ".resume"))
     data = load_latency_data(config)
     if not data.rows["train"]:
         raise DataError(f"{config.source}: no training rows (every device held out or no graphs)")
-    resume_dir = out.with_name(out.name + ".resume")
     if not resume and resume_dir.exists():
         shutil.rmtree(resume_dir)
-    predictor = LatencyPredictor(encoder=config.encoder, model=config.model, train=config.train)
+    granularity = "program" if config.data.get("tuning_records") else "network"
+    predictor = LatencyPredictor(encoder=config.encoder, model=config.model, train=config.train,
+                                 granularity=granularity)
     predictor.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], resume_dir=resume_dir,
                   progress=progress)
     summary = {**data.summary(), "config": {"data": config.data, "source": config.source}}

@@ -182,19 +182,27 @@ def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
 
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     import targets
     from cost_model.adapt import adapt
+    from cost_model.checkpoint import check_replaceable
     from tvm_ledg.predict import load_predictor, read_measurements, resolve_graphs
 
+    check_replaceable(args.out)  # before any work: --out must not be a folder of the user's
     predictor = load_predictor(args.checkpoint, cached=False)
     desc = targets.load(args.target)
     measured = read_measurements(args.measurements)
     names, graphs = resolve_graphs([m for m, _ in measured], graph_store=args.graph_store, workers=args.workers)
     samples = list(zip(names, [ms for _, ms in measured]))
-    adaptation = adapt(predictor, desc, samples, graphs)
+    with tqdm(desc="fine-tuning the target offset", unit="step", file=sys.stderr, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        adaptation = adapt(predictor, desc, samples, graphs, progress=progress)
     predictor.save_pretrained(args.out)
-    print(f"{desc.name}: {adaptation.method} from {adaptation.samples} measurements "
-          f"(log y = {adaptation.scale_a:.3f} + {adaptation.scale_b:.3f} log y_model) -> {args.out}")
+    print(f"{desc.name}: {adaptation.describe()} -> {args.out}")
     return 0
 
 

@@ -35,7 +35,7 @@ class LatencyPrediction:
     target: str
     latency_ms: float
     std_log: float | None = None
-    adapted: bool = False
+    adapted: bool = False  # a stored adaptation changed this prediction
     operators: list[tuple[int, str, float]] = field(default_factory=list)
 
 
@@ -60,9 +60,9 @@ def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: 
                               "pass --checkpoint DIR (train one with `tvm-ledg train`)")
     path = path.resolve()
     if not cached:
-        return LatencyPredictor.from_pretrained(path)
+        return LatencyPredictor.from_pretrained(path, granularity="network")
     if path not in _PREDICTORS:
-        _PREDICTORS[path] = LatencyPredictor.from_pretrained(path)
+        _PREDICTORS[path] = LatencyPredictor.from_pretrained(path, granularity="network")
     return _PREDICTORS[path]
 
 
@@ -162,36 +162,65 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
             ops = sorted(((n.id, n.op, float(ms)) for n, ms in zip(graph.nodes, result.per_op_ms[i])),
                          key=lambda x: -x[2])[:top_ops]
         std = None if result.std_log is None else float(result.std_log[i])
-        adapted = descs[t].content_hash() in predictor.adaptations_
+        adapted = predictor.adaptation_for(descs[t]) is not None
         out.append(LatencyPrediction(name, t, float(result.latency_ms[i]), std, adapted, ops))
     return out
 
 
 def read_measurements(path: str | os.PathLike[str]) -> list[tuple[str, float]]:
-    """``(MODEL, latency_ms)`` rows of a CSV with a header holding ``model`` and ``latency_ms``."""
+    """``(MODEL, latency_ms)`` rows of a CSV whose header is exactly ``model`` and ``latency_ms`` (any order).
+
+    Strict on purpose: a decimal comma (``5,1``) splits a number into two fields, and an
+    extra column would swallow its second half silently, so unknown columns and rows with
+    more or fewer fields than the header are refused, naming ``file:line``. So are empty
+    and repeated model names (which of two measurements is meant?). A UTF-8 byte-order mark
+    (spreadsheet exports) is accepted.
+    """
     import csv
     import math
 
     from targets.errors import DataError
 
     path = Path(path)
+    columns = {"model", "latency_ms"}
+    rows: list[tuple[str, float]] = []
+    seen: dict[str, int] = {}
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = {"model", "latency_ms"} - set(reader.fieldnames or [])
-            if missing:
-                raise DataError(f"{path}: missing column(s) {sorted(missing)} (header: {reader.fieldnames})")
-            rows = []
-            for line, row in enumerate(reader, start=2):
+            header = [name.strip() for name in reader.fieldnames or []]
+            reader.fieldnames = header
+            missing, unknown = columns - set(header), sorted(set(header) - columns)
+            if missing or unknown or len(header) != len(set(header)):
+                problem = (f"missing column(s) {sorted(missing)}" if missing else
+                           f"unknown column(s) {unknown}" if unknown else "a repeated column")
+                raise DataError(f"{path}:1: {problem}; the header must be exactly model,latency_ms (found {header})")
+            for row in reader:
+                line = reader.line_num
+                if None in row or None in row.values():
+                    fields = len(header) + len(row.get(None) or []) - sum(v is None for v in row.values())
+                    raise DataError(f"{path}:{line}: {fields} fields, the header has {len(header)}; write decimals "
+                                    "with a point (5.1) and quote model names that hold commas")
+                model, text = row["model"].strip(), row["latency_ms"].strip()
+                if not model:
+                    raise DataError(f"{path}:{line}: empty model name")
+                if model in seen:
+                    raise DataError(f"{path}:{line}: model {model!r} is measured again (first on line {seen[model]}); "
+                                    "keep one latency per model")
                 try:
-                    ms = float(row["latency_ms"])
-                except (TypeError, ValueError):
+                    ms = float(text)
+                except ValueError:
                     ms = math.nan
                 if not (math.isfinite(ms) and ms > 0):
                     raise DataError(f"{path}:{line}: latency_ms {row['latency_ms']!r} is not a positive number")
-                rows.append((row["model"].strip(), ms))
+                seen[model] = line
+                rows.append((model, ms))
     except OSError as exc:
         raise DataError(f"{path}: cannot read measurements ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from exc
     if not rows:
         raise DataError(f"{path}: no measurements")
     return rows

@@ -53,3 +53,46 @@ def test_schema_mismatch_is_named():
     check_compatible({"schemas": {"node": ["a", "b"]}}, {"node": ["a", "b"]}, source="c")
     with pytest.raises(CheckpointError, match="'node'"):
         check_compatible({"schemas": {"node": ["a"]}}, {"node": ["a", "b"]}, source="c")
+
+
+def test_a_directory_that_is_not_a_checkpoint_is_never_replaced(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "a.txt").write_text("keep")
+    with pytest.raises(CheckpointError, match=r"project: not empty and not a checkpoint \(holds a.txt, src\)"):
+        save_checkpoint(project, _state(), CONFIG)
+    monkeypatch.chdir(project)
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        save_checkpoint(".", _state(), CONFIG)
+    assert (project / "a.txt").read_text() == "keep" and (project / "src").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="not a directory"):
+        save_checkpoint(tmp_path / "file", _state(), CONFIG)
+
+
+def test_an_empty_directory_is_filled_and_a_checkpoint_replaced_in_place(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    save_checkpoint(empty, _state(), CONFIG)
+    assert sorted(p.name for p in empty.iterdir()) == ["config.json", "model.safetensors"]
+    monkeypatch.chdir(empty)
+    save_checkpoint(".", {"w": torch.ones(2)}, CONFIG)
+    state, _ = load_checkpoint(empty)
+    assert torch.equal(state["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_a_checkpoint_with_other_files_and_a_users_backup_folder_are_kept(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, _state(), CONFIG)
+    (ckpt / "README.md").write_text("notes")
+    with pytest.raises(CheckpointError, match="also holds README.md"):
+        save_checkpoint(ckpt, _state(), CONFIG)
+    assert (ckpt / "README.md").read_text() == "notes"
+    (ckpt / "README.md").unlink()
+    mine = tmp_path / ".ckpt.old"  # a name an earlier version used for its backup
+    mine.mkdir()
+    (mine / "x").write_text("mine")
+    save_checkpoint(ckpt, _state(), CONFIG)
+    assert (mine / "x").read_text() == "mine"

@@ -1,6 +1,7 @@
 """LatencyPredictor end to end on a toy task: it learns, round-trips, and refuses bad checkpoints."""
 
 import numpy as np
+import torch
 import pytest
 
 import targets
@@ -161,3 +162,76 @@ def test_adaptation_is_never_worse_than_zero_shot_on_its_samples(tmp_path, k):
     np.testing.assert_allclose(again.predict(graphs, tgt, [(key, new.name) for key, _ in samples]), after, rtol=1e-5)
     assert model.predict(graphs, tgt, [(keys[0], "pixel3-tflite")]) == pytest.approx(
         again.predict(graphs, tgt, [(keys[0], "pixel3-tflite")]))
+
+
+def test_granularity_is_saved_and_checked_on_load(tmp_path):
+    import json
+
+    graphs, rows = _data(0)
+    program = LatencyPredictor(encoder={"kind": "builtin", "dim": 8, "vocab_size": 64}, model={"dim": 8, "layers": 1,
+                               "heads": 2}, train=TrainConfig(epochs=1, batch_size=16), granularity="program")
+    program.fit(graphs, TARGETS, rows[:16]).save_pretrained(tmp_path / "prog")
+    assert LatencyPredictor.from_pretrained(tmp_path / "prog").granularity == "program"
+    with pytest.raises(CheckpointError, match=r"prog: a checkpoint of kind 'ledgformer-latency/program' .*expected "
+                                              r"'ledgformer-latency/network'"):
+        LatencyPredictor.from_pretrained(tmp_path / "prog", granularity="network")
+    # written before the field existed: a run config with tuning records made a program-level model
+    config = json.loads((tmp_path / "prog" / "config.json").read_text())
+    del config["granularity"]
+    config["data"] = {"config": {"data": {"sources": [], "tuning_records": ["records.jsonl.gz"]}}}
+    (tmp_path / "prog" / "config.json").write_text(json.dumps(config))
+    assert LatencyPredictor.from_pretrained(tmp_path / "prog", granularity="program").granularity == "program"
+    with pytest.raises(CheckpointError, match="kind 'ledgformer-latency/program'"):
+        LatencyPredictor.from_pretrained(tmp_path / "prog", granularity="network")
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("schemas", [], "field 'schemas' is an array"),
+    ("encoder", "builtin", "field 'encoder' is a string"),
+    ("encoder", {"id": "x"}, "field 'encoder.config' is missing"),
+    ("encoder", {"config": 3, "id": "x"}, "field 'encoder.config' is an integer 3, expected an object or a string"),
+    ("model", {"dim": "wide"}, "field 'encoder' or 'model' does not describe a model"),
+    ("adaptations", [], "field 'adaptations' is an array"),
+    ("adaptations", {"h": {"descriptor": {}, "scale_a": "0", "scale_b": 1}}, "field 'adaptations.h.scale_a' is a string"),
+    ("adaptations", {"h": 1}, "field 'adaptations.h' is not an object"),
+    ("history", {}, "field 'history' is an object"),
+    ("train", {"epochs": 1, "nope": 2}, "field 'train'"),
+    ("granularity", "layer", "field 'granularity' is 'layer'"),
+    ("format_version", "1", "field 'format_version' is a string"),
+])
+def test_config_fields_of_the_wrong_type_are_named(tmp_path, field, value, fragment):
+    import json
+
+    graphs, rows = _data(0)
+    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 8, "vocab_size": 64},
+                             model={"dim": 8, "layers": 1, "heads": 2}, train=TrainConfig(epochs=1, batch_size=16))
+    model.fit(graphs, TARGETS, rows[:8]).save_pretrained(tmp_path / "c")
+    path = tmp_path / "c" / "config.json"
+    config = json.loads(path.read_text())
+    config[field] = value
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as info:
+        LatencyPredictor.from_pretrained(tmp_path / "c")
+    assert str(path) in str(info.value) and fragment in str(info.value), str(info.value)
+
+
+def test_offsets_fitted_together_equal_separate_fits_and_report_progress():
+    from cost_model.adapt import _fit_offsets, adapt
+
+    graphs, rows = _data(0)
+    model = _small(epochs=1).fit(graphs, TARGETS, rows[:16])
+    new = targets.load("galaxy-a50-tflite")
+    keys = sorted(graphs)[:6]
+    y = np.array([graphs[k].total_flops / 1e6 for k in keys])
+    subsets = [np.array([0, 1, 2]), np.array([2, 3, 4, 5])]
+    calls = []
+    together = _fit_offsets(model, new, keys, y, subsets, graphs, 8, 0.05, 1e-2, 0, lambda d, t: calls.append((d, t)))
+    apart = [_fit_offsets(model, new, keys, y, [s], graphs, 8, 0.05, 1e-2, 0, None)[0] for s in subsets]
+    np.testing.assert_allclose(together.numpy(), torch.stack(apart).numpy(), rtol=1e-4, atol=1e-6)
+    assert calls == [(i, 8) for i in range(1, 9)]
+    weights = {k: v.clone() for k, v in model.model_.state_dict().items()}
+    model.model_.zero_grad(set_to_none=True)
+    adaptation = adapt(model, new, list(zip(keys, y)), graphs, steps=5, progress=lambda d, t: None)
+    assert all(torch.equal(v, model.model_.state_dict()[k]) for k, v in weights.items())
+    assert all(p.grad is None for p in model.model_.parameters())
+    assert adaptation.samples == 6 and "the 6 measurements" in adaptation.describe()

@@ -108,8 +108,15 @@ def test_adapt_cli_writes_an_adapted_checkpoint(checkpoint, graphs, tmp_path, ca
     ("model,ms\nx,1\n", "missing column(s) ['latency_ms']"),
     ("model,latency_ms\n" + f'"{SPECS[0]}",-3\n', "m.csv:2: latency_ms '-3'"),
     ("model,latency_ms\n", "no measurements"),
+    ("model,latency_ms\n" + f'"{SPECS[0]}",5,1\n', "m.csv:2: 3 fields, the header has 2; write decimals with a point"),
+    ("model,latency_ms\n" + f'"{SPECS[0]}"\n', "m.csv:2: 1 fields, the header has 2"),
+    ("model,latency_ms,notes\n" + f'"{SPECS[0]}",5,1\n', "m.csv:1: unknown column(s) ['notes']"),
+    ("model,latency_ms\n ,3\n", "m.csv:2: empty model name"),
+    ("model,latency_ms\n" + f'"{SPECS[0]}",3\n"{SPECS[1]}",2\n"{SPECS[0]}",4\n',
+     f"m.csv:4: model '{SPECS[0]}' is measured again (first on line 2)"),
 ])
 def test_adapt_rejects_bad_measurements(checkpoint, tmp_path, capsys, content, fragment):
+    """Ambiguous rows (a decimal comma, extra or missing fields, repeated models) are refused, naming file:line."""
     meas = tmp_path / "m.csv"
     meas.write_text(content)
     code = main(["adapt", "--checkpoint", str(checkpoint), "--target", "help:pixel3", "--measurements", str(meas),
@@ -160,3 +167,84 @@ def test_train_and_eval_cli_on_public_data(tmp_path, capsys):
     config.write_text("data: {graph_store: x}\ntrain: {epochz: 3}\n")
     assert main(["train", "--config", str(config), "--out", str(out)]) == EXIT_USER_ERROR
     assert "unknown training settings ['epochz']" in capsys.readouterr().err
+
+
+def test_adapt_and_train_refuse_an_out_directory_that_is_not_a_checkpoint(checkpoint, tmp_path, capsys, monkeypatch):
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "a.txt").write_text("keep")
+    meas = tmp_path / "m.csv"
+    meas.write_text("model,latency_ms\n" + "".join(f'"{s}",{i + 1}\n' for i, s in enumerate(SPECS)))
+    for out in (str(project), "."):
+        monkeypatch.chdir(project)
+        code = main(["adapt", "--checkpoint", str(checkpoint), "--target", "help:pixel3", "--measurements",
+                     str(meas), "--out", out, "--graph-store", str(tmp_path / "g")])
+        err = capsys.readouterr().err
+        assert code == EXIT_USER_ERROR and f"{project}: not empty and not a checkpoint" in err
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"graph_store": str(tmp_path / "no-store")}}))
+    assert main(["train", "--config", str(config), "--out", str(project)]) == EXIT_USER_ERROR
+    assert f"{project}: not empty and not a checkpoint" in capsys.readouterr().err  # refused before the data is read
+    (tmp_path / "ckpt.resume").mkdir()
+    (tmp_path / "ckpt.resume" / "notes.txt").write_text("mine")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "ckpt"), "--restart"]) == EXIT_USER_ERROR
+    assert "ckpt.resume: not empty and not a checkpoint" in capsys.readouterr().err
+    assert (tmp_path / "ckpt.resume" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in project.iterdir()) == ["a.txt", "src"] and (project / "a.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("command", ["predict", "rank", "adapt"])
+def test_the_program_level_checkpoint_is_refused_for_networks(tmp_path, capsys, command):
+    program = DEFAULT_CHECKPOINT.parent / "ledg-program"
+    if not program.is_dir():
+        pytest.skip("no shipped program-level checkpoint in this checkout")
+    meas = tmp_path / "m.csv"
+    meas.write_text(f'model,latency_ms\n"{SPECS[0]}",3\n')
+    argv = {"predict": ["predict", SPECS[0], "-t", "help:pixel3"], "rank": ["rank", SPECS[0], "-t", "help:pixel3"],
+            "adapt": ["adapt", "--target", "help:pixel3", "--measurements", str(meas), "--out", str(tmp_path / "o")]}
+    assert main([*argv[command], "--checkpoint", str(program), "--graph-store", str(tmp_path / "g")]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert (f"{program.resolve()}: a checkpoint of kind 'ledgformer-latency/program'" in err
+            and "expected 'ledgformer-latency/network'" in err), err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "g").exists()
+
+
+def test_measurements_with_a_byte_order_mark_and_padded_header_are_read(tmp_path):
+    from tvm_ledg.predict import read_measurements
+
+    meas = tmp_path / "m.csv"
+    meas.write_text("\ufefflatency_ms , model\n5.1,nb201:a\n0.25,\"nb201:b,c\"\n", encoding="utf-8")
+    assert read_measurements(meas) == [("nb201:a", 5.1), ("nb201:b,c", 0.25)]
+
+
+def test_adapt_from_one_measurement_says_it_scaled(checkpoint, graphs, tmp_path, capsys):
+    meas = tmp_path / "m.csv"
+    meas.write_text(f'model,latency_ms\n"{SPECS[0]}",7.5\n')
+    out, store = tmp_path / "adapted", tmp_path / "graphs"
+    assert main(["adapt", "--checkpoint", str(checkpoint), "--target", "galaxy-a50-tflite", "--measurements",
+                 str(meas), "--out", str(out), "--graph-store", str(store)]) == 0
+    said = capsys.readouterr().out
+    assert "galaxy-a50-tflite: scale-only calibration from 1 measurement (not cross-validated): every prediction x" in said
+    (after,) = predict_latency(SPECS[0], "galaxy-a50-tflite", checkpoint=out, graph_store=store)
+    assert after.adapted and after.latency_ms == pytest.approx(7.5, rel=1e-5)
+
+
+def test_an_adaptation_that_changes_nothing_is_not_reported_and_a_stale_one_is_warned(checkpoint, tmp_path, caplog):
+    from cost_model.predictor import Adaptation
+
+    desc = targets.load("galaxy-a50-tflite")
+    model = LatencyPredictor.from_pretrained(checkpoint)
+    model.adaptations_[desc.content_hash()] = Adaptation(desc.to_dict(), samples=3, method="zero-shot")
+    edited = {**desc.to_dict(), "notes": "an older version of this descriptor"}
+    model.adaptations_["0123456789abcdef"] = Adaptation(edited, scale_a=1.0, samples=4, method="calibrated")
+    model.save_pretrained(tmp_path / "ckpt")
+    (pred,) = predict_latency(SPECS[0], desc, checkpoint=tmp_path / "ckpt", graph_store=tmp_path / "g")
+    assert not pred.adapted
+    assert not caplog.records  # the current descriptor has its own (no-op) entry
+    del model.adaptations_[desc.content_hash()]
+    model.save_pretrained(tmp_path / "stale")
+    with caplog.at_level("WARNING"):
+        (pred,) = predict_latency(SPECS[0], desc, checkpoint=tmp_path / "stale", graph_store=tmp_path / "g")
+    assert not pred.adapted
+    assert any("target galaxy-a50-tflite" in r.getMessage() and "0123456789abcdef" in r.getMessage()
+               and "not applied" in r.getMessage() for r in caplog.records), caplog.text

@@ -372,3 +372,13 @@ def test_global_functions_are_callable_through_tvm(graph_store, monkeypatch):
     ranked = json.loads(get_global_func("tvm_ledg.rank_targets")(NB201, RANK_TARGETS, str(DEFAULT_CHECKPOINT), 2))
     assert [r["target"] for r in ranked] == [r.target for r in rank_targets(NB201, RANK_TARGETS)]
     assert all(len(r["operators"]) <= 2 and r["latency_ms"] > 0 for r in ranked)
+
+
+def test_a_network_level_checkpoint_is_refused_for_tuning():
+    if not DEFAULT_CHECKPOINT.is_dir():
+        pytest.skip("no shipped checkpoint in this checkout")
+    with pytest.raises(CheckpointError, match=r"kind 'ledgformer-latency/network' .*expected "
+                                              r"'ledgformer-latency/program'"):
+        LeDGCostModel(TARGET, checkpoint=DEFAULT_CHECKPOINT)
+    with pytest.raises(CheckpointError, match="network-level, expected a program-level one"):
+        LeDGCostModel(TARGET, checkpoint=LatencyPredictor())

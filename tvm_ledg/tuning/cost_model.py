@@ -116,10 +116,13 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
         super().__init__()
         self.target = target if isinstance(target, TargetDescriptor) else target_registry.load(target)
         self.online = online or OnlineConfig()
+        if isinstance(checkpoint, LatencyPredictor) and checkpoint.granularity != "program":
+            raise CheckpointError(f"LeDGCostModel for {self.target.name}: the predictor given is "
+                                  f"{checkpoint.granularity}-level, expected a program-level one")
         if isinstance(checkpoint, LatencyPredictor) or checkpoint is None:
             self.predictor_ = checkpoint
         else:
-            self.predictor_ = LatencyPredictor.from_pretrained(checkpoint)
+            self.predictor_ = LatencyPredictor.from_pretrained(checkpoint, granularity="program")
         self.graphs_: dict[str, OpGraph] = {}
         self.records_: list[Record] = []
         self.updates_ = 0
@@ -184,7 +187,7 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
             raise CheckpointError(f"{file}: records name programs without a graph: {missing[:3]}")
         self.graphs_, self.records_, self.updates_ = graphs, records, int(payload.get("updates", 0))
         if payload.get("has_predictor"):
-            self.predictor_ = LatencyPredictor.from_pretrained(Path(path) / PREDICTOR_DIR)
+            self.predictor_ = LatencyPredictor.from_pretrained(Path(path) / PREDICTOR_DIR, granularity="program")
 
     # -------------------------------------------------------------------- helpers
     def latency_ms(self, funcs: Sequence[Any]) -> np.ndarray:
@@ -226,7 +229,7 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
         epochs = max(1, math.ceil(cfg.steps / math.ceil(per_epoch / cfg.batch_size)))
         train = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, rank_weight=cfg.rank_weight,
                             seed=cfg.seed, rows_per_epoch=per_epoch)
-        predictor = LatencyPredictor(encoder=_COLD_ENCODER, model=_COLD_MODEL, train=train)
+        predictor = LatencyPredictor(encoder=_COLD_ENCODER, model=_COLD_MODEL, train=train, granularity="program")
         return predictor.fit(self.graphs_, {self.target.name: self.target}, rows)
 
     def _fine_tune(self, rows: list[tuple[str, str, float]]) -> None:
