@@ -214,7 +214,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         specs += sample_specs(args.count, families=args.families, start_seed=args.start_seed)
     if not specs:
         raise DataError("collect: name models (MODEL... or @list) or --families with --count")
-    descs = [targets.load(t) for t in args.target]
+    descs = targets.load_many(args.target)
     protocol = MeasureProtocol(max_seconds=args.max_seconds)
     quiet = None if args.no_quiet_check else QuietPolicy(max_foreign=args.max_foreign_cpu,
                                                          max_slowdown=args.max_host_slowdown or None,

@@ -133,16 +133,13 @@ def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str]
     return names, graphs
 
 
-def _targets(targets: Iterable[str | TargetDescriptor] | str | TargetDescriptor) -> dict[str, TargetDescriptor]:
+def _targets(targets: Iterable[str | os.PathLike[str] | TargetDescriptor] | str | os.PathLike[str] | TargetDescriptor
+             ) -> dict[str, TargetDescriptor]:
     import targets as registry
 
-    if isinstance(targets, (str, TargetDescriptor)):
+    if isinstance(targets, (str, os.PathLike, TargetDescriptor)):
         targets = [targets]
-    out: dict[str, TargetDescriptor] = {}
-    for t in targets:
-        desc = t if isinstance(t, TargetDescriptor) else registry.load(t)
-        out[desc.name] = desc
-    return out
+    return {desc.name: desc for desc in registry.load_many(targets)}
 
 
 def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[str] | None = None,
@@ -159,11 +156,11 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
         breakdown: also return per-operator latencies (all, or the ``top_ops`` largest).
         batch_size: override the models' batch size (ONNX and spaces).
     """
+    descs = _targets(targets)  # before any lowering: a bad target list fails at once
     predictor = load_predictor(checkpoint)
     if not isinstance(models, (list, tuple)):
         models = [models]
     names, graphs = resolve_graphs(models, graph_store=graph_store, batch_size=batch_size, workers=workers)
-    descs = _targets(targets)
     pairs = [(name, t) for name in names for t in descs]
     result = predictor.predict_detailed(graphs, descs, pairs, breakdown=breakdown)
     out = []
