@@ -1,8 +1,8 @@
-"""``tvm-ledg`` command line: thin drivers over the public API.
+"""The tvm-ledg command line: thin drivers over the public API.
 
-Domain errors (``LedgError``) are caught once in ``main`` and printed as one
-``error: ...`` line with exit code 2; anything else is a bug and keeps its
-traceback.
+Domain errors (LedgError) are caught once in main and printed as one
+"error: ..." line with exit code 2, as are usage errors; anything else is a bug
+and keeps its traceback. Exit codes are listed in docs/cli.md.
 """
 
 from __future__ import annotations
@@ -20,6 +20,26 @@ from targets.errors import DataError, LedgError
 __all__ = ["main", "build_parser"]
 
 EXIT_USER_ERROR = 2
+
+_DESCRIPTION = """\
+Predict the latency of neural networks on hardware targets with a LeDG-Former
+cost model: lower a network with TVM to its operator graph, then predict its
+end-to-end latency (and per-operator breakdown) on any target described by a
+YAML file, measured or not. Also lowers, measures and trains."""
+
+_EPILOG = """\
+examples:
+  tvm-ledg predict model.onnx "nb201:|...|" -t help:pixel3 my_board.yaml --breakdown
+  tvm-ledg rank zoo:resnet:3 -t help:pixel3 jetson-nano-gpu-fp16 --plot ranking.png
+  tvm-ledg graph zoo:vit:3 --fused
+  tvm-ledg targets list
+
+MODEL is an ONNX file, a space string (nb201:..., fbnet:..., ofa:...), a generated
+network (zoo:FAMILY:SEED) or, where several are accepted, @FILE listing one MODEL
+per line. Exit codes: 0 ok, 2 user error, 3 machine too busy to measure, 130
+interrupted. 'tvm-ledg COMMAND -h' describes a command."""
+
+_SPACE_FORMS = "nb201:..., fbnet:..., ofa:..., zoo:FAMILY:SEED"
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
@@ -268,12 +288,15 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvm-ledg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tvm-ledg", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND",
+                                help="what to do (COMMAND -h for its options)")
 
     g = sub.add_parser("graph", help="lower a model to its operator DAG and print a summary")
-    g.add_argument("model", help="ONNX file or space string (nb201:..., fbnet:..., ofa:...)")
+    g.add_argument("model", help=f"ONNX file or space string ({_SPACE_FORMS})")
     g.add_argument("--fused", action="store_true", help="show fused kernels (after FuseOps/FuseTIR)")
     g.add_argument("--json", type=Path, help="also write the graph as JSON to this path")
     g.add_argument("--batch-size", type=int, help="override the batch size")
@@ -281,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_graph)
 
     gb = sub.add_parser("graphs", help="lower many models into a graph store (parallel, resumable)")
-    gb.add_argument("models", nargs="+", metavar="MODEL", help="ONNX files, space strings or @list files")
+    gb.add_argument("models", nargs="+", metavar="MODEL",
+                    help=f"ONNX files, space strings ({_SPACE_FORMS}) or @list files (one MODEL a line)")
     gb.add_argument("--store", type=Path, required=True, help="graph store directory")
     gb.add_argument("--workers", type=int, default=1, help="worker processes (each imports TVM once)")
     gb.add_argument("--fused", action="store_true", help="store the fused-kernel view")
@@ -294,14 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="metrics of a checkpoint on a config's test (or held-out) split")
-    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory to evaluate")
     ev.add_argument("--config", type=Path, required=True, help="the data section picks devices and split")
-    ev.add_argument("--split", choices=["test", "holdout", "val"], default="test")
+    ev.add_argument("--split", choices=["test", "holdout", "val"], default="test",
+                    help="which split of the config's data to score (default: test)")
     ev.add_argument("--json", type=Path, help="also write the metrics as JSON")
     ev.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="predict latencies of models on targets")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="ONNX files, space strings or @list files")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help=f"ONNX files, space strings ({_SPACE_FORMS}) or @list files (one MODEL a line)")
     p.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
     p.add_argument("--breakdown", action="store_true", help="per-operator latencies")
@@ -313,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_predict)
 
     rk = sub.add_parser("rank", help="order targets by the predicted latency of one model")
-    rk.add_argument("model", metavar="MODEL", help="ONNX file or space string")
+    rk.add_argument("model", metavar="MODEL", help=f"ONNX file or space string ({_SPACE_FORMS})")
     rk.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     rk.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
     rk.add_argument("--top", type=int, default=3, help="slowest operators to show per target (0: none)")
@@ -327,14 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--measurements", type=Path, required=True, help="CSV with columns model,latency_ms")
     ad.add_argument("--out", type=Path, required=True, help="adapted checkpoint directory")
     ad.add_argument("--graph-store", type=Path, help="where lowered graphs are cached")
-    ad.add_argument("--workers", type=int, default=1)
+    ad.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
     ad.set_defaults(func=_cmd_adapt)
 
     co = sub.add_parser("collect", help="measure networks on local or RPC targets into a measurement store")
-    co.add_argument("models", nargs="*", metavar="MODEL", help="space strings, ONNX files or @list files")
+    co.add_argument("models", nargs="*", metavar="MODEL",
+                    help=f"space strings ({_SPACE_FORMS}), ONNX files or @list files (one MODEL a line)")
     co.add_argument("--families", nargs="+", help="generate networks of these zoo families (see tvm_ledg.spaces.zoo)")
     co.add_argument("--count", type=int, default=10, help="generated networks in all (round-robin over families)")
-    co.add_argument("--start-seed", type=int, default=0)
+    co.add_argument("--start-seed", type=int, default=0,
+                    help="seed of the first generated network (continue a dataset with fresh networks)")
     co.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     co.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
     co.add_argument("--timeout", type=float, default=600, help="seconds per network (all its targets)")
@@ -359,32 +387,52 @@ def build_parser() -> argparse.ArgumentParser:
     co.set_defaults(func=_cmd_collect)
 
     db = sub.add_parser("db", help="inspect a measurement store, or move it as gzip JSON lines")
-    dsub = db.add_subparsers(dest="action", required=True)
+    dsub = db.add_subparsers(dest="action", required=True, help="what to do with the store")
     ds = dsub.add_parser("stats", help="counts per target and family, noise (median CV), failures")
-    ds.add_argument("--json", action="store_true")
+    ds.add_argument("--json", action="store_true", help="print the statistics as JSON")
     for action, text in (("export", "write everything to FILE (.jsonl.gz)"), ("import", "merge FILE into the store")):
         dx = dsub.add_parser(action, help=text)
-        dx.add_argument("file", type=Path)
+        dx.add_argument("file", type=Path, help="gzip JSON lines file (.jsonl.gz)")
     for p_ in dsub.choices.values():
         p_.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
     db.set_defaults(func=_cmd_db)
 
     t = sub.add_parser("targets", help="list, show or validate target descriptors")
-    tsub = t.add_subparsers(dest="action", required=True)
+    tsub = t.add_subparsers(dest="action", required=True, help="what to do")
     tl = tsub.add_parser("list", help="list registered targets")
-    tl.add_argument("--json", action="store_true")
+    tl.add_argument("--json", action="store_true", help="print every descriptor as JSON")
     ts = tsub.add_parser("show", help="show one target (name, alias or YAML path)")
-    ts.add_argument("name")
-    ts.add_argument("--json", action="store_true")
+    ts.add_argument("name", help="target name, alias (help:pixel3) or YAML file")
+    ts.add_argument("--json", action="store_true", help="print the descriptor as JSON instead of YAML")
     tv = tsub.add_parser("validate", help="validate a target YAML file")
-    tv.add_argument("name", metavar="FILE")
+    tv.add_argument("name", metavar="FILE", help="target descriptor YAML file")
     t.set_defaults(func=_cmd_targets)
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version, else (a source checkout on PYTHONPATH) the one setup.py declares."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tvm-ledg")
+    except PackageNotFoundError:
+        import re
+
+        setup_py = Path(__file__).resolve().parent.parent / "setup.py"
+        try:
+            found = re.search(r'version="([^"]+)"', setup_py.read_text(encoding="utf-8"))
+        except OSError:
+            found = None
+        return found.group(1) if found else "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # -h, --version (0) and usage errors (2): returned like every other outcome
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     if getattr(args, "limit", None) == 0:
         args.limit = None
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
