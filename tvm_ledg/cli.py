@@ -8,12 +8,15 @@ and keeps its traceback. Exit codes are listed in docs/cli.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
+import re
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from targets.errors import DataError, LedgError
 
@@ -144,26 +147,124 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import targets
+    from tvm_ledg.networks import expand_model_args
     from tvm_ledg.predict import predict_latency
 
-    results = predict_latency(args.models, args.target, checkpoint=args.checkpoint, breakdown=args.breakdown,
-                              graph_store=args.graph_store, batch_size=args.batch_size, workers=args.workers)
-    print(f"{'model':<48} {'target':<34} {'latency ms':>11} {'x/ std':>7}")
+    if args.plot:
+        from tvm_ledg.plots import MAX_PANELS, check_plot_path
+
+        check_plot_path(args.plot)
+        if not args.breakdown:
+            raise DataError("--plot draws the per-operator breakdown: add --breakdown")
+        n = len(dict.fromkeys(expand_model_args(args.models))) * len(targets.load_many(args.target))
+        if n > MAX_PANELS:
+            raise DataError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; these models and "
+                            f"targets make {n}: plot fewer, or write them all with --csv")
+    with _progress_bar("lowering", "net") as progress:
+        results = predict_latency(args.models, args.target, checkpoint=args.checkpoint, breakdown=args.breakdown,
+                                  graph_store=args.graph_store, batch_size=args.batch_size, workers=args.workers,
+                                  progress=progress)
+    names = list(dict.fromkeys(r.model for r in results))
+    index = {name: i for i, name in enumerate(names, start=1)}
+    labels = {name: name for name in names} if args.wide else _model_labels(names, _MODEL_WIDTH)
+    model_w = max([5, *(len(label) for label in labels.values())])
+    target_w = max([6, *(len(r.target) for r in results)])
+    print(f"{'#':>4}  {'model':<{model_w}} {'target':<{target_w}} {'latency ms':>11} {'x/ std':>7}")
     for r in results:
         spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
-        model = r.model if len(r.model) <= 48 else "..." + r.model[-45:]
-        print(f"{model:<48} {r.target[:34]:<34} {r.latency_ms:>11.4f} {spread:>7}" + ("  (adapted)" if r.adapted else ""))
+        print(f"{index[r.model]:>4}  {labels[r.model]:<{model_w}} {r.target:<{target_w}} {r.latency_ms:>11.4f} "
+              f"{spread:>7}" + ("  (adapted)" if r.adapted else ""))
         for node_id, op, ms in r.operators[: args.top]:
-            print(f"    {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+            print(f"      {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
     if args.csv:
         _write_predictions_csv(args.csv, results, args.breakdown)
         print(f"wrote {args.csv}")
+    if args.plot:
+        from tvm_ledg.plots import plot_breakdown
+
+        plot_breakdown(results, args.plot, labels=labels)
+        print(f"wrote {args.plot}")
     return 0
+
+
+_MODEL_WIDTH = 48  # model column of the predict table without --wide
+_TOKEN = re.compile(r"[^|/,:]*[|/,:]?")  # a name's parts: NAS cell edges, path components, list items
+
+
+def _model_labels(names: Sequence[str], width: int) -> dict[str, str]:
+    """A label of at most ``width`` characters for each name, keeping the parts that tell it from the others.
+
+    Names that fit are kept whole. Models from one space share long runs (two
+    NAS-Bench-201 cells may differ in one edge in the middle), so a longer name is
+    cut into parts at ``|``, ``/``, ``,`` and ``:`` and keeps the fewest parts
+    that tell it from every other name (chosen greedily), then more parts from
+    the left while the label fits; ``...`` marks each run left out. A lone name
+    keeps its end (a file name). Labels are meant to be read, not parsed: the
+    table's ``#`` column and ``--wide`` identify models exactly.
+    """
+    distinct = list(dict.fromkeys(names))
+    parts = {name: [t for t in _TOKEN.findall(name) if t] for name in distinct}
+    labels: dict[str, str] = {}
+    for name in distinct:
+        if len(name) <= width:
+            labels[name] = name
+            continue
+        if len(distinct) == 1:
+            labels[name] = "..." + name[-(width - 3):]
+            continue
+        mine = parts[name]
+        others = [parts[o] for o in distinct if o != name]
+        keep: set[int] = set()
+        while others:  # greedily, the part that tells this name from the most names not told apart yet
+            told = [sum(i >= len(o) or o[i] != p for o in others) for i, p in enumerate(mine)]
+            best = max(range(len(mine)), key=lambda i: (told[i], -i))
+            if told[best] == 0 or len(_join_parts(mine, keep | {best})) > width:
+                break  # told apart from all (or a prefix of another name), or no room for more
+            keep.add(best)
+            others = [o for o in others if best < len(o) and o[best] == mine[best]]
+        for i in range(len(mine)):
+            if i not in keep and len(_join_parts(mine, keep | {i})) <= width:
+                keep.add(i)
+        label = _join_parts(mine, keep)
+        labels[name] = label if len(label) <= width else label[: width - 3] + "..."
+    return labels
+
+
+def _join_parts(parts: Sequence[str], keep: set[int]) -> str:
+    out = [p if i in keep else "..." for i, p in enumerate(parts)]
+    return "".join(p for i, p in enumerate(out) if not (p == "..." and i and out[i - 1] == "..."))
+
+
+@contextlib.contextmanager
+def _progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr (a terminal only), opened on first use."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit=unit, disable=None)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _cmd_rank(args: argparse.Namespace) -> int:
     from tvm_ledg.tuning.ranking import rank_targets
 
+    if args.plot:
+        from tvm_ledg.plots import check_plot_path
+
+        check_plot_path(args.plot)
     ranked = rank_targets(args.model, args.target, checkpoint=args.checkpoint, top_ops=args.top,
                           graph_store=args.graph_store)
     if args.json:
@@ -171,14 +272,55 @@ def _cmd_rank(args: argparse.Namespace) -> int:
                            "adapted": r.adapted,
                            "operators": [{"id": n, "op": op, "ms": ms} for n, op, ms in r.operators]}
                           for i, r in enumerate(ranked, start=1)], indent=1))
-        return 0
-    print(f"{'rank':>4}  {'target':<40} {'latency ms':>11} {'x/ std':>7}")
-    for i, r in enumerate(ranked, start=1):
-        spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
-        print(f"{i:>4}  {r.target[:40]:<40} {r.latency_ms:>11.4f} {spread:>7}" + ("  (adapted)" if r.adapted else ""))
-        for node_id, op, ms in r.operators:
-            print(f"        {node_id:>5} {op:<34} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+    else:
+        target_w = max([6, *(len(r.target) for r in ranked)])
+        print(f"{'rank':>4}  {'target':<{target_w}} {'latency ms':>11} {'x/ std':>7}")
+        for i, r in enumerate(ranked, start=1):
+            spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
+            print(f"{i:>4}  {r.target:<{target_w}} {r.latency_ms:>11.4f} {spread:>7}"
+                  + ("  (adapted)" if r.adapted else ""))
+            for node_id, op, ms in r.operators:
+                print(f"        {node_id:>5} {op:<34} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+    if args.plot:
+        from tvm_ledg.plots import plot_ranking
+
+        store = args.db or _default_store()
+        measured = _measured_ms(store, args.model, args.target, args.graph_store)
+        plot_ranking(ranked[0].model, ranked, args.plot, measured_ms=measured)
+        print(f"wrote {args.plot} (measured latency for {len(measured)} of {len(ranked)} targets from "
+              f"{store if store.is_file() else 'no measurement store'})", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _default_store() -> Path:
+    from tvm_ledg.collect import default_store_path
+
+    return default_store_path()
+
+
+def _measured_ms(store_path: Path, model: str, target_refs: Sequence[str], graph_store: Path | None
+                 ) -> dict[str, float]:
+    """Target name -> measured median ms of ``model`` in the store at ``store_path`` (read only; none: no store).
+
+    Measurements are keyed by the network's graph content hash and the target's
+    content hash (as ``collect`` stores them), so a target YAML that changed since
+    it was measured has no measurement. Of several protocols the latest is shown.
+    """
+    if not store_path.is_file():
+        return {}
+    import targets
+    from cost_model.measurement_store import MeasurementStore
+    from tvm_ledg.predict import resolve_graphs
+
+    names, graphs = resolve_graphs([model], graph_store=graph_store)
+    graph_hash = graphs[names[0]].content_hash()
+    by_hash = {d.content_hash(): d.name for d in targets.load_many(target_refs)}
+    found: dict[str, float] = {}
+    with MeasurementStore(store_path, readonly=True) as store:
+        for m in store.measurements():  # oldest first: a later protocol's measurement wins
+            if m.graph_hash == graph_hash and m.target_hash in by_hash:
+                found[by_hash[m.target_hash]] = m.median_ms
+    return found
 
 
 def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
@@ -336,6 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the models' batch size")
     p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
     p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
+    p.add_argument("--wide", action="store_true",
+                   help=f"print whole model names (default: at most {_MODEL_WIDTH} characters, keeping the part "
+                        "that differs between models; # numbers the models in the order given)")
+    p.add_argument("--plot", type=Path, metavar="PNG",
+                   help="with --breakdown: draw each prediction's latency per operator kind to this PNG "
+                        "(one panel per model and target, at most 12)")
     p.set_defaults(func=_cmd_predict)
 
     rk = sub.add_parser("rank", help="order targets by the predicted latency of one model")
@@ -345,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--top", type=int, default=3, help="slowest operators to show per target (0: none)")
     rk.add_argument("--json", action="store_true", help="print the ranking as JSON")
     rk.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
+    rk.add_argument("--plot", type=Path, metavar="PNG",
+                    help="draw the predicted latencies (log scale, error bars x/ e^std) beside the measured ones "
+                         "where the measurement store has them, to this PNG")
+    rk.add_argument("--db", type=Path,
+                    help="measurement store read for --plot (default ~/.cache/tvm-ledg/measurements.sqlite; "
+                         "never created)")
     rk.set_defaults(func=_cmd_rank)
 
     ad = sub.add_parser("adapt", help="adapt a checkpoint to a new target from k measurements (few-shot)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,11 +83,14 @@ def _model_key(model: str, batch_size: int | None) -> str:
 
 
 def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str] | None = None,
-                   batch_size: int | None = None, workers: int = 1) -> tuple[list[str], dict[str, OpGraph]]:
+                   batch_size: int | None = None, workers: int = 1,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[list[str], dict[str, OpGraph]]:
     """Names and operator graphs of ``models`` (MODEL strings, ``OpGraph``s or Relax modules).
 
     MODEL strings are lowered at most once per store: a missing graph is built (in
     ``workers`` processes when there are many) and kept for the next call.
+    Lowering takes about a second per network, so ``progress(done, total)`` is
+    called after each graph built (never when every graph is already stored).
     """
     from tvm_ledg.networks import expand_model_args
 
@@ -119,15 +122,18 @@ def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str]
         if len(parallel) > 1 and workers > 1:
             from tvm_ledg.graph_builder import build_graphs
 
-            report = build_graphs(parallel, store, workers=workers)
+            scaled = None if progress is None else (lambda done, _: progress(done, len(todo)))
+            report = build_graphs(parallel, store, workers=workers, progress=scaled)
             if report.failed:
                 spec, reason = next(iter(report.failed.items()))
                 raise ModelImportError(f"{spec}: {reason}")
         from tvm_ledg.networks import network_graph
 
-        for key, spec in todo.items():
-            if key not in store:
-                store.put(key, network_graph(spec, batch_size=batch_size))
+        serial = [(key, spec) for key, spec in todo.items() if key not in store]
+        for done, (key, spec) in enumerate(serial, start=len(todo) - len(serial) + 1):
+            store.put(key, network_graph(spec, batch_size=batch_size))
+            if progress is not None:
+                progress(done, len(todo))
         for spec, key in pending.items():
             graphs[spec] = store[key]
     return names, graphs
@@ -145,7 +151,7 @@ def _targets(targets: Iterable[str | os.PathLike[str] | TargetDescriptor] | str 
 def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[str] | None = None,
                     breakdown: bool = False, top_ops: int | None = None,
                     graph_store: str | os.PathLike[str] | None = None, batch_size: int | None = None,
-                    workers: int = 1) -> list[LatencyPrediction]:
+                    workers: int = 1, progress: Callable[[int, int], None] | None = None) -> list[LatencyPrediction]:
     """Predicted latency of every model on every target (models outer, targets inner).
 
     Args:
@@ -155,12 +161,14 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
         checkpoint: checkpoint directory (default: the shipped one).
         breakdown: also return per-operator latencies (all, or the ``top_ops`` largest).
         batch_size: override the models' batch size (ONNX and spaces).
+        progress: ``progress(done, total)`` after each graph lowered (see ``resolve_graphs``).
     """
     descs = _targets(targets)  # before any lowering: a bad target list fails at once
     predictor = load_predictor(checkpoint)
     if not isinstance(models, (list, tuple)):
         models = [models]
-    names, graphs = resolve_graphs(models, graph_store=graph_store, batch_size=batch_size, workers=workers)
+    names, graphs = resolve_graphs(models, graph_store=graph_store, batch_size=batch_size, workers=workers,
+                                   progress=progress)
     pairs = [(name, t) for name in names for t in descs]
     result = predictor.predict_detailed(graphs, descs, pairs, breakdown=breakdown)
     out = []
