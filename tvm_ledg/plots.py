@@ -53,7 +53,10 @@ def _save(fig: "Figure", path: str | os.PathLike[str]) -> None:
     path = check_plot_path(path)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    write_bytes_atomic(path, buf.getvalue())
+    try:
+        write_bytes_atomic(path, buf.getvalue())
+    except OSError as exc:  # a path the user cannot write to: one line, not a traceback
+        raise DataError(f"{path}: cannot write the plot ({exc.strerror or exc})") from exc
 
 
 def _short(text: str, width: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -245,3 +247,27 @@ def test_predict_plot_writes_the_breakdown_or_says_what_is_missing(checkpoint, s
     assert main(["predict", f"@{many}", "-t", *TARGETS, "pixel4-tflite-cpu", "--breakdown", "--plot", str(out),
                  "--checkpoint", str(checkpoint)]) == EXIT_USER_ERROR  # 15 panels, refused before lowering
     assert "at most 12" in capsys.readouterr().err
+
+
+def test_exit_codes_follow_docs_cli_md(monkeypatch, tmp_path, capsys):
+    import tvm_ledg.cli as cli
+
+    assert main(["targets", "list"]) == 0
+    assert main(["no-such-command"]) == EXIT_USER_ERROR  # usage errors: argparse's one-line message, code 2
+    capsys.readouterr()
+    (tmp_path / "file").write_text("")
+    from targets.errors import DataError
+    from tvm_ledg.plots import plot_ranking
+    from tvm_ledg.predict import LatencyPrediction
+
+    with pytest.raises(DataError, match="cannot write the plot"):  # so the CLI says so in one line
+        plot_ranking("m", [LatencyPrediction("m", "a", 1.0)], tmp_path / "file" / "r.png")
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_targets", interrupted)
+    assert main(["targets", "list"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert all(f"| {code} |" in doc for code in (0, 2, 3, 130))
