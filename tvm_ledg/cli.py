@@ -282,20 +282,16 @@ def _cmd_rank(args: argparse.Namespace) -> int:
             for node_id, op, ms in r.operators:
                 print(f"        {node_id:>5} {op:<34} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
     if args.plot:
+        from tvm_ledg.collect import default_store_path
         from tvm_ledg.plots import plot_ranking
 
-        store = args.db or _default_store()
+        store = args.db or default_store_path()
         measured = _measured_ms(store, args.model, args.target, args.graph_store)
         plot_ranking(ranked[0].model, ranked, args.plot, measured_ms=measured)
-        print(f"wrote {args.plot} (measured latency for {len(measured)} of {len(ranked)} targets from "
-              f"{store if store.is_file() else 'no measurement store'})", file=sys.stderr if args.json else sys.stdout)
+        source = f"from {store}" if store.is_file() else f"no measurement store at {store}"
+        print(f"wrote {args.plot} (measured latency for {len(measured)} of {len(ranked)} targets, {source})",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
-
-
-def _default_store() -> Path:
-    from tvm_ledg.collect import default_store_path
-
-    return default_store_path()
 
 
 def _measured_ms(store_path: Path, model: str, target_refs: Sequence[str], graph_store: Path | None
