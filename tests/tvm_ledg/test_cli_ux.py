@@ -271,3 +271,13 @@ def test_exit_codes_follow_docs_cli_md(monkeypatch, tmp_path, capsys):
     assert "interrupted" in capsys.readouterr().err
     doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
     assert all(f"| {code} |" in doc for code in (0, 2, 3, 130))
+
+
+def test_predict_progress_bar_stays_off_a_pipe(checkpoint, graphs, tmp_path, capsys):
+    from cost_model.graph_store import GraphStore
+
+    GraphStore(tmp_path).put(SHARED_TAIL[0], graphs[SHARED_TAIL[0]])  # SHARED_TAIL[1] is lowered, with a callback
+    assert main(["predict", *SHARED_TAIL[:2], "-t", TARGETS[0], "--checkpoint", str(checkpoint),
+                 "--graph-store", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and len(captured.out.splitlines()) == 3  # stderr is not a terminal here: no bar
