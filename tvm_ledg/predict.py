@@ -90,7 +90,8 @@ def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str]
     MODEL strings are lowered at most once per store: a missing graph is built (in
     ``workers`` processes when there are many) and kept for the next call.
     Lowering takes about a second per network, so ``progress(done, total)`` is
-    called after each graph built (never when every graph is already stored).
+    called before the first graph is built and after each one (never when every
+    graph is already stored).
     """
     from tvm_ledg.networks import expand_model_args
 
@@ -118,6 +119,8 @@ def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str]
     if pending:
         store = GraphStore(graph_store or default_graph_cache())
         todo = {key: spec for spec, key in pending.items() if key not in store}
+        if todo and progress is not None:  # the total at once, before the first (slow) graph
+            progress(0, len(todo))
         parallel = [key for key, spec in todo.items() if key == spec]  # space strings at their own batch size
         if len(parallel) > 1 and workers > 1:
             from tvm_ledg.graph_builder import build_graphs

@@ -153,10 +153,10 @@ def test_predict_reports_progress_while_lowering(checkpoint, graphs, tmp_path):
     calls = []
     predict_latency(SHARED_TAIL, TARGETS[0], checkpoint=checkpoint, graph_store=tmp_path,
                     progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(1, 2), (2, 2)]
+    assert calls == [(0, 2), (1, 2), (2, 2)]
     predict_latency(SHARED_TAIL, TARGETS[0], checkpoint=checkpoint, graph_store=tmp_path,
                     progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(1, 2), (2, 2)]  # everything stored now: nothing to report
+    assert calls == [(0, 2), (1, 2), (2, 2)]  # everything stored now: nothing to report
 
 
 # -- pictures ---------------------------------------------------------------------------------------------------
