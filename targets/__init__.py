@@ -6,7 +6,7 @@ passed by path. This package imports neither torch nor TVM.
 """
 
 from targets.errors import TargetError
-from targets.registry import DESCRIPTOR_DIR, TargetRegistry, aliases, list_names, load, load_file, resolve
+from targets.registry import DESCRIPTOR_DIR, TargetRegistry, aliases, list_names, load, load_file, load_many, resolve
 from targets.schema import (
     DEVICE_CLASSES,
     FEATURE_NAMES,
@@ -25,6 +25,7 @@ __all__ = [
     "resolve",
     "aliases",
     "load_file",
+    "load_many",
     "TargetDescriptor",
     "TargetRegistry",
     "DESCRIPTOR_DIR",

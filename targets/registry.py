@@ -12,6 +12,7 @@ import difflib
 import functools
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import yaml
 from targets.errors import TargetError
 from targets.schema import YAML_EXPONENT_FLOAT, YAML_EXPONENT_FLOAT_FIRST, TargetDescriptor
 
-__all__ = ["DESCRIPTOR_DIR", "TargetRegistry", "load", "load_file", "list_names", "resolve", "aliases"]
+__all__ = ["DESCRIPTOR_DIR", "TargetRegistry", "load", "load_file", "load_many", "list_names", "resolve", "aliases"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,27 @@ def load(name_or_path: str | os.PathLike[str]) -> TargetDescriptor:
     if _is_path(name_or_path):
         return load_file(name_or_path)
     return _default().get(name_or_path)
+
+
+def load_many(refs: Iterable[str | os.PathLike[str] | TargetDescriptor]) -> list[TargetDescriptor]:
+    """Descriptors of ``refs`` (names, aliases, YAML paths or descriptors) in order, each target once.
+
+    Predictions and measurements are keyed by target name, so two different
+    descriptors under one name would share one row and one would silently take
+    over the other's (a user YAML copying a shipped target's ``name:``); that is
+    refused, naming both references. The same target given twice (a name and
+    its alias, or a YAML identical in content) is kept once.
+    """
+    seen: dict[str, tuple[str, TargetDescriptor]] = {}
+    for ref in refs:
+        desc = ref if isinstance(ref, TargetDescriptor) else load(ref)
+        source = f"descriptor {desc.name!r}" if isinstance(ref, TargetDescriptor) else repr(str(ref))
+        if desc.name not in seen:
+            seen[desc.name] = (source, desc)
+        elif seen[desc.name][1].content_hash() != desc.content_hash():
+            raise TargetError(f"{seen[desc.name][0]} and {source} are different targets with the same name "
+                              f"{desc.name!r}; give one of them another 'name:'")
+    return [desc for _, desc in seen.values()]
 
 
 def list_names() -> list[str]:

@@ -1,25 +1,48 @@
-"""``tvm-ledg`` command line: thin drivers over the public API.
+"""The tvm-ledg command line: thin drivers over the public API.
 
-Domain errors (``LedgError``) are caught once in ``main`` and printed as one
-``error: ...`` line with exit code 2; anything else is a bug and keeps its
-traceback.
+Domain errors (LedgError) are caught once in main and printed as one
+"error: ..." line with exit code 2, as are usage errors; anything else is a bug
+and keeps its traceback. Exit codes are listed in docs/cli.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
+import re
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from targets.errors import DataError, LedgError
 
 __all__ = ["main", "build_parser"]
 
 EXIT_USER_ERROR = 2
+
+_DESCRIPTION = """\
+Predict the latency of neural networks on hardware targets with a LeDG-Former
+cost model: lower a network with TVM to its operator graph, then predict its
+end-to-end latency (and per-operator breakdown) on any target described by a
+YAML file, measured or not. Also lowers, measures and trains."""
+
+_EPILOG = """\
+examples:
+  tvm-ledg predict model.onnx "nb201:|...|" -t help:pixel3 my_board.yaml --breakdown
+  tvm-ledg rank zoo:resnet:3 -t help:pixel3 jetson-nano-gpu-fp16 --plot ranking.png
+  tvm-ledg graph zoo:vit:3 --fused
+  tvm-ledg targets list
+
+MODEL is an ONNX file, a space string (nb201:..., fbnet:..., ofa:...), a generated
+network (zoo:FAMILY:SEED) or, where several are accepted, @FILE listing one MODEL
+per line. Exit codes: 0 ok, 2 user error, 3 machine too busy to measure, 130
+interrupted. 'tvm-ledg COMMAND -h' describes a command."""
+
+_SPACE_FORMS = "nb201:..., fbnet:..., ofa:..., zoo:FAMILY:SEED"
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
@@ -124,26 +147,124 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import targets
+    from tvm_ledg.networks import expand_model_args
     from tvm_ledg.predict import predict_latency
 
-    results = predict_latency(args.models, args.target, checkpoint=args.checkpoint, breakdown=args.breakdown,
-                              graph_store=args.graph_store, batch_size=args.batch_size, workers=args.workers)
-    print(f"{'model':<48} {'target':<34} {'latency ms':>11} {'x/ std':>7}")
+    if args.plot:
+        from tvm_ledg.plots import MAX_PANELS, check_plot_path
+
+        check_plot_path(args.plot)
+        if not args.breakdown:
+            raise DataError("--plot draws the per-operator breakdown: add --breakdown")
+        n = len(dict.fromkeys(expand_model_args(args.models))) * len(targets.load_many(args.target))
+        if n > MAX_PANELS:
+            raise DataError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; these models and "
+                            f"targets make {n}: plot fewer, or write them all with --csv")
+    with _progress_bar("lowering", "net") as progress:
+        results = predict_latency(args.models, args.target, checkpoint=args.checkpoint, breakdown=args.breakdown,
+                                  graph_store=args.graph_store, batch_size=args.batch_size, workers=args.workers,
+                                  progress=progress)
+    names = list(dict.fromkeys(r.model for r in results))
+    index = {name: i for i, name in enumerate(names, start=1)}
+    labels = {name: name for name in names} if args.wide else _model_labels(names, _MODEL_WIDTH)
+    model_w = max([5, *(len(label) for label in labels.values())])
+    target_w = max([6, *(len(r.target) for r in results)])
+    print(f"{'#':>4}  {'model':<{model_w}} {'target':<{target_w}} {'latency ms':>11} {'x/ std':>7}")
     for r in results:
         spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
-        model = r.model if len(r.model) <= 48 else "..." + r.model[-45:]
-        print(f"{model:<48} {r.target[:34]:<34} {r.latency_ms:>11.4f} {spread:>7}" + ("  (adapted)" if r.adapted else ""))
+        print(f"{index[r.model]:>4}  {labels[r.model]:<{model_w}} {r.target:<{target_w}} {r.latency_ms:>11.4f} "
+              f"{spread:>7}" + ("  (adapted)" if r.adapted else ""))
         for node_id, op, ms in r.operators[: args.top]:
-            print(f"    {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+            print(f"      {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
     if args.csv:
         _write_predictions_csv(args.csv, results, args.breakdown)
         print(f"wrote {args.csv}")
+    if args.plot:
+        from tvm_ledg.plots import plot_breakdown
+
+        plot_breakdown(results, args.plot, labels=labels)
+        print(f"wrote {args.plot}")
     return 0
+
+
+_MODEL_WIDTH = 48  # model column of the predict table without --wide
+_TOKEN = re.compile(r"[^|/,:]*[|/,:]?")  # a name's parts: NAS cell edges, path components, list items
+
+
+def _model_labels(names: Sequence[str], width: int) -> dict[str, str]:
+    """A label of at most ``width`` characters for each name, keeping the parts that tell it from the others.
+
+    Names that fit are kept whole. Models from one space share long runs (two
+    NAS-Bench-201 cells may differ in one edge in the middle), so a longer name is
+    cut into parts at ``|``, ``/``, ``,`` and ``:`` and keeps the fewest parts
+    that tell it from every other name (chosen greedily), then more parts from
+    the left while the label fits; ``...`` marks each run left out. A lone name
+    keeps its end (a file name). Labels are meant to be read, not parsed: the
+    table's ``#`` column and ``--wide`` identify models exactly.
+    """
+    distinct = list(dict.fromkeys(names))
+    parts = {name: [t for t in _TOKEN.findall(name) if t] for name in distinct}
+    labels: dict[str, str] = {}
+    for name in distinct:
+        if len(name) <= width:
+            labels[name] = name
+            continue
+        if len(distinct) == 1:
+            labels[name] = "..." + name[-(width - 3):]
+            continue
+        mine = parts[name]
+        others = [parts[o] for o in distinct if o != name]
+        keep: set[int] = set()
+        while others:  # greedily, the part that tells this name from the most names not told apart yet
+            told = [sum(i >= len(o) or o[i] != p for o in others) for i, p in enumerate(mine)]
+            best = max(range(len(mine)), key=lambda i: (told[i], -i))
+            if told[best] == 0 or len(_join_parts(mine, keep | {best})) > width:
+                break  # told apart from all (or a prefix of another name), or no room for more
+            keep.add(best)
+            others = [o for o in others if best < len(o) and o[best] == mine[best]]
+        for i in range(len(mine)):
+            if i not in keep and len(_join_parts(mine, keep | {i})) <= width:
+                keep.add(i)
+        label = _join_parts(mine, keep)
+        labels[name] = label if len(label) <= width else label[: width - 3] + "..."
+    return labels
+
+
+def _join_parts(parts: Sequence[str], keep: set[int]) -> str:
+    out = [p if i in keep else "..." for i, p in enumerate(parts)]
+    return "".join(p for i, p in enumerate(out) if not (p == "..." and i and out[i - 1] == "..."))
+
+
+@contextlib.contextmanager
+def _progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr (a terminal only), opened on first use."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit=unit, disable=None)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _cmd_rank(args: argparse.Namespace) -> int:
     from tvm_ledg.tuning.ranking import rank_targets
 
+    if args.plot:
+        from tvm_ledg.plots import check_plot_path
+
+        check_plot_path(args.plot)
     ranked = rank_targets(args.model, args.target, checkpoint=args.checkpoint, top_ops=args.top,
                           graph_store=args.graph_store)
     if args.json:
@@ -151,14 +272,51 @@ def _cmd_rank(args: argparse.Namespace) -> int:
                            "adapted": r.adapted,
                            "operators": [{"id": n, "op": op, "ms": ms} for n, op, ms in r.operators]}
                           for i, r in enumerate(ranked, start=1)], indent=1))
-        return 0
-    print(f"{'rank':>4}  {'target':<40} {'latency ms':>11} {'x/ std':>7}")
-    for i, r in enumerate(ranked, start=1):
-        spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
-        print(f"{i:>4}  {r.target[:40]:<40} {r.latency_ms:>11.4f} {spread:>7}" + ("  (adapted)" if r.adapted else ""))
-        for node_id, op, ms in r.operators:
-            print(f"        {node_id:>5} {op:<34} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+    else:
+        target_w = max([6, *(len(r.target) for r in ranked)])
+        print(f"{'rank':>4}  {'target':<{target_w}} {'latency ms':>11} {'x/ std':>7}")
+        for i, r in enumerate(ranked, start=1):
+            spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
+            print(f"{i:>4}  {r.target:<{target_w}} {r.latency_ms:>11.4f} {spread:>7}"
+                  + ("  (adapted)" if r.adapted else ""))
+            for node_id, op, ms in r.operators:
+                print(f"        {node_id:>5} {op:<34} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+    if args.plot:
+        from tvm_ledg.collect import default_store_path
+        from tvm_ledg.plots import plot_ranking
+
+        store = args.db or default_store_path()
+        measured = _measured_ms(store, args.model, args.target, args.graph_store)
+        plot_ranking(ranked[0].model, ranked, args.plot, measured_ms=measured)
+        source = f"from {store}" if store.is_file() else f"no measurement store at {store}"
+        print(f"wrote {args.plot} (measured latency for {len(measured)} of {len(ranked)} targets, {source})",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _measured_ms(store_path: Path, model: str, target_refs: Sequence[str], graph_store: Path | None
+                 ) -> dict[str, float]:
+    """Target name -> measured median ms of ``model`` in the store at ``store_path`` (read only; none: no store).
+
+    Measurements are keyed by the network's graph content hash and the target's
+    content hash (as ``collect`` stores them), so a target YAML that changed since
+    it was measured has no measurement. Of several protocols the latest is shown.
+    """
+    if not store_path.is_file():
+        return {}
+    import targets
+    from cost_model.measurement_store import MeasurementStore
+    from tvm_ledg.predict import resolve_graphs
+
+    names, graphs = resolve_graphs([model], graph_store=graph_store)
+    graph_hash = graphs[names[0]].content_hash()
+    by_hash = {d.content_hash(): d.name for d in targets.load_many(target_refs)}
+    found: dict[str, float] = {}
+    with MeasurementStore(store_path, readonly=True) as store:
+        for m in store.measurements():  # oldest first: a later protocol's measurement wins
+            if m.graph_hash == graph_hash and m.target_hash in by_hash:
+                found[by_hash[m.target_hash]] = m.median_ms
+    return found
 
 
 def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
@@ -222,7 +380,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         specs += sample_specs(args.count, families=args.families, start_seed=args.start_seed)
     if not specs:
         raise DataError("collect: name models (MODEL... or @list) or --families with --count")
-    descs = [targets.load(t) for t in args.target]
+    descs = targets.load_many(args.target)
     protocol = MeasureProtocol(max_seconds=args.max_seconds)
     quiet = None if args.no_quiet_check else QuietPolicy(max_foreign=args.max_foreign_cpu,
                                                          max_slowdown=args.max_host_slowdown or None,
@@ -306,12 +464,15 @@ def _output_folder(text: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvm-ledg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tvm-ledg", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND",
+                                help="what to do (COMMAND -h for its options)")
 
     g = sub.add_parser("graph", help="lower a model to its operator DAG and print a summary")
-    g.add_argument("model", help="ONNX file or space string (nb201:..., fbnet:..., ofa:...)")
+    g.add_argument("model", help=f"ONNX file or space string ({_SPACE_FORMS})")
     g.add_argument("--fused", action="store_true", help="show fused kernels (after FuseOps/FuseTIR)")
     g.add_argument("--json", type=_output_file, help="also write the graph as JSON to this path "
                    "(missing folders are created)")
@@ -320,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_graph)
 
     gb = sub.add_parser("graphs", help="lower many models into a graph store (parallel, resumable)")
-    gb.add_argument("models", nargs="+", metavar="MODEL", help="ONNX files, space strings or @list files")
+    gb.add_argument("models", nargs="+", metavar="MODEL",
+                    help=f"ONNX files, space strings ({_SPACE_FORMS}) or @list files (one MODEL a line)")
     gb.add_argument("--store", type=_output_folder, required=True, help="graph store directory (created if missing)")
     gb.add_argument("--workers", type=int, default=1, help="worker processes (each imports TVM once)")
     gb.add_argument("--fused", action="store_true", help="store the fused-kernel view")
@@ -333,14 +495,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="metrics of a checkpoint on a config's test (or held-out) split")
-    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory to evaluate")
     ev.add_argument("--config", type=Path, required=True, help="the data section picks devices and split")
-    ev.add_argument("--split", choices=["test", "holdout", "val"], default="test")
+    ev.add_argument("--split", choices=["test", "holdout", "val"], default="test",
+                    help="which split of the config's data to score (default: test)")
     ev.add_argument("--json", type=_output_file, help="also write the metrics as JSON")
     ev.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="predict latencies of models on targets")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="ONNX files, space strings or @list files")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help=f"ONNX files, space strings ({_SPACE_FORMS}) or @list files (one MODEL a line)")
     p.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
     p.add_argument("--breakdown", action="store_true", help="per-operator latencies")
@@ -349,15 +513,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the models' batch size")
     p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
     p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
+    p.add_argument("--wide", action="store_true",
+                   help=f"print whole model names (default: at most {_MODEL_WIDTH} characters, keeping the part "
+                        "that differs between models; # numbers the models in the order given)")
+    p.add_argument("--plot", type=Path, metavar="PNG",
+                   help="with --breakdown: draw each prediction's latency per operator kind to this PNG "
+                        "(one panel per model and target, at most 12)")
     p.set_defaults(func=_cmd_predict)
 
     rk = sub.add_parser("rank", help="order targets by the predicted latency of one model")
-    rk.add_argument("model", metavar="MODEL", help="ONNX file or space string")
+    rk.add_argument("model", metavar="MODEL", help=f"ONNX file or space string ({_SPACE_FORMS})")
     rk.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     rk.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
     rk.add_argument("--top", type=int, default=3, help="slowest operators to show per target (0: none)")
     rk.add_argument("--json", action="store_true", help="print the ranking as JSON")
     rk.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
+    rk.add_argument("--plot", type=Path, metavar="PNG",
+                    help="draw the predicted latencies (log scale, error bars x/ e^std) beside the measured ones "
+                         "where the measurement store has them, to this PNG")
+    rk.add_argument("--db", type=Path,
+                    help="measurement store read for --plot (default ~/.cache/tvm-ledg/measurements.sqlite; "
+                         "never created)")
     rk.set_defaults(func=_cmd_rank)
 
     ad = sub.add_parser("adapt", help="adapt a checkpoint to a new target from k measurements (few-shot)")
@@ -366,14 +542,16 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--measurements", type=Path, required=True, help="CSV with columns model,latency_ms")
     ad.add_argument("--out", type=Path, required=True, help="adapted checkpoint directory")
     ad.add_argument("--graph-store", type=Path, help="where lowered graphs are cached")
-    ad.add_argument("--workers", type=int, default=1)
+    ad.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
     ad.set_defaults(func=_cmd_adapt)
 
     co = sub.add_parser("collect", help="measure networks on local or RPC targets into a measurement store")
-    co.add_argument("models", nargs="*", metavar="MODEL", help="space strings, ONNX files or @list files")
+    co.add_argument("models", nargs="*", metavar="MODEL",
+                    help=f"space strings ({_SPACE_FORMS}), ONNX files or @list files (one MODEL a line)")
     co.add_argument("--families", nargs="+", help="generate networks of these zoo families (see tvm_ledg.spaces.zoo)")
     co.add_argument("--count", type=int, default=10, help="generated networks in all (round-robin over families)")
-    co.add_argument("--start-seed", type=int, default=0)
+    co.add_argument("--start-seed", type=int, default=0,
+                    help="seed of the first generated network (continue a dataset with fresh networks)")
     co.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     co.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
     co.add_argument("--timeout", type=float, default=600, help="seconds per network (all its targets)")
@@ -398,32 +576,52 @@ def build_parser() -> argparse.ArgumentParser:
     co.set_defaults(func=_cmd_collect)
 
     db = sub.add_parser("db", help="inspect a measurement store, or move it as gzip JSON lines")
-    dsub = db.add_subparsers(dest="action", required=True)
+    dsub = db.add_subparsers(dest="action", required=True, help="what to do with the store")
     ds = dsub.add_parser("stats", help="counts per target and family, noise (median CV), failures")
-    ds.add_argument("--json", action="store_true")
+    ds.add_argument("--json", action="store_true", help="print the statistics as JSON")
     for action, text in (("export", "write everything to FILE (.jsonl.gz)"), ("import", "merge FILE into the store")):
         dx = dsub.add_parser(action, help=text)
-        dx.add_argument("file", type=Path)
+        dx.add_argument("file", type=Path, help="gzip JSON lines file (.jsonl.gz)")
     for p_ in dsub.choices.values():
         p_.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
     db.set_defaults(func=_cmd_db)
 
     t = sub.add_parser("targets", help="list, show or validate target descriptors")
-    tsub = t.add_subparsers(dest="action", required=True)
+    tsub = t.add_subparsers(dest="action", required=True, help="what to do")
     tl = tsub.add_parser("list", help="list registered targets")
-    tl.add_argument("--json", action="store_true")
+    tl.add_argument("--json", action="store_true", help="print every descriptor as JSON")
     ts = tsub.add_parser("show", help="show one target (name, alias or YAML path)")
-    ts.add_argument("name")
-    ts.add_argument("--json", action="store_true")
+    ts.add_argument("name", help="target name, alias (help:pixel3) or YAML file")
+    ts.add_argument("--json", action="store_true", help="print the descriptor as JSON instead of YAML")
     tv = tsub.add_parser("validate", help="validate a target YAML file")
-    tv.add_argument("name", metavar="FILE")
+    tv.add_argument("name", metavar="FILE", help="target descriptor YAML file")
     t.set_defaults(func=_cmd_targets)
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version, else (a source checkout on PYTHONPATH) the one setup.py declares."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tvm-ledg")
+    except PackageNotFoundError:
+        import re
+
+        setup_py = Path(__file__).resolve().parent.parent / "setup.py"
+        try:
+            found = re.search(r'version="([^"]+)"', setup_py.read_text(encoding="utf-8"))
+        except OSError:
+            found = None
+        return found.group(1) if found else "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # -h, --version (0) and usage errors (2): returned like every other outcome
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     if getattr(args, "limit", None) == 0:
         args.limit = None
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

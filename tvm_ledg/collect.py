@@ -40,6 +40,7 @@ from typing import Any
 from cost_model.cache_dir import default_cache_root
 from cost_model.measurement_store import Measurement, MeasurementStore
 from targets.errors import DataError
+from targets.registry import load_many
 from targets.schema import TargetDescriptor
 from tvm_ledg.measure.protocol import MeasureProtocol
 from tvm_ledg.measure.quiet import MachineBusy, QuietPolicy, StaleProcess
@@ -99,9 +100,8 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
         raise DataError("parallel > 1 measures TVM targets on RPC devices; "
                         f"{[d.name for d in targets if d.runtime != 'tvm']} run on this machine, one at a time: "
                         "collect them in a separate run without --parallel")
+    targets = load_many(targets)
     names = [d.name for d in targets]
-    if len(set(names)) != len(names):
-        raise DataError(f"targets named twice: {sorted(n for n in names if names.count(n) > 1)}")
     started = time.time()
     report = CollectReport()
     store = MeasurementStore(store_path)

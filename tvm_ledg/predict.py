@@ -10,7 +10,7 @@ its ``README.md`` says how it was trained and on what.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,15 @@ def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: 
 
 
 def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str] | None = None,
-                   batch_size: int | None = None, workers: int = 1) -> tuple[list[str], dict[str, OpGraph]]:
+                   batch_size: int | None = None, workers: int = 1,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[list[str], dict[str, OpGraph]]:
     """Names and operator graphs of ``models`` (MODEL strings, ``OpGraph``s or Relax modules).
 
     MODEL strings are lowered at most once per store: a missing graph is built (in
     ``workers`` processes when there are many) and kept for the next call.
+    Lowering takes about a second per network, so ``progress(done, total)`` is
+    called before the first graph is built and after each one (never when every
+    graph is already stored).
     """
     from tvm_ledg.networks import expand_model_args, model_key
 
@@ -99,40 +103,42 @@ def resolve_graphs(models: Sequence[Any], *, graph_store: str | os.PathLike[str]
     if pending:
         store = GraphStore(graph_store or default_graph_cache())
         todo = {key: spec for spec, key in pending.items() if key not in store}
+        if todo and progress is not None:  # the total at once, before the first (slow) graph
+            progress(0, len(todo))
         parallel = [key for key, spec in todo.items() if key == spec]  # space strings at their own batch size
         if len(parallel) > 1 and workers > 1:
             from tvm_ledg.graph_builder import build_graphs
 
-            report = build_graphs(parallel, store, workers=workers)
+            scaled = None if progress is None else (lambda done, _: progress(done, len(todo)))
+            report = build_graphs(parallel, store, workers=workers, progress=scaled)
             if report.failed:
                 spec, reason = next(iter(report.failed.items()))
                 raise ModelImportError(f"{spec}: {reason}")
         from tvm_ledg.networks import network_graph
 
-        for key, spec in todo.items():
-            if key not in store:
-                store.put(key, network_graph(spec, batch_size=batch_size))
+        serial = [(key, spec) for key, spec in todo.items() if key not in store]
+        for done, (key, spec) in enumerate(serial, start=len(todo) - len(serial) + 1):
+            store.put(key, network_graph(spec, batch_size=batch_size))
+            if progress is not None:
+                progress(done, len(todo))
         for spec, key in pending.items():
             graphs[spec] = store[key]
     return names, graphs
 
 
-def _targets(targets: Iterable[str | TargetDescriptor] | str | TargetDescriptor) -> dict[str, TargetDescriptor]:
+def _targets(targets: Iterable[str | os.PathLike[str] | TargetDescriptor] | str | os.PathLike[str] | TargetDescriptor
+             ) -> dict[str, TargetDescriptor]:
     import targets as registry
 
-    if isinstance(targets, (str, TargetDescriptor)):
+    if isinstance(targets, (str, os.PathLike, TargetDescriptor)):
         targets = [targets]
-    out: dict[str, TargetDescriptor] = {}
-    for t in targets:
-        desc = t if isinstance(t, TargetDescriptor) else registry.load(t)
-        out[desc.name] = desc
-    return out
+    return {desc.name: desc for desc in registry.load_many(targets)}
 
 
 def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[str] | None = None,
                     breakdown: bool = False, top_ops: int | None = None,
                     graph_store: str | os.PathLike[str] | None = None, batch_size: int | None = None,
-                    workers: int = 1) -> list[LatencyPrediction]:
+                    workers: int = 1, progress: Callable[[int, int], None] | None = None) -> list[LatencyPrediction]:
     """Predicted latency of every model on every target (models outer, targets inner).
 
     Args:
@@ -142,16 +148,18 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
         checkpoint: checkpoint directory (default: the shipped one).
         breakdown: also return per-operator latencies (all, or the ``top_ops`` largest).
         batch_size: override the models' batch size (ONNX and spaces).
+        progress: ``progress(done, total)`` after each graph lowered (see ``resolve_graphs``).
     """
     from tvm_ledg.networks import expand_model_args
 
     expand_model_args([str(m) for m in (models if isinstance(models, (list, tuple)) else [models])
                        if isinstance(m, (str, os.PathLike))])  # a mistyped MODEL fails before the checkpoint loads
+    descs = _targets(targets)  # before any lowering: a bad target list fails at once
     predictor = load_predictor(checkpoint)
     if not isinstance(models, (list, tuple)):
         models = [models]
-    names, graphs = resolve_graphs(models, graph_store=graph_store, batch_size=batch_size, workers=workers)
-    descs = _targets(targets)
+    names, graphs = resolve_graphs(models, graph_store=graph_store, batch_size=batch_size, workers=workers,
+                                   progress=progress)
     pairs = [(name, t) for name in names for t in descs]
     result = predictor.predict_detailed(graphs, descs, pairs, breakdown=breakdown)
     out = []
