@@ -249,29 +249,28 @@ class MeasurementStore:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         counts = dict.fromkeys(_FIELDS, 0)
         try:
-            with (open(tmp, "xb") as raw, gzip.GzipFile(path.name, "wb", 9, raw, mtime=0) as gz,
-                  io.TextIOWrapper(gz, encoding="utf-8") as f):
-                def put(kind: str, record: Mapping[str, Any]) -> None:
-                    f.write(json.dumps({"kind": kind, **record}, separators=(",", ":"), sort_keys=True) + "\n")
-                    counts[kind] += 1
+            with open(tmp, "xb") as raw:
+                with (gzip.GzipFile(path.name, "wb", 9, raw, mtime=0) as gz,
+                      io.TextIOWrapper(gz, encoding="utf-8") as f):
+                    def put(kind: str, record: Mapping[str, Any]) -> None:
+                        f.write(_json_line({"kind": kind, **record}))
+                        counts[kind] += 1
 
-                f.write(json.dumps({"kind": "meta", "store_version": STORE_VERSION,
-                                    "export_version": EXPORT_VERSION}) + "\n")
-                for h, blob in self._db.execute("SELECT hash, json FROM graphs ORDER BY hash"):
-                    put("graph", {"hash": h, "graph": json.loads(zlib.decompress(blob))})
-                for h, d in self._db.execute("SELECT hash, descriptor FROM targets ORDER BY hash"):
-                    put("target", {"hash": h, "descriptor": json.loads(d)})
-                for r in self._db.execute("SELECT * FROM networks ORDER BY spec"):
-                    put("network", dict(zip(_FIELDS["network"], r)))
-                for m in self.measurements():
-                    put("measurement", asdict(m))
-                for r in self._db.execute("SELECT * FROM failures ORDER BY spec, target_hash"):
-                    put("failure", dict(zip(_FIELDS["failure"], r)))
-                f.write(json.dumps({"kind": "end", "counts": counts}, separators=(",", ":"), sort_keys=True) + "\n")
-                f.flush()
-                gz.flush()
+                    f.write(json.dumps({"kind": "meta", "store_version": STORE_VERSION,
+                                        "export_version": EXPORT_VERSION}) + "\n")
+                    for h, blob in self._db.execute("SELECT hash, json FROM graphs ORDER BY hash"):
+                        put("graph", {"hash": h, "graph": json.loads(zlib.decompress(blob))})
+                    for h, d in self._db.execute("SELECT hash, descriptor FROM targets ORDER BY hash"):
+                        put("target", {"hash": h, "descriptor": json.loads(d)})
+                    for r in self._db.execute("SELECT * FROM networks ORDER BY spec"):
+                        put("network", dict(zip(_FIELDS["network"], r)))
+                    for m in self.measurements():
+                        put("measurement", asdict(m))
+                    for r in self._db.execute("SELECT * FROM failures ORDER BY spec, target_hash"):
+                        put("failure", dict(zip(_FIELDS["failure"], r)))
+                    f.write(_json_line({"kind": "end", "counts": counts}))
                 raw.flush()
-                os.fsync(raw.fileno())
+                os.fsync(raw.fileno())  # on disk before the rename makes it the export
             if replace:
                 os.replace(tmp, path)
             else:
@@ -361,6 +360,11 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _json_line(record: Mapping[str, Any]) -> str:
+    """A record as one compact line with sorted keys, so an export of the same rows has the same bytes."""
+    return json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
 
 
 def _link_new(tmp: Path, path: Path) -> None:

@@ -111,6 +111,9 @@ def test_training_config_reads_a_store_and_its_export(filled: MeasurementStore, 
         assert all(data.graphs[r[0]].content_hash() == r[0] for r in rows)
     with pytest.raises(DataError, match="does not exist"):
         load_latency_data(load_run_config({"data": {"sources": [], "measured": [str(tmp_path / "nope.sqlite")]}}))
+    cut = _write(tmp_path / "cut.jsonl.gz", _lines(tmp_path / "x.jsonl.gz")[:-1])
+    with pytest.raises(DataError, match="cut.jsonl.gz: ends at line .* without its end record"):
+        load_latency_data(load_run_config({"data": {"sources": [], "measured": [str(cut)]}}))
 
 
 def _lines(path: Path) -> list[str]:
