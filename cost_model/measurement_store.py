@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cost_model.graph import OpGraph
-from targets.errors import DataError, LedgError
+from targets.errors import DataError
 from targets.schema import TargetDescriptor
 
 __all__ = ["EXPORT_VERSION", "Measurement", "MeasurementStore", "STORE_VERSION"]
@@ -297,27 +297,28 @@ class MeasurementStore:
         self._check_references(records, str(path))
         added = dict.fromkeys(_FIELDS, 0)
         with self._transaction():
-            for n, kind, rec in records:
-                added[kind] += self._import_record(kind, rec)
+            for record in records:
+                added[record.kind] += self._import_record(record)
         return added
 
-    def _check_references(self, records: list[tuple[int, str, dict[str, Any]]], source: str) -> None:
+    def _check_references(self, records: list[_Record], source: str) -> None:
         """Every graph and target hash a record names is defined in the export or already in this store."""
-        graphs = {r["hash"] for _, k, r in records if k == "graph"}
+        graphs = {r.fields["hash"] for r in records if r.kind == "graph"}
         graphs |= {h for (h,) in self._db.execute("SELECT hash FROM graphs")}
-        target_hashes = {r["hash"] for _, k, r in records if k == "target"}
+        target_hashes = {r.fields["hash"] for r in records if r.kind == "target"}
         target_hashes |= {h for (h,) in self._db.execute("SELECT hash FROM targets")}
-        for n, kind, rec in records:
+        for r in records:
             for name, known, what in (("graph_hash", graphs, "graph"), ("target_hash", target_hashes, "target")):
-                if name in rec and rec[name] not in known:
-                    raise DataError(f"{source}:{n}: {kind} field {name!r} names {what} {rec[name]}, which is "
-                                    f"neither in the export nor in {self.path}")
+                if name in r.fields and r.fields[name] not in known:
+                    raise DataError(f"{source}:{r.line}: {r.kind} field {name!r} names {what} {r.fields[name]}, "
+                                    f"which is neither in the export nor in {self.path}")
 
-    def _import_record(self, kind: str, rec: dict[str, Any]) -> int:
+    def _import_record(self, record: _Record) -> int:
         """Insert one checked record (a row already there is kept); the caller holds the transaction."""
-        x = self._db.execute
+        x, kind, rec = self._db.execute, record.kind, record.fields
         if kind == "graph":
-            return self._insert_graph(rec["hash"], rec["_graph"], rec["graph"]).rowcount
+            assert record.graph is not None  # parsed by _check_fields
+            return self._insert_graph(rec["hash"], record.graph, rec["graph"]).rowcount
         if kind == "target":
             return x("INSERT INTO targets VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                      (rec["hash"], rec["descriptor"]["name"], json.dumps(rec["descriptor"], sort_keys=True))
@@ -418,7 +419,17 @@ _KEYS = {"graph": ("hash",), "target": ("hash",), "network": ("spec",),
          "measurement": ("graph_hash", "target_hash", "protocol"), "failure": ("spec", "target_hash", "protocol")}
 
 
-def _parse_export(lines: list[str], source: str) -> list[tuple[int, str, dict[str, Any]]]:
+@dataclass
+class _Record:
+    """One checked row record of an export: its line, kind, fields, and for a graph the parsed graph."""
+
+    line: int
+    kind: str
+    fields: dict[str, Any]
+    graph: OpGraph | None = None
+
+
+def _parse_export(lines: list[str], source: str) -> list[_Record]:
     """``(line number, kind, record)`` of every row record of an export, each checked on its own; raises
     ``DataError`` naming ``source:line`` on the first problem, including a missing header or end record."""
     if not lines:
@@ -435,7 +446,7 @@ def _parse_export(lines: list[str], source: str) -> list[tuple[int, str, dict[st
     if header["export_version"] != EXPORT_VERSION:
         raise DataError(f"{source}:1: export format {header['export_version']!r}, this code reads "
                         f"{EXPORT_VERSION}")
-    records: list[tuple[int, str, dict[str, Any]]] = []
+    records: list[_Record] = []
     seen: dict[tuple[Any, ...], int] = {}
     counts = dict.fromkeys(_FIELDS, 0)
     for n, line in enumerate(lines[1:], 2):
@@ -447,13 +458,13 @@ def _parse_export(lines: list[str], source: str) -> list[tuple[int, str, dict[st
             return records
         if kind not in _FIELDS:
             raise DataError(f"{where}: unknown record kind {kind!r} (expected one of {', '.join(_FIELDS)})")
-        _check_fields(kind, rec, where)
+        graph = _check_fields(kind, rec, where)
         key = (kind, *(rec[k] for k in _KEYS[kind]))
         if key in seen:
             raise DataError(f"{where}: {kind} {', '.join(map(str, key[1:]))} appears twice (first on line "
                             f"{seen[key]})")
         seen[key] = n
-        records.append((n, kind, rec))
+        records.append(_Record(n, kind, rec, graph))
         counts[kind] += 1
     raise DataError(f"{source}: ends at line {len(lines)} without its end record: the file was cut short "
                     "(copy or export it again)")
@@ -483,9 +494,10 @@ def _check_end(rec: dict[str, Any], counts: dict[str, int], where: str, trailing
                             f"{n} (a damaged or edited file)")
 
 
-def _check_fields(kind: str, rec: dict[str, Any], where: str) -> None:
+def _check_fields(kind: str, rec: dict[str, Any], where: str) -> OpGraph | None:
     """Every field of ``kind`` is present with a value of its type and range, nothing else is there, and
-    graph and target hashes match their content (so an edited name or shape cannot relabel rows)."""
+    graph and target hashes match their content (so an edited name or shape cannot relabel rows); returns
+    a graph record's parsed graph."""
     rules = _FIELDS[kind]
     for name in rec:
         if name not in rules:
@@ -506,17 +518,17 @@ def _check_fields(kind: str, rec: dict[str, Any], where: str) -> None:
             if graph.content_hash() != rec["hash"]:
                 raise DataError(f"{where}: graph field 'hash' {rec['hash']} does not match its content "
                                 f"({graph.content_hash()})")
-            rec["_graph"] = graph
-        elif kind == "target":
+            return graph
+        if kind == "target":
             desc = TargetDescriptor.from_dict(rec["descriptor"], origin=where)
             if desc.content_hash() != rec["hash"]:
                 raise DataError(f"{where}: target field 'hash' {rec['hash']} does not match the descriptor of "
                                 f"{desc.name!r} ({desc.content_hash()})")
-    except LedgError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # GraphError and TargetError are ValueErrors
+        text = str(exc)  # their messages start with ``where`` already
         field_name = "graph" if kind == "graph" else "descriptor"
-        raise DataError(f"{where}: {kind} field {field_name!r}: {exc}") from exc
+        raise DataError(text if text.startswith(where) else f"{where}: {kind} field {field_name!r}: {text}") from exc
+    return None
 
 
 def _group(rows: Any) -> Iterator[tuple[str, list[float]]]:

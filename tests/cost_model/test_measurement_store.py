@@ -168,6 +168,8 @@ def _counts(store: MeasurementStore) -> tuple[int, ...]:
     ("failure", {"target_hash": "beef"}, "failure field 'target_hash' names target beef"),
     ("failure", {"protocol": ""}, "failure field 'protocol' is '', expected a non-empty string"),
     ("graph", {"hash": "feed"}, "graph field 'hash' feed does not match its content"),
+    ("graph", {"graph": {"edges": []}}, "not an operator graph"),
+    ("target", {"descriptor": {"name": "t"}}, "field 'schema_version': missing required field"),
     ("measurement", {"kind": "measurment"}, "unknown record kind 'measurment'"),
 ])
 def test_import_checks_every_field_and_writes_nothing_on_error(filled: MeasurementStore, tmp_path: Path, kind: str,
