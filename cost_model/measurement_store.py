@@ -243,12 +243,14 @@ class MeasurementStore:
         ``path`` (not the temporary file), so a committed export only changes with its data.
         """
         path = Path(path)
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory; export to a file (.jsonl.gz)")
         if path.exists() and not replace:
             raise DataError(f"{path}: already exists (tvm-ledg db export --force replaces it)")
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         counts = dict.fromkeys(_FIELDS, 0)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "xb") as raw:
                 with (gzip.GzipFile(path.name, "wb", 9, raw, mtime=0) as gz,
                       io.TextIOWrapper(gz, encoding="utf-8") as f):
@@ -275,6 +277,8 @@ class MeasurementStore:
                 os.replace(tmp, path)
             else:
                 _link_new(tmp, path)
+        except OSError as exc:  # no room, no permission: the user's to fix, and nothing was written
+            raise DataError(f"{path}: cannot write the export ({exc})") from exc
         finally:
             tmp.unlink(missing_ok=True)
         return counts

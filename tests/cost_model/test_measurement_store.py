@@ -260,6 +260,8 @@ def test_a_failed_export_leaves_nothing(filled: MeasurementStore, tmp_path: Path
         raise OSError("disk full")
 
     monkeypatch.setattr("cost_model.measurement_store.os.fsync", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DataError, match=r"x.jsonl.gz: cannot write the export \(disk full\)"):
         filled.export_jsonl(tmp_path / "out" / "x.jsonl.gz")
     assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(DataError, match="out: is a directory"):
+        filled.export_jsonl(tmp_path / "out", replace=True)
