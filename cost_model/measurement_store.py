@@ -434,8 +434,8 @@ class _Record:
 
 
 def _parse_export(lines: list[str], source: str) -> list[_Record]:
-    """``(line number, kind, record)`` of every row record of an export, each checked on its own; raises
-    ``DataError`` naming ``source:line`` on the first problem, including a missing header or end record."""
+    """Every row record of an export, each checked on its own; raises ``DataError`` naming ``source:line``
+    on the first problem, including a missing header or end record."""
     if not lines:
         raise DataError(f"{source}: empty file, not a tvm-ledg export")
     header = _json_object(lines[0], f"{source}:1")
