@@ -25,7 +25,7 @@ tvm-ledg collect --families "${FAMILIES[@]}" --count 1500 -t "${TARGETS[@]}" --d
 [ -f docs/results/host_noise.json ] || python benchmarks/host_noise.py --minutes 20
 
 # 3. The committed export, then the benchmarks on it (training only, no measuring).
-tvm-ledg db export datasets/local-zen3.jsonl.gz --db "$STORE"
+tvm-ledg db export datasets/local-zen3.jsonl.gz --db "$STORE" --force  # replaces the committed export
 python benchmarks/dataset_card.py --data datasets/local-zen3.jsonl.gz --out docs/results/dataset
 python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset \
     --epochs 4 --rows-per-epoch 3000

@@ -11,7 +11,8 @@ Tables: ``graphs`` (operator DAG JSON, zlib, by content hash), ``networks``
 (spec -> graph hash, family, numerical check), ``targets`` (descriptor JSON by
 content hash), ``measurements`` (unique on graph hash, target hash, protocol)
 and ``failures`` (unique on spec, target hash, protocol). ``export_jsonl`` /
-``import_jsonl`` move all of it as gzip-compressed JSON lines. No TVM here:
+``import_jsonl`` move all of it as gzip-compressed JSON lines, closed by a record
+count so that a cut file is refused, not half-imported. No TVM here:
 the cost model reads the store directly (``training_rows``).
 """
 
@@ -20,11 +21,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
 import os
+import secrets
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +36,11 @@ from cost_model.graph import OpGraph
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
 
-__all__ = ["Measurement", "MeasurementStore", "STORE_VERSION"]
+__all__ = ["EXPORT_VERSION", "Measurement", "MeasurementStore", "STORE_VERSION"]
 
 STORE_VERSION = 1
+# Version 2 added the export_version header field and the end record with counts; version 1 had neither.
+EXPORT_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS graphs (hash TEXT PRIMARY KEY, name TEXT, num_nodes INTEGER, flops INTEGER,
@@ -229,91 +234,124 @@ class MeasurementStore:
         return graphs, targets, rows
 
     # ------------------------------------------------------------------ moving data
-    def export_jsonl(self, path: str | os.PathLike[str]) -> dict[str, int]:
-        """Everything as gzip JSON lines (``{"kind": ..., ...}``), written atomically; the gzip header has no
-        time stamp, so a committed export only changes with its data."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        counts = {"graph": 0, "target": 0, "network": 0, "measurement": 0, "failure": 0}
-        with (open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz,
-              io.TextIOWrapper(gz, encoding="utf-8") as f):
-            def put(kind: str, record: Mapping[str, Any]) -> None:
-                f.write(json.dumps({"kind": kind, **record}, separators=(",", ":"), sort_keys=True) + "\n")
-                counts[kind] += 1
+    def export_jsonl(self, path: str | os.PathLike[str], *, replace: bool = False) -> dict[str, int]:
+        """Everything as gzip JSON lines: a header, one ``{"kind": ..., ...}`` record per row, and an ``end``
+        record with the count per kind, so that ``import_jsonl`` can tell a whole export from a cut one.
 
-            f.write(json.dumps({"kind": "meta", "store_version": STORE_VERSION}) + "\n")
-            for h, blob in self._db.execute("SELECT hash, json FROM graphs ORDER BY hash"):
-                put("graph", {"hash": h, "graph": json.loads(zlib.decompress(blob))})
-            for h, d in self._db.execute("SELECT hash, descriptor FROM targets ORDER BY hash"):
-                put("target", {"hash": h, "descriptor": json.loads(d)})
-            for r in self._db.execute("SELECT * FROM networks ORDER BY spec"):
-                put("network", dict(zip(("spec", "graph_hash", "family", "numerics_ok", "max_rel_err",
-                                         "numerics_note"), r)))
-            for m in self.measurements():
-                put("measurement", asdict(m))
-            for r in self._db.execute("SELECT * FROM failures ORDER BY spec, target_hash"):
-                put("failure", dict(zip(("spec", "target_hash", "protocol", "stage", "reason", "created"), r)))
-        os.replace(tmp, path)
+        The file is written under a temporary name and renamed into place, so ``path`` is never half-written;
+        an existing ``path`` is an error unless ``replace``. The gzip header has no time stamp and names
+        ``path`` (not the temporary file), so a committed export only changes with its data.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory; export to a file (.jsonl.gz)")
+        if path.exists() and not replace:
+            raise DataError(f"{path}: already exists (tvm-ledg db export --force replaces it)")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        counts = dict.fromkeys(_FIELDS, 0)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "xb") as raw:
+                with (gzip.GzipFile(path.name, "wb", 9, raw, mtime=0) as gz,
+                      io.TextIOWrapper(gz, encoding="utf-8") as f):
+                    def put(kind: str, record: Mapping[str, Any]) -> None:
+                        f.write(_json_line({"kind": kind, **record}))
+                        counts[kind] += 1
+
+                    f.write(json.dumps({"kind": "meta", "store_version": STORE_VERSION,
+                                        "export_version": EXPORT_VERSION}) + "\n")
+                    for h, blob in self._db.execute("SELECT hash, json FROM graphs ORDER BY hash"):
+                        put("graph", {"hash": h, "graph": json.loads(zlib.decompress(blob))})
+                    for h, d in self._db.execute("SELECT hash, descriptor FROM targets ORDER BY hash"):
+                        put("target", {"hash": h, "descriptor": json.loads(d)})
+                    for r in self._db.execute("SELECT * FROM networks ORDER BY spec"):
+                        put("network", dict(zip(_FIELDS["network"], r)))
+                    for m in self.measurements():
+                        put("measurement", asdict(m))
+                    for r in self._db.execute("SELECT * FROM failures ORDER BY spec, target_hash"):
+                        put("failure", dict(zip(_FIELDS["failure"], r)))
+                    f.write(_json_line({"kind": "end", "counts": counts}))
+                raw.flush()
+                os.fsync(raw.fileno())  # on disk before the rename makes it the export
+            if replace:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
+        except OSError as exc:  # no room, no permission: the user's to fix, and nothing was written
+            raise DataError(f"{path}: cannot write the export ({exc})") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
         return counts
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> dict[str, int]:
-        """Merge an export into this store (existing measurements win); returns the rows added per kind."""
+        """Merge an export into this store (existing rows win); returns the rows added per kind.
+
+        All or nothing: every record is checked first (fields, types and ranges; graph and target hashes
+        against their content; every graph and target a record names is in the file or the store; the end
+        record's counts against the records read), and only a file that passes is written, in one
+        transaction. Errors name ``file:line`` and the field.
+        """
         path = Path(path)
-        added = {"graph": 0, "target": 0, "network": 0, "measurement": 0, "failure": 0}
         try:
-            lines = gzip.open(path, "rt", encoding="utf-8").read().splitlines()
-        except (OSError, EOFError) as exc:
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, EOFError, ValueError) as exc:
             raise DataError(f"{path}: cannot read a gzip JSON-lines export ({exc})") from exc
+        records = _parse_export(lines, str(path))
+        self._check_references(records, str(path))
+        added = dict.fromkeys(_FIELDS, 0)
         with self._transaction():
-            for n, line in enumerate(lines, 1):
-                try:
-                    rec = json.loads(line)
-                    kind = rec.pop("kind")
-                    if kind == "meta":
-                        if rec.get("store_version") != STORE_VERSION:
-                            raise DataError(f"{path}: export of store version {rec.get('store_version')}, "
-                                            f"this code reads {STORE_VERSION}")
-                        continue
-                    added[kind] += self._import_record(kind, rec, f"{path}:{n}")
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise DataError(f"{path}:{n}: bad record ({exc})") from exc
+            for record in records:
+                added[record.kind] += self._import_record(record)
         return added
 
-    def _import_record(self, kind: str, rec: dict[str, Any], where: str) -> int:
-        x = self._db.execute
+    def _check_references(self, records: list[_Record], source: str) -> None:
+        """Every graph and target hash a record names is defined in the export or already in this store."""
+        graphs = {r.fields["hash"] for r in records if r.kind == "graph"}
+        graphs |= {h for (h,) in self._db.execute("SELECT hash FROM graphs")}
+        target_hashes = {r.fields["hash"] for r in records if r.kind == "target"}
+        target_hashes |= {h for (h,) in self._db.execute("SELECT hash FROM targets")}
+        for r in records:
+            for name, known, what in (("graph_hash", graphs, "graph"), ("target_hash", target_hashes, "target")):
+                if name in r.fields and r.fields[name] not in known:
+                    raise DataError(f"{source}:{r.line}: {r.kind} field {name!r} names {what} {r.fields[name]}, "
+                                    f"which is neither in the export nor in {self.path}")
+
+    def _import_record(self, record: _Record) -> int:
+        """Insert one checked record (a row already there is kept); the caller holds the transaction."""
+        x, kind, rec = self._db.execute, record.kind, record.fields
         if kind == "graph":
-            graph = OpGraph.from_json(rec["graph"], source=where)
-            if graph.content_hash() != rec["hash"]:
-                raise DataError(f"{where}: graph hash {rec['hash']} does not match its content")
-            return self._insert_graph(rec["hash"], graph, rec["graph"]).rowcount
+            assert record.graph is not None  # parsed by _check_fields
+            return self._insert_graph(rec["hash"], record.graph, rec["graph"]).rowcount
         if kind == "target":
-            desc = TargetDescriptor.from_dict(rec["descriptor"], origin=where)
-            return x("INSERT OR IGNORE INTO targets VALUES (?, ?, ?)",
-                     (rec["hash"], desc.name, json.dumps(rec["descriptor"], sort_keys=True))).rowcount
+            return x("INSERT INTO targets VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                     (rec["hash"], rec["descriptor"]["name"], json.dumps(rec["descriptor"], sort_keys=True))
+                     ).rowcount
         if kind == "network":
-            return x("INSERT OR IGNORE INTO networks VALUES (?, ?, ?, ?, ?, ?)",
-                     (rec["spec"], rec["graph_hash"], rec["family"], rec["numerics_ok"], rec["max_rel_err"],
-                      rec["numerics_note"])).rowcount
+            ok = rec["numerics_ok"]
+            return x("INSERT INTO networks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                     (rec["spec"], rec["graph_hash"], rec["family"], None if ok is None else int(ok),
+                      rec["max_rel_err"], rec["numerics_note"])).rowcount
         if kind == "measurement":
             return self._insert_measurement(Measurement(**rec)).rowcount
-        if kind == "failure":
-            return x("INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                     (rec["spec"], rec["target_hash"], rec["protocol"], rec["stage"], rec["reason"],
-                      rec["created"])).rowcount
-        raise ValueError(f"unknown record kind {kind!r}")
+        return x("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 tuple(rec[name] for name in _FIELDS["failure"])).rowcount
 
     def _insert_graph(self, graph_hash: str, graph: OpGraph, graph_json: Any) -> sqlite3.Cursor:
-        """One graph row (ignored when present); the caller holds the transaction."""
+        """One graph row (kept when present); the caller holds the transaction."""
         blob = zlib.compress(json.dumps(graph_json, separators=(",", ":")).encode(), 6)
-        return self._db.execute("INSERT OR IGNORE INTO graphs VALUES (?, ?, ?, ?, ?)",
+        return self._db.execute("INSERT INTO graphs VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                 (graph_hash, graph.name, graph.num_nodes, graph.total_flops, blob))
 
     def _insert_measurement(self, m: Measurement) -> sqlite3.Cursor:
-        """One measurement row (ignored when its unique key is present); the caller holds the transaction."""
+        """One measurement row (kept when its unique key is present); the caller holds the transaction.
+
+        ``ON CONFLICT DO NOTHING`` rather than ``INSERT OR IGNORE``: only the unique key may skip a row, a
+        NOT NULL violation is an error.
+        """
         row = asdict(m) | {"environment": json.dumps(m.environment, sort_keys=True)}
-        return self._db.execute(f"INSERT OR IGNORE INTO measurements ({', '.join(row)}) VALUES "
-                                f"({', '.join('?' * len(row))})", tuple(row.values()))
+        return self._db.execute(f"INSERT INTO measurements ({', '.join(row)}) VALUES "
+                                f"({', '.join('?' * len(row))}) ON CONFLICT DO NOTHING", tuple(row.values()))
 
 
 class _Transaction:
@@ -327,6 +365,174 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _json_line(record: Mapping[str, Any]) -> str:
+    """A record as one compact line with sorted keys, so an export of the same rows has the same bytes."""
+    return json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Put ``tmp`` at ``path`` unless something is there by now (a hard link fails on an existing name,
+    where a rename would replace it); on a file system without hard links, check and rename."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise DataError(f"{path}: already exists (tvm-ledg db export --force replaces it)") from None
+    except OSError:
+        if path.exists():
+            raise DataError(f"{path}: already exists (tvm-ledg db export --force replaces it)") from None
+        os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- checking an export
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_Rule = tuple[str, Callable[[Any], bool]]
+_TEXT: _Rule = ("a non-empty string", lambda v: isinstance(v, str) and v != "")
+_STRING: _Rule = ("a string", lambda v: isinstance(v, str))
+_OBJECT: _Rule = ("a JSON object", lambda v: isinstance(v, dict))
+_FINITE: _Rule = ("a finite number", _number)
+_POSITIVE: _Rule = ("a finite number > 0", lambda v: _number(v) and v > 0)
+_NON_NEGATIVE: _Rule = ("a finite number >= 0", lambda v: _number(v) and v >= 0)
+_COUNT: _Rule = ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+_FLAG: _Rule = ("true, false, 1 or 0", lambda v: v in (0, 1) and not isinstance(v, float))
+
+
+def _or_null(rule: _Rule) -> _Rule:
+    return (f"{rule[0]} or null", lambda v: v is None or rule[1](v))
+
+
+# The fields of each record kind, in table-column order, and what each may hold.
+_FIELDS: dict[str, dict[str, _Rule]] = {
+    "graph": {"hash": _TEXT, "graph": _OBJECT},
+    "target": {"hash": _TEXT, "descriptor": _OBJECT},
+    "network": {"spec": _TEXT, "graph_hash": _TEXT, "family": _or_null(_STRING), "numerics_ok": _or_null(_FLAG),
+                "max_rel_err": _or_null(_NON_NEGATIVE), "numerics_note": _or_null(_STRING)},
+    "measurement": {"spec": _TEXT, "graph_hash": _TEXT, "target_hash": _TEXT, "protocol": _TEXT,
+                    "median_ms": _POSITIVE, "mean_ms": _POSITIVE, "std_ms": _NON_NEGATIVE, "min_ms": _POSITIVE,
+                    "cv": _NON_NEGATIVE, "runs": _COUNT, "number": _COUNT, "compile_s": _or_null(_NON_NEGATIVE),
+                    "attempts": _COUNT, "environment": _OBJECT, "created": _FINITE},
+    "failure": {"spec": _TEXT, "target_hash": _TEXT, "protocol": _TEXT, "stage": _or_null(_STRING),
+                "reason": _or_null(_STRING), "created": _or_null(_FINITE)},
+}
+# What makes a record unique in its table: a second one in the same export is an error, not a silent skip.
+_KEYS = {"graph": ("hash",), "target": ("hash",), "network": ("spec",),
+         "measurement": ("graph_hash", "target_hash", "protocol"), "failure": ("spec", "target_hash", "protocol")}
+
+
+@dataclass
+class _Record:
+    """One checked row record of an export: its line, kind, fields, and for a graph the parsed graph."""
+
+    line: int
+    kind: str
+    fields: dict[str, Any]
+    graph: OpGraph | None = None
+
+
+def _parse_export(lines: list[str], source: str) -> list[_Record]:
+    """Every row record of an export, each checked on its own; raises ``DataError`` naming ``source:line``
+    on the first problem, including a missing header or end record."""
+    if not lines:
+        raise DataError(f"{source}: empty file, not a tvm-ledg export")
+    header = _json_object(lines[0], f"{source}:1")
+    if header.get("kind") != "meta":
+        raise DataError(f"{source}:1: not a tvm-ledg export (its first line is not the 'meta' header)")
+    if header.get("store_version") != STORE_VERSION:
+        raise DataError(f"{source}:1: export of store version {header.get('store_version')!r}, this code reads "
+                        f"{STORE_VERSION}")
+    if "export_version" not in header:
+        raise DataError(f"{source}: written by an older tvm-ledg, without the end record that shows the file is "
+                        "whole; export it again with this version (tvm-ledg db export)")
+    if header["export_version"] != EXPORT_VERSION:
+        raise DataError(f"{source}:1: export format {header['export_version']!r}, this code reads "
+                        f"{EXPORT_VERSION}")
+    records: list[_Record] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    counts = dict.fromkeys(_FIELDS, 0)
+    for n, line in enumerate(lines[1:], 2):
+        where = f"{source}:{n}"
+        rec = _json_object(line, where)
+        kind = rec.pop("kind", None)
+        if kind == "end":
+            _check_end(rec, counts, where, trailing=len(lines) - n)
+            return records
+        if kind not in _FIELDS:
+            raise DataError(f"{where}: unknown record kind {kind!r} (expected one of {', '.join(_FIELDS)})")
+        graph = _check_fields(kind, rec, where)
+        key = (kind, *(rec[k] for k in _KEYS[kind]))
+        if key in seen:
+            raise DataError(f"{where}: {kind} {', '.join(map(str, key[1:]))} appears twice (first on line "
+                            f"{seen[key]})")
+        seen[key] = n
+        records.append(_Record(n, kind, rec, graph))
+        counts[kind] += 1
+    raise DataError(f"{source}: ends at line {len(lines)} without its end record: the file was cut short "
+                    "(copy or export it again)")
+
+
+def _json_object(line: str, where: str) -> dict[str, Any]:
+    try:
+        rec = json.loads(line)
+    except ValueError as exc:
+        raise DataError(f"{where}: not a JSON line ({exc})") from exc
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: not a JSON object")
+    return rec
+
+
+def _check_end(rec: dict[str, Any], counts: dict[str, int], where: str, trailing: int) -> None:
+    """The end record's counts equal the records read, and nothing follows it."""
+    if trailing:
+        raise DataError(f"{where}: {trailing} more lines after the end record")
+    declared = rec.get("counts")
+    if not isinstance(declared, dict) or set(declared) != set(counts):
+        raise DataError(f"{where}: end record field 'counts' is {declared!r}, expected a count per kind "
+                        f"({', '.join(counts)})")
+    for kind, n in counts.items():
+        if declared[kind] != n:
+            raise DataError(f"{where}: the end record counts {declared[kind]!r} {kind} records, the file holds "
+                            f"{n} (a damaged or edited file)")
+
+
+def _check_fields(kind: str, rec: dict[str, Any], where: str) -> OpGraph | None:
+    """Every field of ``kind`` is present with a value of its type and range, nothing else is there, and
+    graph and target hashes match their content (so an edited name or shape cannot relabel rows); returns
+    a graph record's parsed graph."""
+    rules = _FIELDS[kind]
+    for name in rec:
+        if name not in rules:
+            raise DataError(f"{where}: {kind} record has an unknown field {name!r}")
+    for name, (expected, ok) in rules.items():
+        if name not in rec:
+            raise DataError(f"{where}: {kind} field {name!r} is missing")
+        value = rec[name]
+        if not ok(value):
+            shown = "null" if value is None else repr(value)[:80]
+            raise DataError(f"{where}: {kind} field {name!r} is {shown}, expected {expected}")
+    if kind == "measurement" and rec["min_ms"] > rec["median_ms"]:
+        raise DataError(f"{where}: measurement field 'min_ms' is {rec['min_ms']!r}, above 'median_ms' "
+                        f"{rec['median_ms']!r}")
+    try:
+        if kind == "graph":
+            graph = OpGraph.from_json(rec["graph"], source=where)
+            if graph.content_hash() != rec["hash"]:
+                raise DataError(f"{where}: graph field 'hash' {rec['hash']} does not match its content "
+                                f"({graph.content_hash()})")
+            return graph
+        if kind == "target":
+            desc = TargetDescriptor.from_dict(rec["descriptor"], origin=where)
+            if desc.content_hash() != rec["hash"]:
+                raise DataError(f"{where}: target field 'hash' {rec['hash']} does not match the descriptor of "
+                                f"{desc.name!r} ({desc.content_hash()})")
+    except (KeyError, TypeError, ValueError) as exc:  # GraphError and TargetError are ValueErrors
+        text = str(exc)  # their messages start with ``where`` already
+        field_name = "graph" if kind == "graph" else "descriptor"
+        raise DataError(text if text.startswith(where) else f"{where}: {kind} field {field_name!r}: {text}") from exc
+    return None
 
 
 def _group(rows: Any) -> Iterator[tuple[str, list[float]]]:

@@ -4,8 +4,9 @@
 exports every successful measurement as one :class:`ProgramRecord`: the program
 DAG of the scheduled PrimFunc (``tvm_ledg.tuning.program_graph``) and the
 measured run times. The file is gzip-compressed JSON lines, one record per
-line, so it is committed compactly and read here without TVM (the program-level
-checkpoint trains where TVM is not installed).
+line and an end record with their count (a cut file is refused), so it is
+committed compactly and read here without TVM (the program-level checkpoint
+trains where TVM is not installed).
 
 ``training_rows`` turns records into ``LatencyPredictor.fit`` inputs: graphs
 keyed by content hash and ``(graph key, target, mean latency ms)`` rows.
@@ -68,13 +69,16 @@ class ProgramRecord:
 
 
 def write_tuning_records(path: str | os.PathLike[str], records: Iterable[ProgramRecord]) -> int:
-    """Write ``records`` as gzip JSON lines, atomically (a crash leaves the old file); returns the count."""
+    """Write ``records`` as gzip JSON lines closed by an end record with their count (so a file cut short is
+    refused when read, not taken for a smaller one), atomically (a crash leaves the old file); returns the
+    count."""
     buffer = io.BytesIO()
     count = 0
     with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9, mtime=0) as f:
         for record in records:
             f.write((json.dumps(record.to_json(), separators=(",", ":"), sort_keys=True) + "\n").encode())
             count += 1
+        f.write((json.dumps({"kind": "end", "records": count}, separators=(",", ":")) + "\n").encode())
     write_bytes_atomic(Path(path), buffer.getvalue())
     return count
 
@@ -97,8 +101,16 @@ def read_tuning_records(path: str | os.PathLike[str]) -> list[ProgramRecord]:
             payload = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{number}: invalid JSON ({exc})") from exc
+        if isinstance(payload, dict) and payload.get("kind") == "end":
+            if any(rest.strip() for rest in lines[number:]):
+                raise DataError(f"{path}:{number}: lines after the end record")
+            if payload.get("records") != len(records):
+                raise DataError(f"{path}:{number}: the end record counts {payload.get('records')!r} records, the "
+                                f"file holds {len(records)} (a damaged or edited file)")
+            return records
         records.append(ProgramRecord.from_json(payload, source=f"{path}:{number}"))
-    return records
+    raise DataError(f"{path}: ends at line {len(lines)} without its end record: the file was cut short, or written "
+                    "by a tvm-ledg whose tuning-record files had none (write it again: benchmarks/tuning_records.py)")
 
 
 def training_rows(records: Sequence[ProgramRecord]) -> tuple[dict[str, OpGraph], list[tuple[str, str, float]]]:

@@ -427,9 +427,21 @@ def _cmd_db(args: argparse.Namespace) -> int:
         for family, n in sorted(stats["per_family"].items()):
             print(f"  family {family:<20} {n:>6} networks")
         return 0
-    with MeasurementStore(path) as store:
-        counts = store.export_jsonl(args.file) if args.action == "export" else store.import_jsonl(args.file)
-    print(f"{args.action} {args.file}: " + ", ".join(f"{n} {k}s" for k, n in counts.items()))
+    if args.action == "export":  # reading: a missing store is an error, not a new empty one
+        with MeasurementStore(path, readonly=True) as store:
+            counts = store.export_jsonl(args.file, replace=args.force)
+        print(f"export {args.file}: " + ", ".join(f"{n} {k}s" for k, n in counts.items()))
+        return 0
+    created = not Path(path).exists()
+    try:
+        with MeasurementStore(path) as store:
+            counts = store.import_jsonl(args.file)
+    except LedgError:
+        if created:  # a refused import leaves no trace, not even the empty store it opened
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        raise
+    print(f"import {args.file}: added " + ", ".join(f"{n} {k}s" for k, n in counts.items()))
     return 0
 
 
@@ -579,9 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = db.add_subparsers(dest="action", required=True, help="what to do with the store")
     ds = dsub.add_parser("stats", help="counts per target and family, noise (median CV), failures")
     ds.add_argument("--json", action="store_true", help="print the statistics as JSON")
-    for action, text in (("export", "write everything to FILE (.jsonl.gz)"), ("import", "merge FILE into the store")):
-        dx = dsub.add_parser(action, help=text)
-        dx.add_argument("file", type=Path, help="gzip JSON lines file (.jsonl.gz)")
+    dx = dsub.add_parser("export", help="write everything to FILE (.jsonl.gz), ending with a record count")
+    dx.add_argument("file", type=Path, help="gzip JSON lines file to write (.jsonl.gz)")
+    dx.add_argument("--force", action="store_true", help="replace FILE if it exists (atomically)")
+    dx = dsub.add_parser("import", help="merge FILE into the store: all of it, or nothing if any record is bad")
+    dx.add_argument("file", type=Path, help="gzip JSON lines file written by `tvm-ledg db export`")
     for p_ in dsub.choices.values():
         p_.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
     db.set_defaults(func=_cmd_db)

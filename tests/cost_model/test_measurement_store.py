@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,157 @@ def test_training_config_reads_a_store_and_its_export(filled: MeasurementStore, 
         assert all(data.graphs[r[0]].content_hash() == r[0] for r in rows)
     with pytest.raises(DataError, match="does not exist"):
         load_latency_data(load_run_config({"data": {"sources": [], "measured": [str(tmp_path / "nope.sqlite")]}}))
+    cut = _write(tmp_path / "cut.jsonl.gz", _lines(tmp_path / "x.jsonl.gz")[:-1])
+    with pytest.raises(DataError, match="cut.jsonl.gz: ends at line .* without its end record"):
+        load_latency_data(load_run_config({"data": {"sources": [], "measured": [str(cut)]}}))
+
+
+def _lines(path: Path) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return path
+
+
+def _exported(store: MeasurementStore, path: Path) -> list[str]:
+    store.export_jsonl(path)
+    return _lines(path)
+
+
+def _edited(filled: MeasurementStore, tmp_path: Path, kind: str, changes: dict[str, object]) -> tuple[Path, int]:
+    """An export of ``filled`` whose last ``kind`` record has ``changes`` (``None`` sets null; the ``_drop``
+    key removes a field); returns the file and the edited line number."""
+    lines = _exported(filled, tmp_path / "whole.jsonl.gz")
+    n = max(i for i, line in enumerate(lines) if json.loads(line)["kind"] == kind)
+    rec = json.loads(lines[n])
+    changes = dict(changes)
+    rec.pop(str(changes.pop("_drop", "")), None)
+    rec.update(changes)
+    lines[n] = json.dumps(rec)
+    return _write(tmp_path / "edited.jsonl.gz", lines), n + 1
+
+
+def _counts(store: MeasurementStore) -> tuple[int, ...]:
+    s = store.stats()
+    return s["graphs"], s["networks"], s["targets"], s["measurements"], sum(s["failures"].values())
+
+
+@pytest.mark.parametrize(("kind", "changes", "message"), [
+    ("measurement", {"median_ms": None}, "measurement field 'median_ms' is null, expected a finite number > 0"),
+    ("measurement", {"median_ms": float("nan")}, "field 'median_ms' is nan, expected a finite number"),
+    ("measurement", {"median_ms": "abc"}, "field 'median_ms' is 'abc', expected a finite number > 0"),
+    ("measurement", {"median_ms": -5}, "field 'median_ms' is -5, expected a finite number > 0"),
+    ("measurement", {"min_ms": 1e9}, "field 'min_ms' is 1000000000.0, above 'median_ms'"),
+    ("measurement", {"runs": 2.5}, "field 'runs' is 2.5, expected an integer >= 1"),
+    ("measurement", {"runs": True}, "field 'runs' is True"),
+    ("measurement", {"environment": []}, "field 'environment' is \\[\\], expected a JSON object"),
+    ("measurement", {"_drop": "cv"}, "measurement field 'cv' is missing"),
+    ("measurement", {"latency": 1.0}, "unknown field 'latency'"),
+    ("measurement", {"target_hash": "0" * 64}, "field 'target_hash' names target 0+, which is neither in the export"),
+    ("measurement", {"graph_hash": "feed"}, "field 'graph_hash' names graph feed, which is neither"),
+    ("network", {"numerics_ok": "yes"}, "network field 'numerics_ok' is 'yes', expected true, false, 1 or 0"),
+    ("network", {"graph_hash": "feed"}, "network field 'graph_hash' names graph feed"),
+    ("failure", {"target_hash": "beef"}, "failure field 'target_hash' names target beef"),
+    ("failure", {"protocol": ""}, "failure field 'protocol' is '', expected a non-empty string"),
+    ("graph", {"hash": "feed"}, "graph field 'hash' feed does not match its content"),
+    ("graph", {"graph": {"edges": []}}, "not an operator graph"),
+    ("target", {"descriptor": {"name": "t"}}, "field 'schema_version': missing required field"),
+    ("measurement", {"kind": "measurment"}, "unknown record kind 'measurment'"),
+])
+def test_import_checks_every_field_and_writes_nothing_on_error(filled: MeasurementStore, tmp_path: Path, kind: str,
+                                                               changes: dict[str, object], message: str) -> None:
+    """Each bad value is refused with file:line and the field; the store is left as it was (one transaction,
+    checked before anything is written), also when the bad record comes after good ones."""
+    bad, line = _edited(filled, tmp_path, kind, changes)
+    fresh = MeasurementStore(tmp_path / "fresh.sqlite")
+    with pytest.raises(DataError, match=f"^{bad}:{line}: .*{message}"):
+        fresh.import_jsonl(bad)
+    assert _counts(fresh) == (0, 0, 0, 0, 0)
+    before = _counts(filled)
+    with pytest.raises(DataError, match=f"{bad}:{line}"):
+        filled.import_jsonl(bad)
+    assert _counts(filled) == before
+
+
+def test_a_renamed_target_cannot_relabel_measurements(filled: MeasurementStore, tmp_path: Path) -> None:
+    """The target hash is recomputed from the descriptor: an edited name (same hash) is refused."""
+    lines = _exported(filled, tmp_path / "x.jsonl.gz")
+    renamed = [line.replace('"name":"local-zen3-pytorch-t1"', '"name":"local-zen3-pytorch-t9"') for line in lines]
+    assert renamed != lines
+    with pytest.raises(DataError, match=r"renamed.jsonl.gz:\d+: target field 'hash' \w+ does not match the "
+                                        "descriptor of 'local-zen3-pytorch-t9'"):
+        MeasurementStore(tmp_path / "t.sqlite").import_jsonl(_write(tmp_path / "renamed.jsonl.gz", renamed))
+
+
+def test_references_may_point_into_the_store(filled: MeasurementStore, tmp_path: Path) -> None:
+    """An export holding only measurements imports into a store that has their graphs and targets."""
+    lines = _exported(filled, tmp_path / "x.jsonl.gz")
+    kept = [line for line in lines[1:-1] if json.loads(line)["kind"] == "measurement"]
+    counts = {"graph": 0, "target": 0, "network": 0, "measurement": len(kept), "failure": 0}
+    end = json.dumps({"kind": "end", "counts": counts})
+    part = _write(tmp_path / "part.jsonl.gz", [lines[0], *kept, end])
+    with pytest.raises(DataError, match="part.jsonl.gz:2: measurement field 'graph_hash' names graph"):
+        MeasurementStore(tmp_path / "empty.sqlite").import_jsonl(part)
+    other = MeasurementStore(tmp_path / "other.sqlite")
+    other.import_jsonl(_write(tmp_path / "base.jsonl.gz", [lines[0], *(
+        line for line in lines[1:-1] if json.loads(line)["kind"] in ("graph", "target")), json.dumps(
+        {"kind": "end", "counts": counts | {"graph": 3, "target": 2, "measurement": 0}})]))
+    assert other.import_jsonl(part) == counts
+
+
+def test_a_cut_or_padded_export_is_refused(filled: MeasurementStore, tmp_path: Path) -> None:
+    lines = _exported(filled, tmp_path / "x.jsonl.gz")
+    assert json.loads(lines[-1]) == {"kind": "end", "counts": {"graph": 3, "target": 2, "network": 3,
+                                                               "measurement": 6, "failure": 1}}
+    store = MeasurementStore(tmp_path / "t.sqlite")
+    for name, cut, message in [
+        ("prefix", lines[:-3], f"prefix.jsonl.gz: ends at line {len(lines) - 3} without its end record: the file "
+                               "was cut short"),
+        ("dropped", lines[:-3] + lines[-2:], f"dropped.jsonl.gz:{len(lines) - 1}: the end record counts 6 "
+                                             "measurement records, the file holds 5"),
+        ("padded", lines + lines[-2:-1], f"padded.jsonl.gz:{len(lines)}: 1 more lines after the end record"),
+        ("headless", lines[1:], "headless.jsonl.gz:1: not a tvm-ledg export"),
+        ("empty", [], "empty.jsonl.gz: empty file"),
+        ("older", ['{"kind": "meta", "store_version": 1}', *lines[1:-1]],
+         "older.jsonl.gz: written by an older tvm-ledg, without the end record .*export it again"),
+        ("twice", lines[:2] + lines[1:], "twice.jsonl.gz:3: graph \\w+ appears twice \\(first on line 2\\)"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            store.import_jsonl(_write(tmp_path / f"{name}.jsonl.gz", cut))
+    (tmp_path / "plain.jsonl.gz").write_text("\n".join(lines))
+    raw = (tmp_path / "x.jsonl.gz").read_bytes()
+    (tmp_path / "torn.jsonl.gz").write_bytes(raw[:len(raw) // 2])
+    for name in ("plain", "torn", "missing"):
+        with pytest.raises(DataError, match=f"{name}.jsonl.gz: cannot read a gzip JSON-lines export"):
+            store.import_jsonl(tmp_path / f"{name}.jsonl.gz")
+    assert _counts(store) == (0, 0, 0, 0, 0)
+
+
+def test_export_is_atomic_and_replaces_only_when_asked(filled: MeasurementStore, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "x.jsonl.gz"
+    filled.export_jsonl(out)
+    first = out.read_bytes()
+    out.write_bytes(b"the user's file")
+    with pytest.raises(DataError, match="x.jsonl.gz: already exists .*--force"):
+        filled.export_jsonl(out)
+    assert out.read_bytes() == b"the user's file"
+    filled.export_jsonl(out, replace=True)
+    assert out.read_bytes() == first  # reproducible: no time stamp, no temporary name in the gzip header
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.jsonl.gz"]  # no temporary file left
+
+
+def test_a_failed_export_leaves_nothing(filled: MeasurementStore, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("cost_model.measurement_store.os.fsync", broken)
+    with pytest.raises(DataError, match=r"x.jsonl.gz: cannot write the export \(disk full\)"):
+        filled.export_jsonl(tmp_path / "out" / "x.jsonl.gz")
+    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(DataError, match="out: is a directory"):
+        filled.export_jsonl(tmp_path / "out", replace=True)

@@ -44,7 +44,7 @@ def test_round_trip_keeps_everything_and_is_compact_and_deterministic(tmp_path: 
     first = path.read_bytes()
     write_tuning_records(path, _records())
     assert path.read_bytes() == first  # gzip without a timestamp: the committed file only changes with its data
-    assert len(gzip.decompress(first).splitlines()) == 3
+    assert gzip.decompress(first).splitlines()[-1] == b'{"kind":"end","records":3}'
 
 
 def test_training_rows_key_graphs_by_content_hash_in_ms():
@@ -75,6 +75,23 @@ def test_malformed_files_name_the_file_and_line(tmp_path: Path):
         path.write_bytes(gzip.compress((json.dumps(good) + "\n" + line + "\n").encode()))
         with pytest.raises(DataError, match=f"bad.jsonl.gz:2: .*{message}"):
             read_tuning_records(path)
+
+
+def test_a_cut_or_padded_file_is_refused(tmp_path: Path):
+    """The end record's count guards against a file cut at a line boundary (which gzip and JSON accept)."""
+    path = tmp_path / "records.jsonl.gz"
+    write_tuning_records(path, _records())
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    for name, kept, message in [
+        ("cut", lines[:2], "cut.jsonl.gz: ends at line 2 without its end record: the file was cut short"),
+        ("older", lines[:3], "older.jsonl.gz: ends at line 3 without its end record.*write it again"),
+        ("dropped", lines[:2] + lines[3:], "dropped.jsonl.gz:3: the end record counts 3 records, the file holds 2"),
+        ("padded", lines + lines[:1], "padded.jsonl.gz:4: lines after the end record"),
+    ]:
+        bad = tmp_path / f"{name}.jsonl.gz"
+        bad.write_bytes(gzip.compress(("\n".join(kept) + "\n").encode()))
+        with pytest.raises(DataError, match=message):
+            read_tuning_records(bad)
 
 
 def test_training_config_reads_tuning_records_without_a_graph_store(tmp_path: Path):
