@@ -376,25 +376,30 @@ class _KindTable:
     def rows(self, nodes: Sequence[OpNode]) -> np.ndarray:
         """Table row of each node, adding the kinds not seen yet."""
         keys = [_kind_key(n) for n in nodes]
+        found = list(map(self._ids.get, keys))  # one hash per key: tuple hashes are not cached
+        if None in found:
+            if len(self._ids) + len(keys) > self.max_kinds:
+                self.clear()
+            found = self._add(keys, nodes)
+        return np.array(found, dtype=np.int64)
+
+    def _add(self, keys: list[tuple], nodes: Sequence[OpNode]) -> list[int]:
+        """Rows of ``keys`` after featurizing the new kinds; an error leaves the table as it was."""
         ids = self._ids
-        if len(ids) + len(keys) > self.max_kinds and any(k not in ids for k in keys):
-            self.clear()
-            ids = self._ids
         fresh: dict[tuple, tuple[str, list[float]]] = {}
         for key, node in zip(keys, nodes):
             if key not in ids and key not in fresh:
                 fresh[key] = (node_text(node), node_numeric_features(node))
-        if fresh:  # only after every new kind was featurized: an error leaves the table as it was
-            start, stop = len(self.texts), len(self.texts) + len(fresh)
-            if stop > len(self._numeric):
-                grown = np.zeros((max(stop, 2 * len(self._numeric)), self._numeric.shape[1]))
-                grown[:start] = self._numeric[:start]
-                self._numeric = grown
-            self._numeric[start:stop] = [v for _, v in fresh.values()]
-            for key, (text, _) in fresh.items():
-                ids[key] = len(self.texts)
-                self.texts.append(text)
-        return np.fromiter((ids[k] for k in keys), dtype=np.int64, count=len(keys))
+        start, stop = len(self.texts), len(self.texts) + len(fresh)
+        if stop > len(self._numeric):
+            grown = np.zeros((max(stop, 2 * len(self._numeric)), self._numeric.shape[1]))
+            grown[:start] = self._numeric[:start]
+            self._numeric = grown
+        self._numeric[start:stop] = [v for _, v in fresh.values()]
+        for key, (text, _) in fresh.items():
+            ids[key] = len(self.texts)
+            self.texts.append(text)
+        return [ids[k] for k in keys]
 
 
 _KINDS = _KindTable()

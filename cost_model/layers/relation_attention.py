@@ -150,7 +150,7 @@ class RelationAttention(nn.Module):
         entry = scores.view(h, -1).t()[index.entry_pair]  # (M, H)
         # Shift by each segment's max: an exact softmax per (node, relation), no underflow.
         peak = torch.segment_reduce(entry.detach(), "max", lengths=index.seg_len, unsafe=True)
-        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        peak = torch.nan_to_num(peak, nan=0.0, posinf=0.0, neginf=0.0)  # empty segments: -inf -> 0
         e = torch.exp(entry - peak[index.entry_seg])
         z = torch.segment_reduce(e, "sum", lengths=index.seg_len, unsafe=True)  # (segments, H)
         mix = [gates[..., : self.num_relations].transpose(1, 2).reshape(-1, h)]
