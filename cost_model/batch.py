@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,15 +65,19 @@ def relation_index(edge_index: Tensor, num_nodes: int) -> Tensor:
 
     Two-hop relations are joins of the edge list with itself, so the cost
     follows the number of related pairs, not ``num_nodes ** 2`` (a node with
-    fan-out ``k`` still gives ``k * (k - 1)`` sibling entries).
+    fan-out ``k`` still gives ``k * (k - 1)`` sibling entries). The joins run
+    in numpy: they are index arithmetic on a few hundred entries, where each
+    torch call costs more in dispatch (and, for ``repeat_interleave`` with two
+    threads, milliseconds) than the work itself.
 
     Shapes:
         ``edge_index``: ``(2, E)`` -> ``(3, M)`` rows ``(relation, i, j)``,
         sorted by ``(i, relation, j)``, relation ids index ``ALL_RELATIONS``.
     """
     n = int(num_nodes)
-    src, dst = edge_index[0].long(), edge_index[1].long()
-    nodes = torch.arange(n)
+    edges = edge_index.long().numpy()
+    src, dst = edges[0], edges[1]
+    nodes = np.arange(n, dtype=np.int64)
     grandchildren = _two_hop(src, dst, src, dst, n)  # i -> k -> j
     siblings = _two_hop(dst, src, src, dst, n, drop_self=True)  # i <- k -> j
     coparents = _two_hop(src, dst, dst, src, n, drop_self=True)  # i -> k <- j
@@ -85,28 +90,28 @@ def relation_index(edge_index: Tensor, num_nodes: int) -> Tensor:
         siblings,
         coparents,
     ]
-    rel = torch.cat([torch.full((p[0].numel(),), r, dtype=torch.long) for r, p in enumerate(parts)])
-    i = torch.cat([p[0] for p in parts])
-    j = torch.cat([p[1] for p in parts])
-    order = torch.argsort((i * len(ALL_RELATIONS) + rel) * max(n, 1) + j)
-    return torch.stack([rel[order], i[order], j[order]])
+    sizes = [p[0].size for p in parts]
+    rel = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
+    i = np.concatenate([p[0] for p in parts])
+    j = np.concatenate([p[1] for p in parts])
+    order = np.argsort((i * len(ALL_RELATIONS) + rel) * max(n, 1) + j)  # keys are distinct: any sort will do
+    return torch.from_numpy(np.stack([rel[order], i[order], j[order]]))
 
 
-def _two_hop(a_out: Tensor, a_mid: Tensor, b_mid: Tensor, b_out: Tensor, n: int,
-             drop_self: bool = False) -> tuple[Tensor, Tensor]:
+def _two_hop(a_out: np.ndarray, a_mid: np.ndarray, b_mid: np.ndarray, b_out: np.ndarray, n: int,
+             drop_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Distinct pairs ``(a_out[e], b_out[f])`` over entry pairs with ``a_mid[e] == b_mid[f]``."""
-    order = torch.argsort(b_mid, stable=True)
-    b_out = b_out[order]
-    degree = torch.bincount(b_mid, minlength=n)
-    start = torch.zeros(n, dtype=torch.long)
-    start[1:] = degree.cumsum(0)[:-1]
+    b_out = b_out[np.argsort(b_mid, kind="stable")]
+    degree = np.bincount(b_mid, minlength=n)
+    start = np.cumsum(degree) - degree
     reps = degree[a_mid]
-    left = torch.repeat_interleave(a_out, reps)
-    first = torch.repeat_interleave(start[a_mid], reps)
-    run_start = torch.repeat_interleave(reps.cumsum(0) - reps, reps)
-    right = b_out[first + torch.arange(left.numel()) - run_start]
-    keep = left != right if drop_self else torch.ones_like(left, dtype=torch.bool)
-    keys = torch.unique(left[keep] * max(n, 1) + right[keep])
+    left = np.repeat(a_out, reps)
+    run_start = np.repeat(np.cumsum(reps) - reps, reps)
+    right = b_out[np.repeat(start[a_mid], reps) + np.arange(left.size) - run_start]
+    if drop_self:
+        keep = left != right
+        left, right = left[keep], right[keep]
+    keys = np.unique(left * max(n, 1) + right)
     return keys // max(n, 1), keys % max(n, 1)
 
 
@@ -134,12 +139,12 @@ class GraphTensors:
         if self.x_num.dim() != 2 or self.x_num.shape[0] != n:
             raise GraphError(f"{where}: x_num has shape {tuple(self.x_num.shape)}, expected ({n}, F)")
         self.edge_index = self.edge_index.long().reshape(2, -1)
-        src, dst = self.edge_index
-        if self.edge_index.numel() and (int(self.edge_index.min()) < 0 or int(self.edge_index.max()) >= n):
+        src, dst = self.edge_index.numpy()
+        if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
             raise GraphError(f"{where}: edge_index points outside 0..{n - 1}")
-        if bool((src == dst).any()):
+        if (src == dst).any():
             raise GraphError(f"{where}: self-loop in edge_index")
-        if torch.unique(src * n + dst).numel() != src.numel():
+        if np.unique(src * n + dst).size != src.size:
             raise GraphError(f"{where}: duplicate edges in edge_index")
         if self.rel_index is None:
             self.rel_index = relation_index(self.edge_index, n)
@@ -200,27 +205,29 @@ def collate(graphs: Sequence[GraphTensors], relations: Sequence[str] = ALL_RELAT
             f"graphs have different numeric feature widths {sorted(widths)}; featurize them with one schema"
         )
 
-    remap = torch.full((len(ALL_RELATIONS),), -1, dtype=torch.long)
-    remap[[ALL_RELATIONS.index(r) for r in relations]] = torch.arange(len(relations))
+    remap = np.full(len(ALL_RELATIONS), -1, dtype=np.int64)
+    remap[[ALL_RELATIONS.index(r) for r in relations]] = np.arange(len(relations))
+    counts = np.array([g.num_nodes for g in graphs], dtype=np.int64)
+    ptr = np.zeros(len(graphs) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(counts)
     text_ids: dict[str, int] = {}
-    counts = torch.tensor([g.num_nodes for g in graphs])
-    ptr = torch.zeros(len(graphs) + 1, dtype=torch.long)
-    ptr[1:] = counts.cumsum(0)
-    node_text, edges, rels = [], [], []
-    for g, offset in zip(graphs, ptr[:-1].tolist()):
-        node_text.append(torch.tensor([text_ids.setdefault(t, len(text_ids)) for t in g.texts], dtype=torch.long))
-        edges.append(g.edge_index + offset)
-        rel = g.rel_index
-        rel = torch.stack([remap[rel[0]], rel[1] + offset, rel[2] + offset])
-        rels.append(rel[:, rel[0] >= 0])
+    node_text = [text_ids.setdefault(t, len(text_ids)) for g in graphs for t in g.texts]
+    # Per-graph index tensors are concatenated once and shifted by each graph's row offset.
+    edges = np.concatenate([g.edge_index.numpy() for g in graphs], axis=1)
+    edges += np.repeat(ptr[:-1], [g.edge_index.shape[1] for g in graphs])
+    rel = np.concatenate([g.rel_index.numpy() for g in graphs], axis=1)
+    rel[1:] += np.repeat(ptr[:-1], [g.rel_index.shape[1] for g in graphs])
+    rel[0] = remap[rel[0]]
+    if len(relations) < len(ALL_RELATIONS):
+        rel = rel[:, rel[0] >= 0]
     return GraphBatch(
         x_num=torch.cat([g.x_num for g in graphs]).float(),
         texts=list(text_ids),
-        node_text_index=torch.cat(node_text),
-        edge_index=torch.cat(edges, dim=1),
-        batch=torch.repeat_interleave(torch.arange(len(graphs)), counts),
-        ptr=ptr,
-        rel_index=torch.cat(rels, dim=1),
+        node_text_index=torch.tensor(node_text, dtype=torch.long),
+        edge_index=torch.from_numpy(edges),
+        batch=torch.from_numpy(np.repeat(np.arange(len(graphs), dtype=np.int64), counts)),
+        ptr=torch.from_numpy(ptr),
+        rel_index=torch.from_numpy(np.ascontiguousarray(rel)),
         relations=relations,
     )
 

@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from cost_model.batch import GraphTensors
@@ -308,19 +309,100 @@ def position_features(num_nodes: int, edges: Sequence[tuple[int, int]]) -> list[
     ``depth_frac`` is the longest path from any source, ``height_frac`` the
     longest path to any sink, both divided by the longest path of the graph.
     """
+    return _position_array(num_nodes, edges).tolist()
+
+
+def _position_array(num_nodes: int, edges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``position_features`` as a ``(num_nodes, 4)`` float64 array."""
     depth = [0] * num_nodes
     height = [0] * num_nodes
-    in_deg = [0] * num_nodes
-    out_deg = [0] * num_nodes
     ordered = sorted(edges)
     for s, d in ordered:
-        depth[d] = max(depth[d], depth[s] + 1)
-        in_deg[d] += 1
-        out_deg[s] += 1
-    for s, d in sorted(ordered, key=lambda e: -e[0]):
-        height[s] = max(height[s], height[d] + 1)
+        if depth[s] >= depth[d]:
+            depth[d] = depth[s] + 1
+    for s, d in reversed(ordered):  # by decreasing source: every child's height is final before it is read
+        if height[d] >= height[s]:
+            height[s] = height[d] + 1
+    out = np.zeros((num_nodes, len(POSITION_FEATURE_NAMES)))
+    if ordered:
+        pairs = np.asarray(ordered, dtype=np.int64)
+        out[:, 0] = np.bincount(pairs[:, 1], minlength=num_nodes)
+        out[:, 1] = np.bincount(pairs[:, 0], minlength=num_nodes)
     span = max(max(depth, default=0), 1)
-    return [[float(in_deg[i]), float(out_deg[i]), depth[i] / span, height[i] / span] for i in range(num_nodes)]
+    out[:, 2] = np.asarray(depth, dtype=np.float64) / span
+    out[:, 3] = np.asarray(height, dtype=np.float64) / span
+    return out
+
+
+def _kind_key(node: OpNode) -> tuple:
+    """Everything ``node_text`` and ``node_numeric_features`` read (not ``id``, ``name``, ``member_ids``).
+
+    ``repr`` of the attributes is exact for JSON values (``1``, ``1.0`` and
+    ``True`` differ); two dicts with equal items in another order only miss
+    the table, they never share a wrong row.
+    """
+    return (node.op, repr(node.attrs) if node.attrs else "", tuple(node.inputs), tuple(node.outputs),
+            tuple(node.members), node.flops, node.macs, node.params, node.bytes_read, node.bytes_written)
+
+
+class _KindTable:
+    """Process-wide interning of per-operator features by node kind.
+
+    A network repeats a few dozen distinct operators (same op, attributes,
+    shapes and costs) over hundreds of nodes, and a search space repeats them
+    across networks, so text and numeric features are computed once per kind
+    and graphs are featurized by gathering rows. Cleared when it reaches
+    ``max_kinds`` so that a long-running process featurizing ever-new
+    operators stays bounded.
+    """
+
+    def __init__(self, max_kinds: int = 100_000) -> None:
+        self.max_kinds = max_kinds
+        self.clear()
+
+    def clear(self) -> None:
+        self._ids: dict[tuple, int] = {}
+        self.texts: list[str] = []
+        self._numeric = np.zeros((64, len(NODE_FEATURE_NAMES)))  # rows past len(self) are spare capacity
+
+    @property
+    def numeric(self) -> np.ndarray:
+        """``(kinds, len(NODE_FEATURE_NAMES))`` float64, row ``k`` for kind ``k``."""
+        return self._numeric[: len(self.texts)]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def rows(self, nodes: Sequence[OpNode]) -> np.ndarray:
+        """Table row of each node, adding the kinds not seen yet."""
+        keys = [_kind_key(n) for n in nodes]
+        found = list(map(self._ids.get, keys))  # one hash per key: tuple hashes are not cached
+        if None in found:
+            if len(self._ids) + len(keys) > self.max_kinds:
+                self.clear()
+            found = self._add(keys, nodes)
+        return np.array(found, dtype=np.int64)
+
+    def _add(self, keys: list[tuple], nodes: Sequence[OpNode]) -> list[int]:
+        """Rows of ``keys`` after featurizing the new kinds; an error leaves the table as it was."""
+        ids = self._ids
+        fresh: dict[tuple, tuple[str, list[float]]] = {}
+        for key, node in zip(keys, nodes):
+            if key not in ids and key not in fresh:
+                fresh[key] = (node_text(node), node_numeric_features(node))
+        start, stop = len(self.texts), len(self.texts) + len(fresh)
+        if stop > len(self._numeric):
+            grown = np.zeros((max(stop, 2 * len(self._numeric)), self._numeric.shape[1]))
+            grown[:start] = self._numeric[:start]
+            self._numeric = grown
+        self._numeric[start:stop] = [v for _, v in fresh.values()]
+        for key, (text, _) in fresh.items():
+            ids[key] = len(self.texts)
+            self.texts.append(text)
+        return [ids[k] for k in keys]
+
+
+_KINDS = _KindTable()
 
 
 def graph_tensors(graph: OpGraph) -> GraphTensors:
@@ -328,12 +410,13 @@ def graph_tensors(graph: OpGraph) -> GraphTensors:
     if graph.num_nodes == 0:
         raise GraphError(f"graph {graph.name!r}: has no nodes; nothing to predict")
     try:
-        rows = [node_numeric_features(n) for n in graph.nodes]
+        rows = _KINDS.rows(graph.nodes)
     except GraphError as exc:
         raise GraphError(f"graph {graph.name!r}: {exc}") from exc
-    position = position_features(graph.num_nodes, graph.edges)
-    x_num = torch.tensor([r + p for r, p in zip(rows, position)], dtype=torch.float32)
-    edge_index = torch.tensor(graph.edges, dtype=torch.long).reshape(-1, 2).t().contiguous()
+    x_num = np.concatenate([_KINDS.numeric[rows], _position_array(graph.num_nodes, graph.edges)], axis=1)
+    edge_index = torch.from_numpy(np.asarray(graph.edges, dtype=np.int64).reshape(-1, 2).T.copy())
+    texts = _KINDS.texts
     return GraphTensors(
-        texts=[node_text(n) for n in graph.nodes], x_num=x_num, edge_index=edge_index, name=graph.name
+        texts=[texts[i] for i in rows.tolist()], x_num=torch.from_numpy(x_num).float(), edge_index=edge_index,
+        name=graph.name,
     )

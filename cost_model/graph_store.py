@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from cost_model.graph import OpGraph, write_bytes_atomic
+from cost_model.graph import OpGraph, paused_gc, write_bytes_atomic
 from targets.errors import GraphError
 
 __all__ = ["GraphStore"]
@@ -43,16 +43,17 @@ class GraphStore:
 
     def __getitem__(self, spec: str) -> OpGraph:
         path = self._path(spec)
-        try:
-            with gzip.open(path, "rb") as f:
-                payload = json.loads(f.read())
-        except FileNotFoundError as exc:
-            raise KeyError(spec) from exc
-        except (OSError, EOFError, json.JSONDecodeError) as exc:
-            raise GraphError(f"{path}: corrupted graph file for {spec!r} ({exc}); delete it to rebuild") from exc
-        if payload.get("spec") != spec:
-            raise GraphError(f"{path}: holds {payload.get('spec')!r}, expected {spec!r}")
-        return OpGraph.from_json(payload["graph"], source=str(path))
+        with paused_gc():
+            try:
+                with gzip.open(path, "rb") as f:
+                    payload = json.loads(f.read())
+            except FileNotFoundError as exc:
+                raise KeyError(spec) from exc
+            except (OSError, EOFError, json.JSONDecodeError) as exc:
+                raise GraphError(f"{path}: corrupted graph file for {spec!r} ({exc}); delete it to rebuild") from exc
+            if payload.get("spec") != spec:
+                raise GraphError(f"{path}: holds {payload.get('spec')!r}, expected {spec!r}")
+            return OpGraph.from_json(payload["graph"], source=str(path))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("*/*.json.gz"))

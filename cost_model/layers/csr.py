@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -83,8 +84,12 @@ class CSRPattern:
             return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
+# Index construction runs in numpy: these are single passes over int arrays, where torch's
+# two-thread kernels cost more in synchronisation than the work (worst on a busy machine).
+
 def _tile(index: Tensor, times: int, step: int) -> Tensor:
-    return (index[None, :] + torch.arange(times)[:, None] * step).reshape(-1)
+    base = index.numpy()
+    return torch.from_numpy((base[None, :] + np.arange(times, dtype=base.dtype)[:, None] * step).reshape(-1))
 
 
 def _tile_crow(crow: Tensor, times: int, nnz: int) -> Tensor:
@@ -92,9 +97,9 @@ def _tile_crow(crow: Tensor, times: int, nnz: int) -> Tensor:
 
 
 def _crow(row: Tensor, num_rows: int) -> Tensor:
-    crow = torch.zeros(num_rows + 1, dtype=torch.long)
-    crow[1:] = torch.bincount(row, minlength=num_rows).cumsum(0)
-    return crow
+    crow = np.zeros(num_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row.numpy(), minlength=num_rows), out=crow[1:])
+    return torch.from_numpy(crow)
 
 
 def _sddmm(pattern: CSRPattern, a: Tensor, b: Tensor) -> Tensor:
