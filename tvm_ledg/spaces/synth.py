@@ -1,0 +1,230 @@
+"""Operator graphs of nb201 and fbnet specs assembled from block templates, without lowering the network.
+
+Lowering one NB201 network through torch.fx + TVM costs ~0.6 s; a NAS search
+loop needs thousands per second. Every network of these spaces is a chain of
+single-input blocks (stem, cells or layers, reductions, head), and TVM's
+normalization never crosses a block boundary, so each distinct block is lowered
+once (``synth_templates``) and a spec's graph is the concatenation of its
+blocks' templates.
+
+Why concatenation gives the lowering's node numbering: the canonical order is
+a post-order DFS from the outputs (``cost_model.graph.canonical_order``). Every
+node of a block depends on the block's input, so the DFS finishes everything
+before the block first, then the block's nodes in the order the block has on
+its own, ending with the block's output. The same argument inside an NB201
+cell gives its order from the unit-level DAG of its edges and sums, ordered by
+``canonical_order`` itself. Edges sorted per block are therefore sorted
+globally.
+
+Templates are lowered at first use (a few seconds) and cached as JSON under
+``default_cache_root()/space_templates``, keyed by space and TVM version.
+Nodes of synthesized graphs share their ``attrs``/``inputs``/``outputs``
+containers with the templates: read them, do not mutate them.
+Batch sizes other than 1 are not templated; callers lower those through TVM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from cost_model.cache_dir import default_cache_root
+from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order, read_json, write_text_atomic
+from targets.errors import GraphError
+from tvm_ledg.spaces import fbnet, nb201
+
+__all__ = ["SPACES", "synthesize"]
+
+log = logging.getLogger(__name__)
+
+SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME)
+
+_NB201_STAGES = 3
+# Edges whose ReLU -> conv -> BN TVM rewrites (FoldBatchnormToConv2D); the rewrite re-emits the
+# conv's input, so the ReLUs of every such edge leaving the same node become one ReLU node.
+_CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
+_NB201_CELLS_PER_STAGE = 5
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Nodes (prototype field dicts, ids relative to the block) and sorted edges, ``-1`` = the block input."""
+
+    protos: tuple[dict[str, Any], ...]
+    edges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class _Space:
+    blocks: dict[str, _Block]
+    meta: dict[str, Any]
+    inputs: tuple[TensorSpec, ...]
+
+
+_LOADED: dict[str, _Space] = {}
+
+
+def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
+    """The unfused operator graph of ``arch`` (a parsed ``space`` architecture), named ``spec``."""
+    templates = _space(space)
+    if space == nb201.NAME:
+        blocks = _nb201_blocks(arch, templates.blocks)
+    else:
+        blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
+        blocks.append(templates.blocks["head"])
+    return _assemble(blocks, templates, spec)
+
+
+def _assemble(blocks: list[_Block], space: _Space, name: str) -> OpGraph:
+    nodes: list[OpNode] = []
+    edges: list[tuple[int, int]] = []
+    new = object.__new__
+    for block in blocks:
+        offset = len(nodes)
+        for i, proto in enumerate(block.protos):
+            node = new(OpNode)
+            node.__dict__.update(proto)
+            node.id = offset + i
+            nodes.append(node)
+        edges.extend((s + offset, d + offset) for s, d in block.edges)
+    # Built from verified templates in canonical order: skip OpGraph.__post_init__'s O(E) re-validation.
+    graph = new(OpGraph)
+    graph.__dict__.update(
+        nodes=nodes,
+        edges=edges,
+        inputs=list(space.inputs),
+        output_nodes=[len(nodes) - 1],
+        name=name,
+        fused=False,
+        meta=dict(space.meta),
+    )
+    return graph
+
+
+# ------------------------------------------------------------------ NB201
+def _nb201_blocks(cell: nb201.NB201Cell, units: dict[str, _Block]) -> list[_Block]:
+    plan = _nb201_cell_plan(cell)
+    blocks = [units["stem"]]
+    for stage in range(_NB201_STAGES):
+        if stage:
+            blocks.append(units[f"reduce:{stage - 1}"])
+        cell_block = _compose(plan, stage, units)
+        blocks.extend([cell_block] * _NB201_CELLS_PER_STAGE)
+    blocks.append(units["head"])
+    return blocks
+
+
+def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
+    """The cell as units (edge ops, first-edge sums, adds) in canonical order, with producer positions.
+
+    Position 0 of the unit DAG is the cell input; it is first in the DFS order and
+    is dropped, so producer ``-1`` in the result means the cell input.
+    """
+    units: list[tuple[str, list[int]]] = [("input", [])]
+    node_value = [0]
+    relu_of: dict[int, int] = {}  # node -> its shared ReLU unit
+
+    def edge_unit(kind: str, op: str, src: int) -> int:
+        source = node_value[src]
+        if op in _CONV_OPS:  # the ReLU before a conv: one per source node (see _CONV_OPS)
+            if src not in relu_of:
+                units.append(("relu", [source]))
+                relu_of[src] = len(units) - 1
+            kind, source = f"{kind}-conv", relu_of[src]
+        units.append((f"{kind}:{op}", [source]))
+        return len(units) - 1
+
+    for ops in cell.edges:
+        partial = -1
+        for src, op in enumerate(ops):
+            if src == 0:
+                partial = edge_unit("first", op, src)
+                continue
+            edge = node_value[src] if op == "skip_connect" else edge_unit("edge", op, src)
+            units.append(("add", [partial, edge]))
+            partial = len(units) - 1
+        node_value.append(partial)
+    order = canonical_order([producers for _, producers in units], [node_value[-1]])
+    if order[0] != 0:
+        raise GraphError("nb201 cell: the cell input is not first in canonical order")
+    position = {old: new - 1 for new, old in enumerate(order)}
+    return [(units[old][0], [position[p] for p in units[old][1]]) for old in order[1:]]
+
+
+def _compose(plan: list[tuple[str, list[int]]], stage: int, units: dict[str, _Block]) -> _Block:
+    """One cell block: the plan's units at ``stage`` placed one after the other."""
+    protos: list[dict[str, Any]] = []
+    edges: list[tuple[int, int]] = []
+    last: list[int] = []  # block-relative id of each unit's output node
+    for kind, producers in plan:
+        unit = units[f"{kind}:{stage}"]
+        offset = len(protos)
+        protos.extend(unit.protos)
+        sources = [-1 if p < 0 else last[p] for p in producers]
+        if kind == "add":  # one node reading both producers
+            edges.extend((s, offset) for s in sources)
+        else:
+            for s, d in unit.edges:
+                edges.append((sources[0] if s < 0 else s + offset, d + offset))
+        last.append(len(protos) - 1)
+    return _Block(tuple(protos), tuple(sorted(set(edges))))
+
+
+# ------------------------------------------------------------------ templates
+def _space(space: str) -> _Space:
+    if space not in _LOADED:
+        _LOADED[space] = _parse_templates(_template_json(space))
+    return _LOADED[space]
+
+
+def _tvm_version() -> str:
+    """Installed TVM version, read from the package metadata (no ``import tvm``)."""
+    try:
+        return metadata.version("apache-tvm")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _template_json(space: str) -> dict[str, Any]:
+    """The space's templates from the cache; lowered through TVM (and cached) when absent or stale."""
+    path = default_cache_root() / "space_templates" / f"{space}-tvm{_tvm_version()}.json"
+    if path.exists():
+        try:
+            return read_json(path, GraphError)
+        except GraphError as exc:
+            log.warning("ignoring unreadable template cache: %s", exc)
+    from tvm_ledg.spaces.synth_templates import build_templates
+
+    log.info("lowering %s block templates through TVM (once; cached in %s)", space, path)
+    data = build_templates(space)
+    write_text_atomic(path, json.dumps(data, sort_keys=True))
+    return data
+
+
+def _parse_templates(data: dict[str, Any]) -> _Space:
+    blocks: dict[str, _Block] = {}
+    for key, unit in data["units"].items():
+        protos = []
+        for node_json in unit["nodes"]:
+            node = OpNode.from_json({**node_json, "id": 0})
+            fields = dict(node.__dict__)
+            del fields["id"]
+            protos.append(fields)
+        blocks[key] = _Block(tuple(protos), tuple(sorted((int(s), int(d)) for s, d in unit["edges"])))
+    for stage in range(_NB201_STAGES) if "reduce:0" in blocks else ():
+        for op in _CONV_OPS:
+            for kind in ("first", "edge"):
+                blocks[f"{kind}-conv:{op}:{stage}"] = _drop_first(blocks[f"{kind}:{op}:{stage}"])
+        relu = blocks[f"edge:{_CONV_OPS[0]}:{stage}"]
+        blocks[f"relu:{stage}"] = _Block(relu.protos[:1], ((-1, 0),))
+    stem = data["units"]["stem"]["nodes"][0]["inputs"][0]
+    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),))
+
+
+def _drop_first(block: _Block) -> _Block:
+    """``block`` without its first node (a ReLU shared with other edges), which becomes its input."""
+    edges = tuple(sorted((max(s - 1, -1), d - 1) for s, d in block.edges if s >= 0))
+    return _Block(block.protos[1:], edges)

@@ -1,0 +1,170 @@
+"""Lower the building blocks of the nb201 and fbnet spaces through TVM, once, as graph templates.
+
+``tvm_ledg.spaces.synth`` assembles a space network's operator graph from these
+templates instead of lowering the whole network. A template is the unfused
+``OpGraph`` of one block lowered on its own, through the same path as a whole
+network (``load_model(..., torch_tracer="fx")`` + ``to_op_graph``), behind a
+``negative`` marker: the marker becomes node 0 (every block node depends on it,
+so the post-order DFS emits it first) and its out-edges are the block's entry
+edges. Dropping it leaves the block's nodes in the order they take inside the
+whole network. A template is ``{"nodes": [node JSON], "edges": [[src, dst]]}``
+with ids relative to the block and ``-1`` for the block's input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cost_model.graph import OpGraph
+from targets.errors import ModelImportError
+from tvm_ledg.spaces import fbnet, nb201
+
+__all__ = ["build_templates"]
+
+_MARKER_OP = "negative"
+
+
+class _Marked(nn.Module):
+    """``block(-x)``: the marker makes the block's input a node, so its entry edges are recorded."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(torch.neg(x))
+
+
+class _FirstEdge(nn.Module):
+    """The first edge of an NB201 node, summed as ``InferCell`` does (Python ``sum`` starts at 0)."""
+
+    def __init__(self, op: nn.Module) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum([self.op(x)])
+
+
+class _AddTwo(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x
+
+
+class _NB201Head(nn.Module):
+    """``TinyNetwork`` after the last cell: lastact, global pooling, classifier."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.lastact, self.global_pooling, self.classifier = net.lastact, net.global_pooling, net.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.global_pooling(self.lastact(x))
+        return self.classifier(x.view(x.size(0), -1))
+
+
+class _FBNetHead(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.header, self.avgpool, self.fc = net.header, net.avgpool, net.fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.avgpool(self.header(x))
+        return self.fc(out.view(out.size(0), -1))
+
+
+def _lower(module: nn.Module, shape: tuple[int, ...]) -> OpGraph:
+    from tvm_ledg.frontend import load_model
+    from tvm_ledg.lowering import to_op_graph
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        example = torch.randn(*shape)
+    return to_op_graph(load_model(module.eval(), (example,), torch_tracer="fx"))
+
+
+def _template(module: nn.Module, shape: tuple[int, ...], *, marked: bool = True) -> dict[str, Any]:
+    """Lower ``module`` on an input of ``shape``; its nodes and edges relative to the block."""
+    graph = _lower(_Marked(module) if marked else module, shape)
+    nodes = [n.to_json() for n in graph.nodes]
+    shift = 0
+    if marked:
+        if not nodes or nodes[0]["op"] != _MARKER_OP:
+            raise ModelImportError(f"template of {type(module).__name__}: marker is not node 0")
+        shift = 1
+    if graph.output_nodes != [len(nodes) - 1]:
+        raise ModelImportError(f"template of {type(module).__name__}: output is not the last node")
+    for node in nodes:
+        del node["id"]
+    return {"nodes": nodes[shift:], "edges": [[s - shift, d - shift] for s, d in graph.edges], "meta": graph.meta}
+
+
+def _nb201_templates() -> tuple[dict[str, Any], str]:
+    cell = nb201.NB201Cell.parse("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nb201.build_network(cell)
+    units: dict[str, Any] = {"stem": _template(net.stem, (1, 3, 32, 32), marked=False)}
+    for stage, (channels, size) in enumerate(((16, 32), (32, 16), (64, 8))):
+        shape = (1, channels, size, size)
+        units[f"add:{stage}"] = _template(_AddTwo(), shape)
+        for op in nb201.OPS:
+            units[f"first:{op}:{stage}"] = _template(_FirstEdge(nb201._make_op(op, channels)), shape)
+            if op != "skip_connect":
+                units[f"edge:{op}:{stage}"] = _template(nb201._make_op(op, channels), shape)
+        if stage < 2:
+            units[f"reduce:{stage}"] = _template(nb201._ResNetBasicblock(channels, 2 * channels), shape)
+    units["head"] = _template(_NB201Head(net), (1, 64, 8, 8))
+    return units, type(net).__name__
+
+
+def _fbnet_templates() -> tuple[dict[str, Any], str]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        nets = {op: fbnet.build_network(fbnet.FBNetArch((op,) * fbnet.NUM_LAYERS)) for op in range(len(fbnet.OPS))}
+    units: dict[str, Any] = {"stem": _template(nets[0].stem, (1, 3, 32, 32), marked=False)}
+    shapes = _cell_shapes(nets[0], (1, 3, 32, 32))
+    seen: dict[tuple, str] = {}
+    for layer, (shape_in, shape_out) in enumerate(shapes):
+        for op, net in nets.items():
+            key = f"layer:{layer}:{op}"
+            config = (shape_in, shape_out, op)  # the same block wherever it sits
+            if config not in seen:
+                seen[config] = key
+                units[key] = _template(net.cells[layer], shape_in)
+            units[key] = units[seen[config]]
+    units["head"] = _template(_FBNetHead(nets[0]), shapes[-1][1])
+    return units, type(nets[0]).__name__
+
+
+def _cell_shapes(net: nn.Module, shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(input shape, output shape) of every ``net.cells`` block, from one forward pass."""
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    hooks = [
+        cell.register_forward_hook(lambda m, args, out: shapes.append((tuple(args[0].shape), tuple(out.shape))))
+        for cell in net.cells
+    ]
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def build_templates(space: str) -> dict[str, Any]:
+    """All block templates of ``space`` (``nb201`` or ``fbnet``), lowered through TVM."""
+    from tvm_ledg._tvm import TVM_VERSION
+
+    builders = {nb201.NAME: _nb201_templates, fbnet.NAME: _fbnet_templates}
+    if space not in builders:
+        raise ModelImportError(f"no synthesizer templates for space {space!r}")
+    units, source = builders[space]()
+    for unit in units.values():
+        unit.pop("meta", None)
+    meta = {"tvm_version": TVM_VERSION, "frontend": "torch", "source": source}  # as load_model sets for the net
+    return {"tvm_version": TVM_VERSION, "meta": meta, "units": units}
