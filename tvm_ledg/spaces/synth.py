@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME)
 
 _NB201_STAGES = 3
-# Edges whose ReLU -> conv -> BN TVM rewrites (FoldBatchnormToConv2D); the rewrite re-emits the
-# conv's input, so the ReLUs of every such edge leaving the same node become one ReLU node.
+# TVM's FoldBatchnormToConv2D re-emits the whole function through a memoizing rewriter, which
+# merges structurally equal bindings: within a cell, equal weight-free computations on the same
+# tensor (the ReLU before a conv, ``x * 0``, pooling, ``0 + x``, sums of those) are one node each.
+# Convolutions carry their own weights and are never merged.
 _CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
 _NB201_CELLS_PER_STAGE = 5
 
@@ -125,17 +127,21 @@ def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
     """
     units: list[tuple[str, list[int]]] = [("input", [])]
     node_value = [0]
-    relu_of: dict[int, int] = {}  # node -> its shared ReLU unit
+    seen: dict[tuple[str, tuple[int, ...]], int] = {}
+
+    def unit(kind: str, producers: list[int]) -> int:
+        """A unit; a weight-free one equal to an earlier one *is* that one (see ``_CONV_OPS``)."""
+        key = (kind, tuple(producers))
+        if "-conv:" in kind or key not in seen:
+            units.append((kind, producers))
+            seen[key] = len(units) - 1
+        return seen[key]
 
     def edge_unit(kind: str, op: str, src: int) -> int:
         source = node_value[src]
-        if op in _CONV_OPS:  # the ReLU before a conv: one per source node (see _CONV_OPS)
-            if src not in relu_of:
-                units.append(("relu", [source]))
-                relu_of[src] = len(units) - 1
-            kind, source = f"{kind}-conv", relu_of[src]
-        units.append((f"{kind}:{op}", [source]))
-        return len(units) - 1
+        if op in _CONV_OPS:  # the ReLU before a conv is weight-free and shared; the conv is not
+            kind, source = f"{kind}-conv", unit("relu", [source])
+        return unit(f"{kind}:{op}", [source])
 
     for ops in cell.edges:
         partial = -1
@@ -144,8 +150,7 @@ def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
                 partial = edge_unit("first", op, src)
                 continue
             edge = node_value[src] if op == "skip_connect" else edge_unit("edge", op, src)
-            units.append(("add", [partial, edge]))
-            partial = len(units) - 1
+            partial = unit("add", [partial, edge])
         node_value.append(partial)
     order = canonical_order([producers for _, producers in units], [node_value[-1]])
     if order[0] != 0:
