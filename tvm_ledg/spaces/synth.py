@@ -86,12 +86,11 @@ def _assemble(blocks: list[_Block], space: _Space, name: str) -> OpGraph:
     new = object.__new__
     for block in blocks:
         offset = len(nodes)
-        for i, proto in enumerate(block.protos):
+        for i, proto in enumerate(block.protos, offset):
             node = new(OpNode)
-            node.__dict__.update(proto)
-            node.id = offset + i
+            node.__dict__ = {**proto, "id": i}
             nodes.append(node)
-        edges.extend((s + offset, d + offset) for s, d in block.edges)
+        edges += [(s + offset, d + offset) for s, d in block.edges]
     # Built from verified templates in canonical order: skip OpGraph.__post_init__'s O(E) re-validation.
     graph = new(OpGraph)
     graph.__dict__.update(
