@@ -67,7 +67,7 @@ def load_network(spec: str, *, batch_size: int | None = None):
 def network_graph(spec: str, *, fused: bool = False, batch_size: int | None = None) -> OpGraph:
     """MODEL string -> operator graph named after the MODEL.
 
-    Unfused graphs of nb201/fbnet specs at batch 1 are assembled from block
+    Unfused graphs of nb201/fbnet/ofa specs at batch 1 are assembled from block
     templates (``tvm_ledg.spaces.synth``, same graph, ~1000x faster than lowering).
     """
     if not fused and batch_size in (None, 1) and is_space_spec(spec):

@@ -1,11 +1,11 @@
-"""Operator graphs of nb201 and fbnet specs assembled from block templates, without lowering the network.
+"""Operator graphs of nb201, fbnet and ofa specs assembled from block templates, without lowering the network.
 
 Lowering one NB201 network through torch.fx + TVM costs ~0.6 s; a NAS search
 loop needs thousands per second. Every network of these spaces is a chain of
 single-input blocks (stem, cells or layers, reductions, head), and TVM's
 normalization never crosses a block boundary, so each distinct block is lowered
 once (``synth_templates``) and a spec's graph is the concatenation of its
-blocks' templates.
+blocks' templates (OFA's re-shaped to the spec's resolution, see below).
 
 Why concatenation gives the lowering's node numbering: the canonical order is
 a post-order DFS from the outputs (``cost_model.graph.canonical_order``). Every
@@ -16,7 +16,7 @@ cell gives its order from the unit-level DAG of its edges and sums, ordered by
 ``canonical_order`` itself. Edges sorted per block are therefore sorted
 globally.
 
-Templates are lowered at first use (a few seconds) and cached as JSON under
+Templates are lowered at first use (~2 s for nb201, ~5 s fbnet, ~20 s ofa) and cached as JSON under
 ``default_cache_root()/space_templates``, keyed by space and TVM version.
 Nodes of synthesized graphs share their ``attrs``/``inputs``/``outputs``
 containers with the templates: read them, do not mutate them.
@@ -34,13 +34,15 @@ from typing import Any
 from cost_model.cache_dir import default_cache_root
 from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order, read_json, write_text_atomic
 from targets.errors import GraphError
-from tvm_ledg.spaces import fbnet, nb201
+from tvm_ledg import op_costs
+from tvm_ledg.spaces import fbnet, nb201, ofa
+from tvm_ledg.spaces.synth_templates import OFA_REFERENCE_RESOLUTION
 
 __all__ = ["SPACES", "synthesize"]
 
 log = logging.getLogger(__name__)
 
-SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME)
+SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME, ofa.NAME)
 
 _NB201_STAGES = 3
 # TVM's FoldBatchnormToConv2D re-emits the whole function through a memoizing rewriter, which
@@ -74,6 +76,10 @@ def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
     templates = _space(space)
     if space == nb201.NAME:
         blocks = _nb201_blocks(arch, templates.blocks)
+    elif space == ofa.NAME:
+        blocks = _ofa_blocks(arch, templates.blocks)
+        inputs = (TensorSpec((1, 3, arch.r, arch.r), templates.inputs[0].dtype),)
+        templates = _Space(templates.blocks, templates.meta, inputs)
     else:
         blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
         blocks.append(templates.blocks["head"])
@@ -175,6 +181,70 @@ def _compose(plan: list[tuple[str, list[int]]], stage: int, units: dict[str, _Bl
                 edges.append((sources[0] if s < 0 else s + offset, d + offset))
         last.append(len(protos) - 1)
     return _Block(tuple(protos), tuple(sorted(set(edges))))
+
+
+# ------------------------------------------------------------------ OFA
+# Templates are lowered at one resolution (``OFA_REFERENCE_RESOLUTION``) and
+# re-shaped: feature-map sizes are substituted and FLOPs/bytes recomputed with the formulas the
+# lowering applies to these (Relax) operators. Attributes and weights do not depend on the size.
+_RESHAPED: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = {}
+
+
+def _ofa_sizes(r: int) -> list[int]:
+    """Feature-map size after the first conv and after each stage (stride-s convs with k // 2 padding)."""
+    sizes = [-(-r // 2)]
+    for stride in ofa._STAGE_STRIDES:
+        sizes.append(-(-sizes[-1] // stride))
+    return sizes
+
+
+def _ofa_blocks(arch: ofa.OFAArch, units: dict[str, _Block]) -> list[_Block]:
+    ref, new = _ofa_sizes(OFA_REFERENCE_RESOLUTION), _ofa_sizes(arch.r)
+    blocks = [_reshaped(units, "stem", {OFA_REFERENCE_RESOLUTION: arch.r, ref[0]: new[0]})]
+    prev_stage = -1
+    for stage, kernel, expand in arch.active_blocks():
+        first = stage != prev_stage
+        prev_stage = stage
+        mapping = {ref[stage + 1]: new[stage + 1]}
+        if first:
+            mapping[ref[stage]] = new[stage]
+        blocks.append(_reshaped(units, f"block:{stage}:{0 if first else 1}:{kernel}:{expand}", mapping))
+    blocks.append(_reshaped(units, "head", {ref[-1]: new[-1]}))
+    return blocks
+
+
+def _reshaped(units: dict[str, _Block], key: str, mapping: dict[int, int]) -> _Block:
+    """Template ``key`` with feature-map sizes (dims 2, 3 of NCHW tensors) replaced per ``mapping``."""
+    memo_key = (key, tuple(sorted(mapping.items())))
+    if memo_key not in _RESHAPED:
+        block = units[key]
+        if all(a == b for a, b in mapping.items()):
+            _RESHAPED[memo_key] = block
+        else:
+            _RESHAPED[memo_key] = _Block(tuple(_reshape_node(p, mapping) for p in block.protos), block.edges)
+    return _RESHAPED[memo_key]
+
+
+def _reshape_node(proto: dict[str, Any], mapping: dict[int, int]) -> dict[str, Any]:
+    def resize(t: TensorSpec) -> TensorSpec:
+        if len(t.shape) != 4:
+            return t
+        n, c, h, w = t.shape
+        return TensorSpec((n, c, mapping.get(h, h), mapping.get(w, w)), t.dtype)
+
+    weight = 1 if proto["op"] == "nn.conv2d" else -1  # (O, I, kh, kw): no feature-map dims
+    inputs = [t if k == weight else resize(t) for k, t in enumerate(proto["inputs"])]
+    outputs = [resize(t) for t in proto["outputs"]]
+    cost = op_costs.estimate(proto["op"], proto["attrs"], inputs, outputs)
+    return {
+        **proto,
+        "inputs": inputs,
+        "outputs": outputs,
+        "flops": cost.flops,
+        "macs": cost.macs,
+        "bytes_read": sum(t.nbytes for t in inputs),
+        "bytes_written": sum(t.nbytes for t in outputs),
+    }
 
 
 # ------------------------------------------------------------------ templates

@@ -1,4 +1,4 @@
-"""Lower the building blocks of the nb201 and fbnet spaces through TVM, once, as graph templates.
+"""Lower the building blocks of the nb201, fbnet and ofa spaces through TVM, once, as graph templates.
 
 ``tvm_ledg.spaces.synth`` assembles a space network's operator graph from these
 templates instead of lowering the whole network. A template is the unfused
@@ -20,7 +20,7 @@ from torch import nn
 
 from cost_model.graph import OpGraph
 from targets.errors import ModelImportError
-from tvm_ledg.spaces import fbnet, nb201
+from tvm_ledg.spaces import fbnet, nb201, ofa
 
 __all__ = ["build_templates"]
 
@@ -140,12 +140,66 @@ def _fbnet_templates() -> tuple[dict[str, Any], str]:
     return units, type(nets[0]).__name__
 
 
+class _OFAPrefix(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.first_conv, self.first_block = net.first_conv, net.blocks[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.first_block(self.first_conv(x))
+
+
+class _OFAHead(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.final_expand_layer, self.feature_mix_layer = net.final_expand_layer, net.feature_mix_layer
+        self.classifier = net.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.final_expand_layer(x)
+        x = x.mean(3, keepdim=True).mean(2, keepdim=True)
+        x = self.feature_mix_layer(x)
+        return self.classifier(x.view(x.size(0), -1))
+
+
+#: OFA templates are lowered at this resolution and re-shaped for the others; its feature-map
+#: sizes (192, 96, 48, 24, 12, 6) differ from each other and from every kernel size and 1.
+OFA_REFERENCE_RESOLUTION = 192
+
+
+def _ofa_templates() -> tuple[dict[str, Any], str]:
+    r = OFA_REFERENCE_RESOLUTION
+    n_blocks = ofa.NUM_STAGES * ofa.BLOCKS_PER_STAGE
+    units: dict[str, Any] = {}
+    net = None
+    for kernel in ofa.KERNEL_SIZES:
+        for expand in ofa.EXPAND_RATIOS:
+            arch = ofa.OFAArch((kernel,) * n_blocks, (expand,) * n_blocks, (2,) * ofa.NUM_STAGES, r)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                net = ofa.build_network(arch)
+            shapes = _block_shapes(net.blocks, net, (1, 3, r, r))
+            for stage in range(ofa.NUM_STAGES):
+                for j in (0, 1):
+                    block = 1 + 2 * stage + j
+                    units[f"block:{stage}:{j}:{kernel}:{expand}"] = _template(net.blocks[block], shapes[block][0])
+    units["stem"] = _template(_OFAPrefix(net), (1, 3, r, r), marked=False)
+    units["head"] = _template(_OFAHead(net), shapes[-1][1])
+    return units, type(net).__name__
+
+
 def _cell_shapes(net: nn.Module, shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """(input shape, output shape) of every ``net.cells`` block, from one forward pass."""
+    return _block_shapes(net.cells, net, shape)
+
+
+def _block_shapes(
+    blocks: nn.ModuleList, net: nn.Module, shape: tuple[int, ...]
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(input shape, output shape) of every module of ``blocks``, from one forward pass of ``net``."""
     shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     hooks = [
-        cell.register_forward_hook(lambda m, args, out: shapes.append((tuple(args[0].shape), tuple(out.shape))))
-        for cell in net.cells
+        block.register_forward_hook(lambda m, args, out: shapes.append((tuple(args[0].shape), tuple(out.shape))))
+        for block in blocks
     ]
     try:
         with torch.no_grad():
@@ -157,10 +211,10 @@ def _cell_shapes(net: nn.Module, shape: tuple[int, ...]) -> list[tuple[tuple[int
 
 
 def build_templates(space: str) -> dict[str, Any]:
-    """All block templates of ``space`` (``nb201`` or ``fbnet``), lowered through TVM."""
+    """All block templates of ``space`` (``nb201``, ``fbnet`` or ``ofa``), lowered through TVM."""
     from tvm_ledg._tvm import TVM_VERSION
 
-    builders = {nb201.NAME: _nb201_templates, fbnet.NAME: _fbnet_templates}
+    builders = {nb201.NAME: _nb201_templates, fbnet.NAME: _fbnet_templates, ofa.NAME: _ofa_templates}
     if space not in builders:
         raise ModelImportError(f"no synthesizer templates for space {space!r}")
     units, source = builders[space]()
