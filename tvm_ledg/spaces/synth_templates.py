@@ -50,6 +50,8 @@ class _FirstEdge(nn.Module):
 
 
 class _AddTwo(nn.Module):
+    """Its one node is the template of the add that sums two edges of an NB201 node."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + x
 
@@ -99,11 +101,11 @@ def _template(module: nn.Module, shape: tuple[int, ...], *, marked: bool = True)
         raise ModelImportError(f"template of {type(module).__name__}: output is not the last node")
     for node in nodes:
         del node["id"]
-    return {"nodes": nodes[shift:], "edges": [[s - shift, d - shift] for s, d in graph.edges], "meta": graph.meta}
+    return {"nodes": nodes[shift:], "edges": [[s - shift, d - shift] for s, d in graph.edges]}
 
 
 def _nb201_templates() -> tuple[dict[str, Any], str]:
-    cell = nb201.NB201Cell.parse("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|")
+    cell = nb201.NB201Cell(tuple(("skip_connect",) * j for j in (1, 2, 3)))  # only its stem and head are used
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = nb201.build_network(cell)
@@ -126,7 +128,7 @@ def _fbnet_templates() -> tuple[dict[str, Any], str]:
         torch.manual_seed(0)
         nets = {op: fbnet.build_network(fbnet.FBNetArch((op,) * fbnet.NUM_LAYERS)) for op in range(len(fbnet.OPS))}
     units: dict[str, Any] = {"stem": _template(nets[0].stem, (1, 3, 32, 32), marked=False)}
-    shapes = _cell_shapes(nets[0], (1, 3, 32, 32))
+    shapes = _block_shapes(nets[0].cells, nets[0], (1, 3, 32, 32))
     seen: dict[tuple, str] = {}
     for layer, (shape_in, shape_out) in enumerate(shapes):
         for op, net in nets.items():
@@ -188,10 +190,6 @@ def _ofa_templates() -> tuple[dict[str, Any], str]:
     return units, type(net).__name__
 
 
-def _cell_shapes(net: nn.Module, shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    return _block_shapes(net.cells, net, shape)
-
-
 def _block_shapes(
     blocks: nn.ModuleList, net: nn.Module, shape: tuple[int, ...]
 ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -218,7 +216,5 @@ def build_templates(space: str) -> dict[str, Any]:
     if space not in builders:
         raise ModelImportError(f"no synthesizer templates for space {space!r}")
     units, source = builders[space]()
-    for unit in units.values():
-        unit.pop("meta", None)
     meta = {"tvm_version": TVM_VERSION, "frontend": "torch", "source": source}  # as load_model sets for the net
     return {"tvm_version": TVM_VERSION, "meta": meta, "units": units}
