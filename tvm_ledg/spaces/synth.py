@@ -90,12 +90,15 @@ def _assemble(blocks: list[_Block], space: _Space, name: str) -> OpGraph:
     nodes: list[OpNode] = []
     edges: list[tuple[int, int]] = []
     new = object.__new__
+    append = nodes.append
     for block in blocks:
         offset = len(nodes)
         for i, proto in enumerate(block.protos, offset):
             node = new(OpNode)
-            node.__dict__ = {**proto, "id": i}
-            nodes.append(node)
+            fields = proto.copy()
+            fields["id"] = i
+            node.__dict__ = fields
+            append(node)
         edges += [(s + offset, d + offset) for s, d in block.edges]
     # Built from verified templates in canonical order: skip OpGraph.__post_init__'s O(E) re-validation.
     graph = new(OpGraph)
@@ -114,12 +117,13 @@ def _assemble(blocks: list[_Block], space: _Space, name: str) -> OpGraph:
 # ------------------------------------------------------------------ NB201
 def _nb201_blocks(cell: nb201.NB201Cell, units: dict[str, _Block]) -> list[_Block]:
     plan = _nb201_cell_plan(cell)
+    edges = _cell_edges(plan, units)
     blocks = [units["stem"]]
     for stage in range(_NB201_STAGES):
         if stage:
             blocks.append(units[f"reduce:{stage - 1}"])
-        cell_block = _compose(plan, stage, units)
-        blocks.extend([cell_block] * _NB201_CELLS_PER_STAGE)
+        protos = tuple(proto for kind, _ in plan for proto in units[f"{kind}:{stage}"].protos)
+        blocks.extend([_Block(protos, edges)] * _NB201_CELLS_PER_STAGE)
     blocks.append(units["head"])
     return blocks
 
@@ -164,23 +168,27 @@ def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
     return [(units[old][0], [position[p] for p in units[old][1]]) for old in order[1:]]
 
 
-def _compose(plan: list[tuple[str, list[int]]], stage: int, units: dict[str, _Block]) -> _Block:
-    """One cell block: the plan's units at ``stage`` placed one after the other."""
-    protos: list[dict[str, Any]] = []
+def _cell_edges(plan: list[tuple[str, list[int]]], units: dict[str, _Block]) -> tuple[tuple[int, int], ...]:
+    """Sorted edges of a cell whose units are placed one after the other in plan order.
+
+    Every stage's unit of a kind has the same nodes and edges (only shapes differ), so one
+    stage's templates give the edges of all three.
+    """
     edges: list[tuple[int, int]] = []
     last: list[int] = []  # block-relative id of each unit's output node
+    size = 0
     for kind, producers in plan:
-        unit = units[f"{kind}:{stage}"]
-        offset = len(protos)
-        protos.extend(unit.protos)
+        unit = units[f"{kind}:0"]
+        offset = size
+        size += len(unit.protos)
         sources = [-1 if p < 0 else last[p] for p in producers]
         if kind == "add":  # one node reading both producers
             edges.extend((s, offset) for s in sources)
         else:
             for s, d in unit.edges:
                 edges.append((sources[0] if s < 0 else s + offset, d + offset))
-        last.append(len(protos) - 1)
-    return _Block(tuple(protos), tuple(sorted(set(edges))))
+        last.append(size - 1)
+    return tuple(sorted(set(edges)))
 
 
 # ------------------------------------------------------------------ OFA
