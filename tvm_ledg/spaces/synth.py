@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -66,6 +66,7 @@ class _Space:
     blocks: dict[str, _Block]
     meta: dict[str, Any]
     inputs: tuple[TensorSpec, ...]
+    reshaped: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = field(default_factory=dict)  # OFA, per size
 
 
 _LOADED: dict[str, _Space] = {}
@@ -77,7 +78,7 @@ def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
     if space == nb201.NAME:
         blocks = _nb201_blocks(arch, templates.blocks)
     elif space == ofa.NAME:
-        blocks = _ofa_blocks(arch, templates.blocks)
+        blocks = _ofa_blocks(arch, templates)
         inputs = (TensorSpec((1, 3, arch.r, arch.r), templates.inputs[0].dtype),)
         templates = _Space(templates.blocks, templates.meta, inputs)
     else:
@@ -195,7 +196,6 @@ def _cell_edges(plan: list[tuple[str, list[int]]], units: dict[str, _Block]) -> 
 # Templates are lowered at one resolution (``OFA_REFERENCE_RESOLUTION``) and
 # re-shaped: feature-map sizes are substituted and FLOPs/bytes recomputed with the formulas the
 # lowering applies to these (Relax) operators. Attributes and weights do not depend on the size.
-_RESHAPED: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = {}
 
 
 def _ofa_sizes(r: int) -> list[int]:
@@ -206,7 +206,7 @@ def _ofa_sizes(r: int) -> list[int]:
     return sizes
 
 
-def _ofa_blocks(arch: ofa.OFAArch, units: dict[str, _Block]) -> list[_Block]:
+def _ofa_blocks(arch: ofa.OFAArch, units: _Space) -> list[_Block]:
     ref, new = _ofa_sizes(OFA_REFERENCE_RESOLUTION), _ofa_sizes(arch.r)
     blocks = [_reshaped(units, "stem", {OFA_REFERENCE_RESOLUTION: arch.r, ref[0]: new[0]})]
     prev_stage = -1
@@ -221,16 +221,16 @@ def _ofa_blocks(arch: ofa.OFAArch, units: dict[str, _Block]) -> list[_Block]:
     return blocks
 
 
-def _reshaped(units: dict[str, _Block], key: str, mapping: dict[int, int]) -> _Block:
+def _reshaped(space: _Space, key: str, mapping: dict[int, int]) -> _Block:
     """Template ``key`` with feature-map sizes (dims 2, 3 of NCHW tensors) replaced per ``mapping``."""
     memo_key = (key, tuple(sorted(mapping.items())))
-    if memo_key not in _RESHAPED:
-        block = units[key]
+    if memo_key not in space.reshaped:
+        block = space.blocks[key]
         if all(a == b for a, b in mapping.items()):
-            _RESHAPED[memo_key] = block
+            space.reshaped[memo_key] = block
         else:
-            _RESHAPED[memo_key] = _Block(tuple(_reshape_node(p, mapping) for p in block.protos), block.edges)
-    return _RESHAPED[memo_key]
+            space.reshaped[memo_key] = _Block(tuple(_reshape_node(p, mapping) for p in block.protos), block.edges)
+    return space.reshaped[memo_key]
 
 
 def _reshape_node(proto: dict[str, Any], mapping: dict[int, int]) -> dict[str, Any]:
