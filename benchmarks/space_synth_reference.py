@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -51,6 +52,16 @@ def random_specs(space: str, n: int, seed: int = SEED) -> list[str]:
     return out
 
 
+def nb201_corner_specs(n_mixed: int = 25, seed: int = SEED) -> list[str]:
+    """Cells with many equal edges (one op everywhere, or a mix of two), where TVM merges equal nodes."""
+    cells = [nb201.NB201Cell(tuple((op,) * j for j in (1, 2, 3))) for op in nb201.OPS]
+    rng = random.Random(f"nb201-corner:{seed}")
+    for _ in range(n_mixed):
+        ops = rng.sample(nb201.OPS, 2)
+        cells.append(nb201.NB201Cell(tuple(tuple(rng.choice(ops) for _ in range(j)) for j in (1, 2, 3))))
+    return [f"nb201:{cell.to_text()}" for cell in cells]
+
+
 def lowered_hash(spec: str) -> str:
     """Content hash of ``spec`` lowered through torch.fx + TVM (never the synthesizer)."""
     from tvm_ledg.lowering import to_op_graph
@@ -69,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists():
         done = {json.loads(line)["spec"] for line in args.out.read_text().splitlines() if line.strip()}
     lists = [random_specs(space, args.per_space) for space in args.spaces.split(",")]
+    if nb201.NAME in args.spaces.split(","):
+        lists.append(nb201_corner_specs())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as f:
-        for group in zip(*lists):  # interleaved, so every space has references if stopped early
-            for spec in group:
+        for group in itertools.zip_longest(*lists):  # interleaved: every space has some if stopped early
+            for spec in filter(None, group):
                 if spec in done:
                     continue
                 start = time.perf_counter()

@@ -1,7 +1,8 @@
 """Synthesized space graphs equal the TVM-lowered ones.
 
 ``data/space_synth_hashes.jsonl`` holds the content hashes of 200 seeded random
-specs per space lowered through torch.fx + TVM
+specs per space, plus 30 NB201 cells with many equal edges (where TVM merges
+equal nodes), lowered through torch.fx + TVM
 (``benchmarks/space_synth_reference.py``); a few specs are also lowered live
 here, so a change on the TVM side is caught too.
 """
