@@ -45,12 +45,12 @@ log = logging.getLogger(__name__)
 SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME, ofa.NAME)
 
 _NB201_STAGES = 3
+_NB201_CELLS_PER_STAGE = 5
 # TVM's FoldBatchnormToConv2D re-emits the whole function through a memoizing rewriter, which
 # merges structurally equal bindings: within a cell, equal weight-free computations on the same
 # tensor (the ReLU before a conv, ``x * 0``, pooling, ``0 + x``, sums of those) are one node each.
 # Convolutions carry their own weights and are never merged.
 _CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
-_NB201_CELLS_PER_STAGE = 5
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,19 @@ _LOADED: dict[str, _Space] = {}
 def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
     """The unfused operator graph of ``arch`` (a parsed ``space`` architecture), named ``spec``."""
     templates = _space(space)
+    inputs = templates.inputs
     if space == nb201.NAME:
         blocks = _nb201_blocks(arch, templates.blocks)
     elif space == ofa.NAME:
         blocks = _ofa_blocks(arch, templates)
-        inputs = (TensorSpec((1, 3, arch.r, arch.r), templates.inputs[0].dtype),)
-        templates = _Space(templates.blocks, templates.meta, inputs)
+        inputs = (TensorSpec((1, 3, arch.r, arch.r), inputs[0].dtype),)
     else:
         blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
         blocks.append(templates.blocks["head"])
-    return _assemble(blocks, templates, spec)
+    return _assemble(blocks, inputs, templates.meta, spec)
 
 
-def _assemble(blocks: list[_Block], space: _Space, name: str) -> OpGraph:
+def _assemble(blocks: list[_Block], inputs: tuple[TensorSpec, ...], meta: dict[str, Any], name: str) -> OpGraph:
     nodes: list[OpNode] = []
     edges: list[tuple[int, int]] = []
     new = object.__new__
@@ -106,11 +106,11 @@ def _assemble(blocks: list[_Block], space: _Space, name: str) -> OpGraph:
     graph.__dict__.update(
         nodes=nodes,
         edges=edges,
-        inputs=list(space.inputs),
+        inputs=list(inputs),
         output_nodes=[len(nodes) - 1],
         name=name,
         fused=False,
-        meta=dict(space.meta),
+        meta=dict(meta),
     )
     return graph
 
