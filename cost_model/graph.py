@@ -23,7 +23,7 @@ from typing import Any
 
 from targets.errors import GraphError, LedgError, OutputError
 
-__all__ = ["OpNode", "TensorSpec", "OpGraph", "GRAPH_FORMAT_VERSION"]
+__all__ = ["OpNode", "TensorSpec", "OpGraph", "GRAPH_FORMAT_VERSION", "canonical_order"]
 
 GRAPH_FORMAT_VERSION = 1
 
@@ -301,6 +301,33 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def canonical_order(arg_producers: list[list[int]], outputs: list[int]) -> list[int]:
+    """The canonical node order: post-order DFS from the outputs (arguments left to right).
+
+    ``arg_producers[i]`` lists the nodes whose results node ``i`` reads, in
+    argument order. Unreachable nodes come last, in their given order. The
+    order is a pure function of the dataflow, so two builders of the same
+    network (TVM lowering, the space synthesizer) number its nodes alike.
+    """
+    order: list[int] = []
+    done = [False] * len(arg_producers)
+    for root in [*outputs, *range(len(arg_producers))]:
+        if done[root]:
+            continue
+        stack = [(root, iter(arg_producers[root]))]
+        done[root] = True
+        while stack:
+            node, it = stack[-1]
+            nxt = next((p for p in it if not done[p]), None)
+            if nxt is None:
+                order.append(node)
+                stack.pop()
+            else:
+                done[nxt] = True
+                stack.append((nxt, iter(arg_producers[nxt])))
+    return order
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -47,7 +47,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from cost_model.graph import OpGraph, OpNode, TensorSpec
+from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order as _canonical_order
 from targets.errors import ModelImportError
 from tvm_ledg import op_costs
 from tvm_ledg._tvm import (
@@ -416,27 +416,6 @@ class _UnfusedBuilder(_Walk):
                 log.debug("estimate_tir_flops failed: %s", exc)
                 self.tir_flops[key] = 0
         return self.tir_flops[key]
-
-
-def _canonical_order(arg_producers: list[list[int]], outputs: list[int]) -> list[int]:
-    """Post-order DFS from the outputs (arguments left to right); unreachable nodes last, in order."""
-    order: list[int] = []
-    done = [False] * len(arg_producers)
-    for root in [*outputs, *range(len(arg_producers))]:
-        if done[root]:
-            continue
-        stack = [(root, iter(arg_producers[root]))]
-        done[root] = True
-        while stack:
-            node, it = stack[-1]
-            nxt = next((p for p in it if not done[p]), None)
-            if nxt is None:
-                order.append(node)
-                stack.pop()
-            else:
-                done[nxt] = True
-                stack.append((nxt, iter(arg_producers[nxt])))
-    return order
 
 
 def _reorder(

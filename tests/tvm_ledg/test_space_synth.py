@@ -1,0 +1,89 @@
+"""Synthesized space graphs equal the TVM-lowered ones.
+
+``data/space_synth_hashes.jsonl`` holds the content hashes of 200 seeded random
+specs per space, plus 30 NB201 cells with many equal edges (where TVM merges
+equal nodes), lowered through torch.fx + TVM
+(``benchmarks/space_synth_reference.py``); a few specs are also lowered live
+here, so a change on the TVM side is caught too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tvm_ledg import spaces
+from tvm_ledg.networks import network_graph
+from tvm_ledg.spaces import synth
+
+REFERENCES = Path(__file__).parent / "data" / "space_synth_hashes.jsonl"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def template_cache(tmp_path_factory):
+    """One empty cache root for the module: templates are lowered once, at first use."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TVM_LEDG_CACHE_DIR", str(root))
+        mp.setattr(synth, "_LOADED", {})
+        yield root
+
+
+def _references(space: str) -> list[dict[str, str]]:
+    rows = [json.loads(line) for line in REFERENCES.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["spec"].startswith(f"{space}:")]
+
+
+def _synthesized(spec: str):
+    parsed = spaces.parse(spec)
+    return synth.synthesize(spec, parsed.arch, parsed.space)
+
+
+@pytest.mark.parametrize("space", synth.SPACES)
+def test_hashes_match_tvm_lowering(space):
+    refs = _references(space)
+    assert len(refs) >= 200
+    wrong = [r["spec"] for r in refs if _synthesized(r["spec"]).content_hash() != r["hash"]]
+    assert not wrong, f"{len(wrong)} of {len(refs)} {space} specs differ, e.g. {wrong[0]}"
+
+
+@pytest.mark.parametrize("space", synth.SPACES)
+def test_graph_equals_live_lowering(space):
+    """Every field but the binding names: shapes, FLOPs, bytes, params, attrs, edges, meta."""
+    from tvm_ledg.lowering import to_op_graph
+    from tvm_ledg.networks import load_network
+
+    for ref in _references(space)[:3]:
+        spec = ref["spec"]
+        lowered = to_op_graph(load_network(spec), name=spec)
+        synthesized = network_graph(spec)
+        assert lowered.content_hash() == ref["hash"], "TVM lowering changed: regenerate the references"
+        got, want = synthesized.to_json(), lowered.to_json()
+        for node in got["nodes"] + want["nodes"]:
+            del node["name"]
+        assert got == want
+
+
+def test_templates_are_cached(template_cache):
+    network_graph(_references("nb201")[0]["spec"])
+    cached = sorted(p.name for p in (template_cache / "space_templates").iterdir())
+    assert any(name.startswith("nb201-tvm") and name.endswith(".json") for name in cached)
+    synth._LOADED.clear()  # a new process reads them back instead of lowering again
+    spec = _references("nb201")[1]["spec"]
+    assert network_graph(spec).content_hash() == _references("nb201")[1]["hash"]
+
+
+def test_other_batch_sizes_and_fused_go_through_tvm():
+    spec = _references("nb201")[0]["spec"]
+    graph = network_graph(spec, batch_size=2)
+    assert graph.inputs[0].shape == (2, 3, 32, 32)
+    assert network_graph(spec, batch_size=1).content_hash() == _references("nb201")[0]["hash"]
+
+
+def test_synthesized_graph_is_valid():
+    graph = _synthesized(_references("fbnet")[0]["spec"])
+    graph.validate()
+    assert graph.edges == sorted(set(graph.edges))
+    assert graph.name.startswith("fbnet:")

@@ -1,0 +1,312 @@
+"""Operator graphs of nb201, fbnet and ofa specs assembled from block templates, without lowering the network.
+
+Lowering one NB201 network through torch.fx + TVM costs ~0.6 s; a NAS search
+loop needs thousands per second. Every network of these spaces is a chain of
+single-input blocks (stem, cells or layers, reductions, head), and TVM's
+normalization never crosses a block boundary, so each distinct block is lowered
+once (``synth_templates``) and a spec's graph is the concatenation of its
+blocks' templates (OFA's re-shaped to the spec's resolution, see below).
+
+Why concatenation gives the lowering's node numbering: the canonical order is
+a post-order DFS from the outputs (``cost_model.graph.canonical_order``). Every
+node of a block depends on the block's input, so the DFS finishes everything
+before the block first, then the block's nodes in the order the block has on
+its own, ending with the block's output. The same argument inside an NB201
+cell gives its order from the unit-level DAG of its edges and sums, ordered by
+``canonical_order`` itself. Edges sorted per block are therefore sorted
+globally.
+
+Templates are lowered at first use (~2 s for nb201, ~5 s fbnet, ~20 s ofa) and cached as JSON under
+``default_cache_root()/space_templates``, keyed by space and TVM version.
+Nodes of synthesized graphs share their ``attrs``/``inputs``/``outputs``
+containers with the templates: read them, do not mutate them.
+Batch sizes other than 1 are not templated; callers lower those through TVM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from cost_model.cache_dir import default_cache_root
+from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order, read_json, write_text_atomic
+from targets.errors import GraphError
+from tvm_ledg import op_costs
+from tvm_ledg.spaces import fbnet, nb201, ofa
+from tvm_ledg.spaces.synth_templates import OFA_REFERENCE_RESOLUTION
+
+__all__ = ["SPACES", "synthesize"]
+
+log = logging.getLogger(__name__)
+
+SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME, ofa.NAME)
+
+_NB201_STAGES = 3
+_NB201_CELLS_PER_STAGE = 5
+# TVM's FoldBatchnormToConv2D re-emits the whole function through a memoizing rewriter, which
+# merges structurally equal bindings: within a cell, equal weight-free computations on the same
+# tensor (the ReLU before a conv, ``x * 0``, pooling, ``0 + x``, sums of those) are one node each.
+# Convolutions carry their own weights and are never merged.
+_CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Nodes (prototype field dicts, ids relative to the block) and sorted edges, ``-1`` = the block input."""
+
+    protos: tuple[dict[str, Any], ...]
+    edges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class _Space:
+    blocks: dict[str, _Block]
+    meta: dict[str, Any]
+    inputs: tuple[TensorSpec, ...]
+    reshaped: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = field(default_factory=dict)  # OFA, per size
+
+
+_LOADED: dict[str, _Space] = {}
+
+
+def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
+    """The unfused operator graph of ``arch`` (a parsed ``space`` architecture), named ``spec``."""
+    templates = _space(space)
+    inputs = templates.inputs
+    if space == nb201.NAME:
+        blocks = _nb201_blocks(arch, templates.blocks)
+    elif space == ofa.NAME:
+        blocks = _ofa_blocks(arch, templates)
+        inputs = (TensorSpec((1, 3, arch.r, arch.r), inputs[0].dtype),)
+    else:
+        blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
+        blocks.append(templates.blocks["head"])
+    return _assemble(blocks, inputs, templates.meta, spec)
+
+
+def _assemble(blocks: list[_Block], inputs: tuple[TensorSpec, ...], meta: dict[str, Any], name: str) -> OpGraph:
+    nodes: list[OpNode] = []
+    edges: list[tuple[int, int]] = []
+    new = object.__new__
+    append = nodes.append
+    for block in blocks:
+        offset = len(nodes)
+        for i, proto in enumerate(block.protos, offset):
+            node = new(OpNode)
+            fields = proto.copy()
+            fields["id"] = i
+            node.__dict__ = fields
+            append(node)
+        edges += [(s + offset, d + offset) for s, d in block.edges]
+    # Built from verified templates in canonical order: skip OpGraph.__post_init__'s O(E) re-validation.
+    graph = new(OpGraph)
+    graph.__dict__.update(
+        nodes=nodes,
+        edges=edges,
+        inputs=list(inputs),
+        output_nodes=[len(nodes) - 1],
+        name=name,
+        fused=False,
+        meta=dict(meta),
+    )
+    return graph
+
+
+# ------------------------------------------------------------------ NB201
+def _nb201_blocks(cell: nb201.NB201Cell, units: dict[str, _Block]) -> list[_Block]:
+    plan = _nb201_cell_plan(cell)
+    edges = _cell_edges(plan, units)
+    blocks = [units["stem"]]
+    for stage in range(_NB201_STAGES):
+        if stage:
+            blocks.append(units[f"reduce:{stage - 1}"])
+        protos = tuple(proto for kind, _ in plan for proto in units[f"{kind}:{stage}"].protos)
+        blocks.extend([_Block(protos, edges)] * _NB201_CELLS_PER_STAGE)
+    blocks.append(units["head"])
+    return blocks
+
+
+def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
+    """The cell as units (edge ops, first-edge sums, adds) in canonical order, with producer positions.
+
+    Position 0 of the unit DAG is the cell input; it is first in the DFS order and
+    is dropped, so producer ``-1`` in the result means the cell input.
+    """
+    units: list[tuple[str, list[int]]] = [("input", [])]
+    node_value = [0]
+    seen: dict[tuple[str, tuple[int, ...]], int] = {}
+
+    def unit(kind: str, producers: list[int]) -> int:
+        """A unit; a weight-free one equal to an earlier one *is* that one (see ``_CONV_OPS``)."""
+        key = (kind, tuple(producers))
+        if "-conv:" in kind or key not in seen:
+            units.append((kind, producers))
+            seen[key] = len(units) - 1
+        return seen[key]
+
+    def edge_unit(kind: str, op: str, src: int) -> int:
+        source = node_value[src]
+        if op in _CONV_OPS:  # the ReLU before a conv is weight-free and shared; the conv is not
+            kind, source = f"{kind}-conv", unit("relu", [source])
+        return unit(f"{kind}:{op}", [source])
+
+    for ops in cell.edges:
+        partial = -1
+        for src, op in enumerate(ops):
+            if src == 0:
+                partial = edge_unit("first", op, src)
+                continue
+            edge = node_value[src] if op == "skip_connect" else edge_unit("edge", op, src)
+            partial = unit("add", [partial, edge])
+        node_value.append(partial)
+    order = canonical_order([producers for _, producers in units], [node_value[-1]])
+    if order[0] != 0:
+        raise GraphError("nb201 cell: the cell input is not first in canonical order")
+    position = {old: new - 1 for new, old in enumerate(order)}
+    return [(units[old][0], [position[p] for p in units[old][1]]) for old in order[1:]]
+
+
+def _cell_edges(plan: list[tuple[str, list[int]]], units: dict[str, _Block]) -> tuple[tuple[int, int], ...]:
+    """Sorted edges of a cell whose units are placed one after the other in plan order.
+
+    Every stage's unit of a kind has the same nodes and edges (only shapes differ), so one
+    stage's templates give the edges of all three.
+    """
+    edges: list[tuple[int, int]] = []
+    last: list[int] = []  # block-relative id of each unit's output node
+    size = 0
+    for kind, producers in plan:
+        unit = units[f"{kind}:0"]
+        offset = size
+        size += len(unit.protos)
+        sources = [-1 if p < 0 else last[p] for p in producers]
+        if kind == "add":  # one node reading both producers
+            edges.extend((s, offset) for s in sources)
+        else:
+            for s, d in unit.edges:
+                edges.append((sources[0] if s < 0 else s + offset, d + offset))
+        last.append(size - 1)
+    return tuple(sorted(set(edges)))
+
+
+# ------------------------------------------------------------------ OFA
+# Templates are lowered at one resolution (``OFA_REFERENCE_RESOLUTION``) and
+# re-shaped: feature-map sizes are substituted and FLOPs/bytes recomputed with the formulas the
+# lowering applies to these (Relax) operators. Attributes and weights do not depend on the size.
+
+
+def _ofa_sizes(r: int) -> list[int]:
+    """Feature-map size after the first conv and after each stage (stride-s convs with k // 2 padding)."""
+    sizes = [-(-r // 2)]
+    for stride in ofa._STAGE_STRIDES:
+        sizes.append(-(-sizes[-1] // stride))
+    return sizes
+
+
+def _ofa_blocks(arch: ofa.OFAArch, units: _Space) -> list[_Block]:
+    ref, new = _ofa_sizes(OFA_REFERENCE_RESOLUTION), _ofa_sizes(arch.r)
+    blocks = [_reshaped(units, "stem", {OFA_REFERENCE_RESOLUTION: arch.r, ref[0]: new[0]})]
+    prev_stage = -1
+    for stage, kernel, expand in arch.active_blocks():
+        first = stage != prev_stage
+        prev_stage = stage
+        mapping = {ref[stage + 1]: new[stage + 1]}
+        if first:
+            mapping[ref[stage]] = new[stage]
+        blocks.append(_reshaped(units, f"block:{stage}:{0 if first else 1}:{kernel}:{expand}", mapping))
+    blocks.append(_reshaped(units, "head", {ref[-1]: new[-1]}))
+    return blocks
+
+
+def _reshaped(space: _Space, key: str, mapping: dict[int, int]) -> _Block:
+    """Template ``key`` with feature-map sizes (dims 2, 3 of NCHW tensors) replaced per ``mapping``."""
+    memo_key = (key, tuple(sorted(mapping.items())))
+    if memo_key not in space.reshaped:
+        block = space.blocks[key]
+        if all(a == b for a, b in mapping.items()):
+            space.reshaped[memo_key] = block
+        else:
+            space.reshaped[memo_key] = _Block(tuple(_reshape_node(p, mapping) for p in block.protos), block.edges)
+    return space.reshaped[memo_key]
+
+
+def _reshape_node(proto: dict[str, Any], mapping: dict[int, int]) -> dict[str, Any]:
+    def resize(t: TensorSpec) -> TensorSpec:
+        if len(t.shape) != 4:
+            return t
+        n, c, h, w = t.shape
+        return TensorSpec((n, c, mapping.get(h, h), mapping.get(w, w)), t.dtype)
+
+    weight = 1 if proto["op"] == "nn.conv2d" else -1  # (O, I, kh, kw): no feature-map dims
+    inputs = [t if k == weight else resize(t) for k, t in enumerate(proto["inputs"])]
+    outputs = [resize(t) for t in proto["outputs"]]
+    cost = op_costs.estimate(proto["op"], proto["attrs"], inputs, outputs)
+    return {
+        **proto,
+        "inputs": inputs,
+        "outputs": outputs,
+        "flops": cost.flops,
+        "macs": cost.macs,
+        "bytes_read": sum(t.nbytes for t in inputs),
+        "bytes_written": sum(t.nbytes for t in outputs),
+    }
+
+
+# ------------------------------------------------------------------ templates
+def _space(space: str) -> _Space:
+    if space not in _LOADED:
+        _LOADED[space] = _parse_templates(_template_json(space))
+    return _LOADED[space]
+
+
+def _tvm_version() -> str:
+    """Installed TVM version, read from the package metadata (no ``import tvm``)."""
+    try:
+        return metadata.version("apache-tvm")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _template_json(space: str) -> dict[str, Any]:
+    """The space's templates from the cache; lowered through TVM (and cached) when absent or stale."""
+    path = default_cache_root() / "space_templates" / f"{space}-tvm{_tvm_version()}.json"
+    if path.exists():
+        try:
+            return read_json(path, GraphError)
+        except GraphError as exc:
+            log.warning("ignoring unreadable template cache: %s", exc)
+    from tvm_ledg.spaces.synth_templates import build_templates
+
+    log.info("lowering %s block templates through TVM (once; cached in %s)", space, path)
+    data = build_templates(space)
+    write_text_atomic(path, json.dumps(data, sort_keys=True))
+    return data
+
+
+def _parse_templates(data: dict[str, Any]) -> _Space:
+    blocks: dict[str, _Block] = {}
+    for key, unit in data["units"].items():
+        protos = []
+        for node_json in unit["nodes"]:
+            node = OpNode.from_json({**node_json, "id": 0})
+            fields = dict(node.__dict__)
+            del fields["id"]
+            protos.append(fields)
+        blocks[key] = _Block(tuple(protos), tuple(sorted((int(s), int(d)) for s, d in unit["edges"])))
+    for stage in range(_NB201_STAGES) if "reduce:0" in blocks else ():
+        for op in _CONV_OPS:
+            for kind in ("first", "edge"):
+                blocks[f"{kind}-conv:{op}:{stage}"] = _drop_first(blocks[f"{kind}:{op}:{stage}"])
+        relu = blocks[f"edge:{_CONV_OPS[0]}:{stage}"]
+        blocks[f"relu:{stage}"] = _Block(relu.protos[:1], ((-1, 0),))
+    stem = data["units"]["stem"]["nodes"][0]["inputs"][0]
+    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),))
+
+
+def _drop_first(block: _Block) -> _Block:
+    """``block`` without its first node (a ReLU shared with other edges), which becomes its input."""
+    edges = tuple(sorted((max(s - 1, -1), d - 1) for s, d in block.edges if s >= 0))
+    return _Block(block.protos[1:], edges)
