@@ -353,7 +353,9 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     measured = read_measurements(args.measurements)
     names, graphs = resolve_graphs([m for m, _ in measured], graph_store=args.graph_store, workers=args.workers)
     samples = list(zip(names, [ms for _, ms in measured]))
-    with tqdm(desc="fine-tuning the target offset", unit="step", file=sys.stderr, leave=False) as bar:
+    # delay: k = 1 fits no offset, so no bar flashes by; disable=None: off when stderr is not a terminal
+    with tqdm(desc="fine-tuning the target offset", unit="step", file=sys.stderr, leave=False, delay=1.0,
+              disable=None) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
