@@ -12,6 +12,8 @@ from targets.errors import TargetError
 from tvm_ledg.cli import EXIT_USER_ERROR, main
 from tvm_ledg.predict import predict_latency
 
+from tiny_checkpoint import train_tiny_checkpoint
+
 NB201 = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
@@ -94,18 +96,7 @@ def graphs():
 
 @pytest.fixture(scope="module")
 def checkpoint(graphs, tmp_path_factory):
-    """A tiny model trained on FLOPs-proportional latencies (the point is the plumbing, not accuracy)."""
-    from cost_model.predictor import LatencyPredictor, TrainConfig
-
-    descs = {t: targets.load(t) for t in TARGETS}
-    rows = [(s, t, (1.0 if t == TARGETS[0] else 0.1) * g.total_flops / 1e7) for s, g in graphs.items() for t in TARGETS]
-    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 16, "vocab_size": 256},
-                             model={"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0},
-                             train=TrainConfig(epochs=2, batch_size=4, seed=0))
-    model.fit(graphs, descs, rows)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    model.save_pretrained(path)
-    return path
+    return train_tiny_checkpoint(graphs, TARGETS, tmp_path_factory.mktemp("ckpt") / "tiny", epochs=2)
 
 
 @pytest.fixture(scope="module")
