@@ -152,12 +152,12 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
     """
     from tvm_ledg.networks import expand_model_args
 
-    expand_model_args([str(m) for m in (models if isinstance(models, (list, tuple)) else [models])
-                       if isinstance(m, (str, os.PathLike))])  # a mistyped MODEL fails before the checkpoint loads
-    descs = _targets(targets)  # before any lowering: a bad target list fails at once
-    predictor = load_predictor(checkpoint)
     if not isinstance(models, (list, tuple)):
         models = [models]
+    # a mistyped MODEL fails before the checkpoint loads
+    expand_model_args([str(m) for m in models if isinstance(m, (str, os.PathLike))])
+    descs = _targets(targets)  # before any lowering: a bad target list fails at once
+    predictor = load_predictor(checkpoint)
     names, graphs = resolve_graphs(models, graph_store=graph_store, batch_size=batch_size, workers=workers,
                                    progress=progress)
     pairs = [(name, t) for name in names for t in descs]
