@@ -99,8 +99,7 @@ def expand_model_args(args: list[str]) -> list[str]:
 def load_network(spec: str, *, batch_size: int | None = None):
     """Load one MODEL string as a Relax ``IRModule`` (an override of the batch size is optional)."""
     check_model(spec)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ModelImportError(f"{spec}: the batch size must be a positive integer, got {batch_size!r}")
+    _check_batch_size(spec, batch_size)
     from tvm_ledg.frontend import load_model
 
     if is_space_spec(spec):
@@ -116,12 +115,18 @@ def load_network(spec: str, *, batch_size: int | None = None):
     return load_model(path, input_shapes=input_shapes)
 
 
+def _check_batch_size(spec: str, batch_size: int | None) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ModelImportError(f"{spec}: the batch size must be a positive integer, got {batch_size!r}")
+
+
 def network_graph(spec: str, *, fused: bool = False, batch_size: int | None = None) -> OpGraph:
     """MODEL string -> operator graph named after the MODEL.
 
     Unfused graphs of nb201/fbnet/ofa specs at batch 1 are assembled from block
     templates (``tvm_ledg.spaces.synth``, same graph, ~1000x faster than lowering).
     """
+    _check_batch_size(spec, batch_size)  # the template path below skips load_network's checks
     if not fused and batch_size in (None, 1) and is_space_spec(spec):
         from tvm_ledg import spaces
         from tvm_ledg.spaces import synth
