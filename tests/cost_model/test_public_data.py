@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 
 import cost_model.data.public as public
+import cost_model.data.sources as sources
 from cost_model.data import (
     DATA_ROOT_ENV,
     FLAGGED_DEVICES,
@@ -29,6 +30,7 @@ from cost_model.data import (
     load_all,
     load_device,
     load_nb201_accuracy,
+    list_sources,
     load_pickle,
     loads_pickle,
     nb201_cell_is_connected,
@@ -36,9 +38,11 @@ from cost_model.data import (
     ofa_spec,
     parse_nb201_cell,
     parse_ofa_spec,
+    register_source,
     resolve_data_root,
     split_indices,
 )
+from cost_model.data.sources import Rows
 from targets.errors import DataError
 
 NONE_CELL = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
@@ -157,7 +161,7 @@ def test_resolve_data_root_precedence(tmp_path, monkeypatch):
     default = tmp_path / "shared" / "data"
     for d in (explicit, from_env, repo, default):
         d.mkdir(parents=True)
-    monkeypatch.setattr(public, "_repo_root", lambda: repo)
+    monkeypatch.chdir(repo)  # the default is ../shared/data from the current directory
     monkeypatch.setenv(DATA_ROOT_ENV, str(from_env))
     assert resolve_data_root(explicit) == explicit
     assert resolve_data_root() == from_env
@@ -172,6 +176,29 @@ def test_resolve_data_root_precedence(tmp_path, monkeypatch):
         resolve_data_root()
     with pytest.raises(DataError, match="given explicitly"):
         resolve_data_root(tmp_path / "missing")
+
+
+def test_a_registered_source_is_listed_loaded_and_credited(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "_REGISTRY", dict(sources._REGISTRY))  # registrations end with the test
+
+    def read(root: Path, path: Path) -> Rows:
+        values = np.array([float(v) for v in path.read_text().split()])
+        return Rows([f"arch-{i}" for i in range(len(values))], values, None)
+
+    register = register_source("toy", folder="toy/latency", suffix=".txt", alias_prefix="toy", origin="Toy",
+                               origins_by_prefix={"lab_": "Lab"})
+    register(read)
+    (tmp_path / "toy" / "latency").mkdir(parents=True)
+    (tmp_path / "toy" / "latency" / "lab_cpu.txt").write_text("1.5 -1 2.0")
+    (tmp_path / "toy" / "latency" / "phone.txt").write_text("3.0")
+    assert list_sources() == ["help-nb201", "help-ofa", "oneproxy", "toy"]
+    assert list_devices(tmp_path) == [("toy", "lab_cpu"), ("toy", "phone")]
+    table = load_device("toy", "lab_cpu", tmp_path)
+    assert (table.target_alias, table.origin, table.n, table.n_valid) == ("toy:lab_cpu", "Lab", 3, 2)
+    assert np.isnan(table.latency_ms[1]) and load_device("toy", "phone", tmp_path).origin == "Toy"
+    assert [t.device for t in load_all(tmp_path, sources=["toy"])] == ["lab_cpu", "phone"]
+    with pytest.raises(DataError, match="'toy' is registered twice"):
+        register(read)
 
 
 def test_load_device_rejects_bad_names(tmp_path):
