@@ -37,6 +37,10 @@ weights, binding names, binding order or frontend spelling):
   ``out_dtype`` is the output dtype, floats keep 7 significant digits (float32
   and float64 ``1e-5`` agree);
 - non-tensor arguments (``clip`` bounds, ``reshape`` shapes) are in ``attrs["args"]``.
+
+One module, although over 400 lines: both views share the value model (``_Tensor``
+refs) and the binding walk, and the fused view's member keys are only correct
+while both are built by exactly the same walk.
 """
 
 from __future__ import annotations
@@ -253,16 +257,27 @@ class _Walk:
         Yields ``(var, call, callee name, callee function, resolved args)``; the caller binds ``var``.
         """
         for binding in _bindings(func):
-            var, value = binding.var, binding.value
-            if not isinstance(value, Call) or isinstance(binding, MatchCast):
-                self.env[var] = self.resolve(value)
-                continue
-            callee, callee_func = _callee_name(value, module)
-            args = [self.resolve(a) for a in _call_args(value)]
-            if _is_plumbing(value, callee):
-                self.env[var] = _Other(producers=_producers(x for a in args for x in _flatten(a)))
-                continue
-            yield var, value, callee, callee_func, args
+            call = self.operator_call(binding, module)
+            if call is not None:
+                yield (binding.var, binding.value, *call)
+
+    def operator_call(self, binding: Any, module: IRModule) -> tuple[str, Any, list[Value]] | None:
+        """``(callee name, callee function, resolved args)`` when ``binding`` calls an operator or kernel.
+
+        Anything else is bound in ``env`` here: a non-call (or ``MatchCast``) to its resolved value, a
+        plumbing call to a non-tensor value that keeps its arguments' producers, so that data
+        dependencies are traced through it.
+        """
+        var, value = binding.var, binding.value
+        if not isinstance(value, Call) or isinstance(binding, MatchCast):
+            self.env[var] = self.resolve(value)
+            return None
+        callee, callee_func = _callee_name(value, module)
+        args = [self.resolve(a) for a in _call_args(value)]
+        if _is_plumbing(value, callee):
+            self.env[var] = _Other(producers=_producers(x for a in args for x in _flatten(a)))
+            return None
+        return callee, callee_func, args
 
     def resolve(self, expr: Any) -> Value:
         if isinstance(expr, Var):
@@ -290,6 +305,23 @@ class _Walk:
             if spec is not None and not is_weight:
                 inputs.append(spec)
         return inputs
+
+
+class _GraphBuilder(_Walk):
+    """A walk that emits graph nodes: ``nodes`` in creation order and, per node, the ids it depends on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: list[OpNode] = []
+        self.arg_producers: list[list[int]] = []
+
+    def _append_node(self, leaves: list[_Tensor | _Other], node: OpNode) -> int:
+        """Add ``node`` (its byte counts from its own inputs and outputs) fed by the values ``leaves``."""
+        node.bytes_read = sum(s.nbytes for s in node.inputs)
+        node.bytes_written = sum(s.nbytes for s in node.outputs)
+        self.nodes.append(node)
+        self.arg_producers.append(_ordered_producers(leaves))
+        return node.id
 
 
 def _bindings(func: Function) -> Iterable[Any]:
@@ -333,12 +365,10 @@ def _loose_key(key: tuple) -> tuple:
 
 
 # ------------------------------------------------------------------ unfused graph
-class _UnfusedBuilder(_Walk):
+class _UnfusedBuilder(_GraphBuilder):
     def __init__(self, mod: IRModule) -> None:
         super().__init__()
         self.mod = mod
-        self.nodes: list[OpNode] = []
-        self.arg_producers: list[list[int]] = []
         self.var_node: dict[Any, int] = {}
         self.tir_flops: dict[int, int] = {}
 
@@ -352,15 +382,11 @@ class _UnfusedBuilder(_Walk):
 
     def visit(self, binding: Any) -> None:
         var, value = binding.var, binding.value
-        if isinstance(binding, MatchCast) or not isinstance(value, (Call, relax.If, relax.SeqExpr, Function)):
-            self.env[var] = self.resolve(value)
-            return
-        if isinstance(value, Call):
-            callee, func = _callee_name(value, self.mod)
-            args = [self.resolve(a) for a in _call_args(value)]
-            if _is_plumbing(value, callee):
-                self.env[var] = _Other(producers=_producers(x for a in args for x in _flatten(a)))
+        if isinstance(binding, MatchCast) or not isinstance(value, (relax.If, relax.SeqExpr, Function)):
+            call = self.operator_call(binding, self.mod)
+            if call is None:
                 return
+            callee, func, args = call
             op = _canonical_kernel_name(callee) if isinstance(func, PrimFunc) else callee.removeprefix("relax.")
             node_id = self._add_node(op, var.name, _attrs(value.attrs), args, _output_specs(value.ty) or [], func)
         else:  # If / nested SeqExpr / closure: a generic node depending on its free variables
@@ -390,22 +416,8 @@ class _UnfusedBuilder(_Walk):
             cost = op_costs.estimate(op, attrs, inputs, outputs)
             if not cost.known:
                 log.debug("no FLOP formula for operator %s; using %d", op, cost.flops)
-        node = OpNode(
-            id=len(self.nodes),
-            op=op,
-            name=name,
-            attrs=attrs,
-            inputs=inputs,
-            outputs=outputs,
-            flops=cost.flops,
-            macs=cost.macs,
-            params=params,
-            bytes_read=sum(s.nbytes for s in inputs),
-            bytes_written=sum(s.nbytes for s in outputs),
-        )
-        self.nodes.append(node)
-        self.arg_producers.append(_ordered_producers(leaves))
-        return node.id
+        return self._append_node(leaves, OpNode(id=len(self.nodes), op=op, name=name, attrs=attrs, inputs=inputs,
+                                                outputs=outputs, flops=cost.flops, macs=cost.macs, params=params))
 
     def _tir_flops(self, func: PrimFunc) -> int:
         key = _handle(func)
@@ -478,16 +490,8 @@ class _MemberTable(_Walk):
         self.loose: dict[tuple, list[int]] = {}
         main = legalized["main"]
         self.bind_params(main, num_input)
-        for binding in _bindings(main):
-            var, value = binding.var, binding.value
-            if not isinstance(value, Call) or isinstance(binding, MatchCast):
-                self.env[var] = self.resolve(value)
-                continue
-            callee, _ = _callee_name(value, legalized)
-            if _is_plumbing(value, callee):
-                self.env[var] = _Other()
-                continue
-            key = _key(callee, [self.resolve(a) for a in _call_args(value)])
+        for var, _, callee, _, args in self.kernel_calls(main, legalized):
+            key = _key(callee, args)
             node_id = var_node.get(var)
             base = ("node", node_id) if node_id is not None else ("extra", _handle(var))
             self.strict.setdefault(key, []).append(len(self.entries))
@@ -516,12 +520,10 @@ def _refs_value(base: tuple, ty: Any, producers: frozenset[int] = frozenset()) -
     return make(ty)
 
 
-class _FusedBuilder(_Walk):
+class _FusedBuilder(_GraphBuilder):
     def __init__(self, grouped: IRModule, fused: IRModule, table: _MemberTable, unfused: list[OpNode]) -> None:
         super().__init__()
         self.grouped, self.fused, self.table, self.unfused = grouped, fused, table, unfused
-        self.nodes: list[OpNode] = []
-        self.arg_producers: list[list[int]] = []
 
     def build(self, num_input: int | None) -> list[int]:
         """One node per kernel call of the FuseTIR module; returns the ids producing the outputs."""
@@ -578,7 +580,7 @@ class _FusedBuilder(_Walk):
         member_nodes = [self.unfused[m] for m in members]
         anchor = max(member_nodes, key=lambda n: (n.macs, n.flops), default=None)
         attrs = {} if anchor is None else {"anchor": anchor.op, "anchor_attrs": anchor.attrs}
-        node = OpNode(
+        return self._append_node(leaves, OpNode(
             id=len(self.nodes),
             op=op,
             name=name,
@@ -588,14 +590,9 @@ class _FusedBuilder(_Walk):
             flops=sum(n.flops for n in member_nodes),
             macs=sum(n.macs for n in member_nodes),
             params=sum(n.params for n in member_nodes),
-            bytes_read=sum(s.nbytes for s in inputs),
-            bytes_written=sum(s.nbytes for s in outputs),
             members=[n.op for n in member_nodes],
             member_ids=list(members),
-        )
-        self.nodes.append(node)
-        self.arg_producers.append(_ordered_producers(leaves))
-        return node.id
+        ))
 
 
 # ------------------------------------------------------------------ public API
