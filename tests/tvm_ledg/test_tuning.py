@@ -224,6 +224,15 @@ def test_update_skips_failed_runs(context, toy):
 
 
 @pytest.mark.slow
+def test_update_skips_metaschedules_failure_sentinel(context, toy):
+    """A run committed with MetaSchedule's failure time (1e9 s and above) is not a measurement."""
+    candidates, _ = toy
+    model = LeDGCostModel(TARGET)
+    model.update(context, candidates[:2], [ms.runner.RunnerResult([1e9], None), ms.runner.RunnerResult([1e10], None)])
+    assert model.records_ == [] and model.predictor_ is None and model.updates_ == 1
+
+
+@pytest.mark.slow
 def test_save_load_round_trip(context, toy, trained, tmp_path):
     candidates, _ = toy
     model = trained[0]

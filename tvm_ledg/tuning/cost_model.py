@@ -53,6 +53,7 @@ from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import derived_object, ms, structural_hash
 from tvm_ledg.predict import DEFAULT_CHECKPOINT
 from tvm_ledg.tuning.program import program_graph
+from tvm_ledg.tuning.records import mean_run_secs
 
 __all__ = ["PREDICTOR_DIR", "PROGRAM_CHECKPOINT", "RECORDS_FILE", "RECORDS_FORMAT_VERSION", "LeDGCostModel",
            "OnlineConfig"]
@@ -140,7 +141,8 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
         """Keep the successful measurements; train when ``OnlineConfig.due``."""
         workload = _workload_key(context)
         for candidate, result in zip(candidates, results):
-            seconds = _mean_run_secs(result)
+            # The rules of the tuning records: no times, non-finite, or MetaSchedule's failure sentinel is a failure.
+            seconds = None if result.error_msg is not None else mean_run_secs(result.run_secs)
             if seconds is None:
                 continue
             key, graph = self._program(candidate.sch.mod["main"])
@@ -265,12 +267,3 @@ def _workload_key(context: Any) -> str:
     if mod is None:
         return "workload"
     return f"{structural_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
-def _mean_run_secs(result: Any) -> float | None:
-    """Mean of a successful result's ``run_secs``; None for a failed or empty run."""
-    if result.error_msg is not None or not result.run_secs:
-        return None
-    secs = [float(s) for s in result.run_secs]
-    mean = sum(secs) / len(secs)
-    return mean if math.isfinite(mean) and mean > 0 else None
