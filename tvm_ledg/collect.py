@@ -24,30 +24,26 @@ not (``StaleProcess``) is replaced, and the new one takes the network on.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import os
-import signal
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
 
 from cost_model.cache_dir import default_cache_root
-from cost_model.measurement_store import Measurement, MeasurementStore
+from cost_model.measurement_store import MeasurementStore
 from targets.errors import DataError
 from targets.registry import load_many
 from targets.schema import TargetDescriptor
+from tvm_ledg.collect_worker import (Busy, Failed, Flagged, Measured, Message, PairOver, Restart, Waiting,
+                                     worker_main)
 from tvm_ledg.measure.protocol import MeasureProtocol
-from tvm_ledg.measure.quiet import MachineBusy, QuietPolicy, StaleProcess
+from tvm_ledg.measure.quiet import QuietPolicy
 
 __all__ = ["CollectReport", "collect"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,6 +85,34 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
     ``progress(done, total, last)`` is called after every (network, target) pair.
     """
     protocol = protocol or MeasureProtocol()
+    _check_workers(targets, parallel, tracker, key)
+    targets = load_many(targets)
+    started = time.time()
+    store = MeasurementStore(store_path)
+    run = _Run(store, {d.name: store.add_target(d) for d in targets}, protocol, progress)
+    run.plan(specs, retry_failures)
+    remote = {"tracker": tracker, "key": key} if tracker else None
+    workers: list[_Worker] = []
+    try:
+        by_name = {d.name: d for d in targets}
+        workers = [_Worker(str(store_path), by_name, protocol, remote, quiet)
+                   for _ in range(min(parallel, len(run.queue)))]
+        for w in workers:
+            run.start_next(w)
+        while any(w.job for w in workers):
+            for w, msg in _messages(workers, timeout_s):
+                run.handle(w, msg)
+    finally:
+        for w in workers:
+            w.stop()
+        store.close()
+    run.report.seconds = time.time() - started
+    return run.report
+
+
+def _check_workers(targets: Sequence[TargetDescriptor], parallel: int, tracker: str | None,
+                   key: str | None) -> None:
+    """Refuse worker settings that would measure local targets side by side, or lack an RPC key."""
     if parallel < 1:
         raise DataError(f"parallel={parallel}: need at least one worker")
     if parallel > 1 and tracker is None:
@@ -100,102 +124,111 @@ def collect(specs: Sequence[str], targets: Sequence[TargetDescriptor], store_pat
         raise DataError("parallel > 1 measures TVM targets on RPC devices; "
                         f"{[d.name for d in targets if d.runtime != 'tvm']} run on this machine, one at a time: "
                         "collect them in a separate run without --parallel")
-    targets = load_many(targets)
-    names = [d.name for d in targets]
-    started = time.time()
-    report = CollectReport()
-    store = MeasurementStore(store_path)
-    by_name = {d.name: d for d in targets}
-    hashes = {d.name: store.add_target(d) for d in targets}
-    queue: deque[_Job] = deque()
-    for spec in dict.fromkeys(specs):
-        todo = [n for n in names
-                if not store.has_measurement(spec, hashes[n], protocol.id)
-                and (retry_failures or not store.has_failure(spec, hashes[n], protocol.id))]
-        report.skipped += len(names) - len(todo)
-        if todo:
-            queue.append(_Job(spec, todo))
-    total = sum(len(j.targets) for j in queue)
-    done = 0
-    remote = {"tracker": tracker, "key": key} if tracker else None
-    workers: list[_Worker] = []
-    try:
-        workers = [_Worker(str(store_path), by_name, protocol, remote, quiet)
-                   for _ in range(min(parallel, len(queue)))]
-        for w in workers:
-            if queue:
-                w.start_job(queue.popleft())
-        while any(w.job for w in workers):
-            busy = [w for w in workers if w.job]
-            deadline = min(w.job.started + timeout_s for w in busy)
-            ready = wait([w.conn for w in busy], timeout=max(0.0, deadline - time.time()))
-            for w in busy:
-                if w.conn in ready:
-                    try:
-                        msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        msg = ("crashed", f"worker exited with code {w.process.exitcode}")
-                elif time.time() > w.job.started + timeout_s and not w.conn.poll(0):  # not a message just in
-                    msg = ("timeout", f"network took longer than {timeout_s:.0f} s")
-                else:
-                    continue
-                kind = msg[0]
-                if kind in ("measured", "failed", "busy"):  # one (network, target) pair is over
-                    target = msg[1]
-                    w.job.done.add(target)
-                    done += 1
-                if kind == "measured":
-                    report.measured += msg[2]
-                    if progress:
-                        progress(done, total, f"{w.job.spec} on {target}")
-                    continue
-                if kind == "failed":
-                    _, _, stage, reason = msg
-                    report.failed += 1
-                    report.failures.append((w.job.spec, target, stage, reason))
-                    if progress:
-                        progress(done, total, f"{w.job.spec} on {target}: {stage} failed")
-                    continue
-                if kind == "waiting":  # waiting for a quiet machine does not count towards the time-out
-                    w.job.started += msg[1]
-                    if progress:
-                        progress(done, total, f"{w.job.spec}: waiting for a quiet machine")
-                    continue
-                if kind == "busy":  # the worker leaves the rest of this network too; no new networks
-                    reason = msg[2]
-                    report.busy += 1 + sum(len(j.targets) for j in queue)
-                    queue.clear()
-                    if progress:
-                        progress(done, total, f"{w.job.spec} on {target}: machine busy ({reason[:80]}); "
-                                 "the rest is left for the next run")
-                    continue
-                if kind == "flagged":
-                    report.flagged_networks.append(w.job.spec)
-                    continue
-                if kind == "restart":  # the worker's process ran slow, not the host: a fresh one takes the network
-                    report.restarts += 1
-                    queue.appendleft(_Job(w.job.spec, w.job.remaining))
-                    if progress:
-                        progress(done, total, f"{w.job.spec}: restarting the worker ({msg[1][:80]})")
-                    w.restart()
-                if kind in ("timeout", "crashed"):  # the rest of this network fails; a fresh worker goes on
-                    for target in w.job.remaining:
-                        store.add_failure(w.job.spec, hashes[target], protocol.id, kind, msg[1])
-                        report.failed += 1
-                        report.failures.append((w.job.spec, target, kind, msg[1]))
-                        done += 1
-                    if progress:
-                        progress(done, total, f"{w.job.spec}: {kind}")
-                    w.restart()
-                w.job = None  # "finished", or replaced after a time-out / crash
-                if queue:
-                    w.start_job(queue.popleft())
-    finally:
-        for w in workers:
-            w.stop()
-        store.close()
-    report.seconds = time.time() - started
-    return report
+
+
+# The collector makes this message itself, when a worker dies or its network runs out of time.
+@dataclass(frozen=True)
+class _Lost:
+    """The worker crashed or its network ran out of time: the rest of the network fails."""
+
+    stage: str  # "crashed" or "timeout", stored as the failure's stage
+    reason: str
+
+
+_Message = Message | _Lost
+
+
+def _messages(workers: list[_Worker], timeout_s: float) -> Iterator[tuple[_Worker, _Message]]:
+    """The next message of each working worker that has one, or ``_Lost`` for one that died or timed out.
+
+    Blocks until the first message or time-out. A generator, so that each message is handled before the
+    next worker's time-out is judged.
+    """
+    busy = [w for w in workers if w.job]
+    deadline = min(w.job.started + timeout_s for w in busy)
+    ready = wait([w.conn for w in busy], timeout=max(0.0, deadline - time.time()))
+    for w in busy:
+        if w.conn in ready:
+            try:
+                yield w, w.conn.recv()
+            except (EOFError, OSError):
+                yield w, _Lost("crashed", f"worker exited with code {w.process.exitcode}")
+        elif time.time() > w.job.started + timeout_s and not w.conn.poll(0):  # not a message just in
+            yield w, _Lost("timeout", f"network took longer than {timeout_s:.0f} s")
+
+
+class _Run:
+    """The collector's side of one run: the jobs still to hand out, the progress count and the report."""
+
+    def __init__(self, store: MeasurementStore, hashes: dict[str, str], protocol: MeasureProtocol,
+                 progress: Callable[[int, int, str], None] | None) -> None:
+        self.store, self.hashes, self.protocol, self.progress = store, hashes, protocol, progress
+        self.report = CollectReport()
+        self.queue: deque[_Job] = deque()
+        self.done = self.total = 0
+
+    def plan(self, specs: Sequence[str], retry_failures: bool) -> None:
+        """Queue one job per network with the targets the store lacks (and, unless retried, has not seen fail)."""
+        for spec in dict.fromkeys(specs):
+            todo = [n for n, h in self.hashes.items()
+                    if not self.store.has_measurement(spec, h, self.protocol.id)
+                    and (retry_failures or not self.store.has_failure(spec, h, self.protocol.id))]
+            self.report.skipped += len(self.hashes) - len(todo)
+            if todo:
+                self.queue.append(_Job(spec, todo))
+        self.total = sum(len(j.targets) for j in self.queue)
+
+    def start_next(self, w: _Worker) -> None:
+        w.job = None
+        if self.queue:
+            w.start_job(self.queue.popleft())
+
+    def _tell(self, text: str) -> None:
+        if self.progress:
+            self.progress(self.done, self.total, text)
+
+    def handle(self, w: _Worker, msg: _Message) -> None:
+        """Count ``msg`` from ``w`` in the report; hand ``w`` its next job when its network is over."""
+        spec = w.job.spec
+        if isinstance(msg, PairOver):
+            w.job.done.add(msg.target)
+            self.done += 1
+        if isinstance(msg, Measured):
+            self.report.measured += msg.stored
+            self._tell(f"{spec} on {msg.target}")
+        elif isinstance(msg, Failed):
+            self.report.failed += 1
+            self.report.failures.append((spec, msg.target, msg.stage, msg.reason))
+            self._tell(f"{spec} on {msg.target}: {msg.stage} failed")
+        elif isinstance(msg, Waiting):
+            w.job.started += msg.seconds
+            self._tell(f"{spec}: waiting for a quiet machine")
+        elif isinstance(msg, Busy):  # the worker leaves the rest of this network too; no new networks
+            self.report.busy += 1 + sum(len(j.targets) for j in self.queue)
+            self.queue.clear()
+            self._tell(f"{spec} on {msg.target}: machine busy ({msg.reason[:80]}); the rest is left for the next run")
+        elif isinstance(msg, Flagged):
+            self.report.flagged_networks.append(spec)
+        elif isinstance(msg, Restart):
+            self.report.restarts += 1
+            self.queue.appendleft(_Job(spec, w.job.remaining))
+            self._tell(f"{spec}: restarting the worker ({msg.reason[:80]})")
+            w.restart()
+            self.start_next(w)
+        elif isinstance(msg, _Lost):
+            self._fail_rest(w.job, msg)
+            self._tell(f"{spec}: {msg.stage}")
+            w.restart()
+            self.start_next(w)
+        else:  # Finished
+            self.start_next(w)
+
+    def _fail_rest(self, job: _Job, lost: _Lost) -> None:
+        for target in job.remaining:
+            self.store.add_failure(job.spec, self.hashes[target], self.protocol.id, lost.stage, lost.reason)
+            self.report.failed += 1
+            self.report.failures.append((job.spec, target, lost.stage, lost.reason))
+            self.done += 1
 
 
 class _Worker:
@@ -211,7 +244,7 @@ class _Worker:
     def _spawn(self) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, os.getpid(), *self.args), daemon=True)
+        self.process = ctx.Process(target=worker_main, args=(child, os.getpid(), *self.args), daemon=True)
         self.process.start()
         child.close()
 
@@ -235,130 +268,6 @@ class _Worker:
             self.process.kill()
             self.process.join()
         self.conn.close()
-
-
-def _worker_main(conn: Connection, parent: int, store_path: str, targets: dict[str, dict[str, Any]],
-                 protocol: dict[str, Any], remote: dict[str, str] | None, quiet: dict[str, Any] | None) -> None:
-    """Worker loop: one network per message until ``None``; exits when the parent is gone.
-
-    Ctrl-C reaches the whole process group, but only the collector handles it (it stops
-    its workers): a worker that saw the interrupt could meet it as some library's error
-    (TVM, torch and onnxruntime wrap exceptions raised in their callbacks) and store a
-    permanent failure for a network that has nothing wrong with it.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from tvm_ledg.measure.rpc import RemoteDevice
-
-    descs = {n: TargetDescriptor.from_dict(d, origin=f"collector target {n}") for n, d in targets.items()}
-    proto = MeasureProtocol(**protocol)
-    policy = None if quiet is None else QuietPolicy(**quiet)
-    device = RemoteDevice(remote["tracker"], remote["key"]) if remote else None
-    store = MeasurementStore(store_path)
-    try:
-        while True:
-            while not conn.poll(1.0):
-                if os.getppid() != parent:
-                    return
-            job = conn.recv()
-            if job is None:
-                return
-            spec, names = job
-            try:
-                _measure_network(conn, parent, store, spec, [descs[n] for n in names], proto, device, policy)
-            except StaleProcess as exc:  # only a new process measures again: this one exits
-                conn.send(("restart", str(exc)))
-                return
-            conn.send(("finished",))
-    finally:
-        store.close()
-
-
-def _measure_network(conn: Connection, parent: int, store: MeasurementStore, spec: str,
-                     descs: list[TargetDescriptor], protocol: MeasureProtocol, device: Any,
-                     quiet: QuietPolicy | None) -> None:
-    from tvm_ledg.measure import compare_outputs, environment, measure_session, open_session
-    from tvm_ledg.measure.backends import Network
-    from tvm_ledg.networks import network_graph
-
-    def fail_all(stage: str, exc: BaseException) -> None:
-        for d in descs:
-            _fail(conn, store, spec, d, protocol, stage, exc)
-
-    try:
-        net = Network.load(spec)
-    except Exception as exc:  # any build/export error of this network
-        return fail_all("build", exc)
-    graph_hash = store.graph_hash_of(spec)
-    if graph_hash is None:
-        try:
-            graph_hash = store.add_graph(network_graph(spec))  # at the batch a zoo spec carries, as measured
-        except Exception as exc:  # lowering errors of this network
-            return fail_all("lower", exc)
-        store.add_network(spec, graph_hash, net.family)
-    outputs = {}
-    if net.module is not None:
-        import torch
-
-        with torch.inference_mode():
-            out = net.module(*[torch.from_numpy(a) for a in net.inputs.values()])
-        outputs["pytorch-reference"] = [t.numpy() for t in (out if isinstance(out, (tuple, list)) else [out])]
-    def on_wait(seconds: float) -> None:
-        try:
-            conn.send(("waiting", seconds))
-        except OSError as exc:  # the collector is gone: stop without storing anything
-            raise _ParentGone from exc
-
-    busy: str | None = None
-    for desc in descs:
-        if os.getppid() != parent:
-            return
-        if busy is not None:  # the machine stayed busy: the rest of this network waits for the next run too
-            conn.send(("busy", desc.name, busy))
-            continue
-        stage = "compile"
-        remote = device if desc.runtime == "tvm" else None
-        try:
-            with open_session(net, desc, remote) as session:
-                stage = "run"
-                outputs[desc.name] = session.outputs()
-                result = measure_session(session, protocol, None if remote else quiet, on_wait=on_wait)
-        except _ParentGone:
-            return
-        except StaleProcess:  # not a busy machine: _worker_main has the worker replaced
-            raise
-        except MachineBusy as exc:  # not the network's fault: reported, not stored, measured by the next run
-            busy = str(exc)
-            conn.send(("busy", desc.name, busy))
-            continue
-        except Exception as exc:  # compile or run errors of this pair: logged, skipped
-            _fail(conn, store, spec, desc, protocol, stage, exc)
-            continue
-        s = result.stats
-        ok = store.add_measurement(Measurement(
-            spec, graph_hash, desc.content_hash(), protocol.id, s.median_ms, s.mean_ms, s.std_ms, s.min_ms, s.cv,
-            s.runs, s.number, result.compile_s, result.attempts,
-            environment() | {"target": desc.name,
-                             "remote": None if remote is None else f"{remote.host}:{remote.port}/{remote.key}",
-                             "foreign_cores": result.foreign_cores, "waited_s": round(result.waited_s, 1),
-                             "host_slowdown": result.host_slowdown, "dropped_samples": s.dropped}))
-        conn.send(("measured", desc.name, int(ok)))
-    if len(outputs) >= 2:
-        agree, err, note = compare_outputs(outputs)
-        store.add_network(spec, graph_hash, net.family, agree, err, note)
-        if not agree:
-            conn.send(("flagged",))
-
-
-class _ParentGone(Exception):
-    """The collector that started this worker has exited."""
-
-
-def _fail(conn: Connection, store: MeasurementStore, spec: str, desc: TargetDescriptor, protocol: MeasureProtocol,
-          stage: str, exc: BaseException) -> None:
-    reason = f"{type(exc).__name__}: {exc}".strip()
-    log.debug("%s on %s failed at %s:\n%s", spec, desc.name, stage, traceback.format_exc())
-    store.add_failure(spec, desc.content_hash(), protocol.id, stage, reason)
-    conn.send(("failed", desc.name, stage, reason.splitlines()[0][:300] if reason else stage))
 
 
 def default_store_path() -> Path:

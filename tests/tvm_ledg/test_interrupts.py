@@ -14,7 +14,8 @@ from cost_model.measurement_store import MeasurementStore
 from tvm_ledg import frontend
 from tvm_ledg._tvm import tvm
 from tvm_ledg.cli import main
-from tvm_ledg.collect import _measure_network, _Worker
+from tvm_ledg.collect import _Worker
+from tvm_ledg.collect_worker import measure_network
 from tvm_ledg.measure import MeasureProtocol
 from tvm_ledg.measure.backends import Network
 
@@ -53,7 +54,7 @@ def test_collect_does_not_store_an_interrupt_as_a_failure(monkeypatch, tmp_path:
     with MeasurementStore(tmp_path / "m.sqlite") as store:
         store.add_target(desc)
         with pytest.raises(KeyboardInterrupt):
-            _measure_network(conn, os.getppid(), store, NB201, [desc], MeasureProtocol(), None, None)
+            measure_network(conn, os.getppid(), store, NB201, [desc], MeasureProtocol(), None, None)
         assert store.stats()["failures"] == {} and conn.sent == []
 
 

@@ -89,7 +89,7 @@ def test_host_speed_is_the_ratio_to_its_best_and_the_gate_counts(monkeypatch) ->
     assert gate() is False
     slow[0] = 1.1
     assert gate() is True and (gate.checks, gate.slow, gate.worst) == (2, 1, pytest.approx(2.0))
-    assert "up to 2.00x slower than its best in 1 of 2 checks" in gate.reason()
+    assert "up to 2.00x slower than its best in 1 of 2 checks" in str(gate.reason())
 
 
 def test_host_speed_remembers_its_best_for_this_boot(tmp_path: Path, monkeypatch) -> None:
@@ -274,7 +274,7 @@ def test_tuning_runner_times_a_busy_candidate_again_once_the_machine_is_quiet(bu
 def test_tuning_runner_gives_up_on_other_processes_but_waits_out_a_slow_host(monkeypatch) -> None:
     """QuietRunner's retake loop with a stand-in LocalRunner: slow-host refusals do not count towards
     max_contended (as in measure_session); a refusal because other processes ran does."""
-    from tvm_ledg.measure.quiet import FOREIGN, is_machine_busy
+    from tvm_ledg.measure.quiet import FOREIGN, REFUSED, is_machine_busy
     from tvm_ledg.tuning import environment as env
 
     class Future:
@@ -291,14 +291,28 @@ def test_tuning_runner_gives_up_on_other_processes_but_waits_out_a_slow_host(mon
     waits: list[bool] = []
     monkeypatch.setattr(env, "wait_until_quiet", lambda policy, waited, host_only: waits.append(host_only) or waited)
     runner = env.QuietRunner._cls(Inner(), QuietPolicy(max_contended=1))  # the Python class behind the TVM object
-    errors = iter([f"RuntimeError: {env._BUSY}: the host ran a reference loop 1.9x slower"] * 3 + [None])
+    errors = iter([f"RuntimeError: {REFUSED}: the host ran a reference loop 1.9x slower"] * 3 + [None])
     (future,) = runner.run(["candidate"])
     assert future.result().error_msg is None and waits == [True, True, True] and len(runner.waits) == 1
-    errors = iter([f"RuntimeError: {env._BUSY}: {FOREIGN} 1.00 cores (at most 0.05 allowed)"])
+    errors = iter([f"RuntimeError: {REFUSED}: {FOREIGN} 1.00 cores (at most 0.05 allowed)"])
     with pytest.raises(MachineBusy, match="1 timings of a candidate ran while other processes used the CPU") as info:
         runner.run(["candidate"])
     assert is_machine_busy(info.value) and is_machine_busy(RuntimeError(str(info.value)))
     assert not is_machine_busy(RuntimeError("a compile error"))
-    errors = iter([f"RuntimeError: {env._BUSY}: the host ran a reference loop 1.9x slower"] * 100)
+    errors = iter([f"RuntimeError: {REFUSED}: the host ran a reference loop 1.9x slower"] * 100)
     with pytest.raises(MachineBusy, match="all 4 timings of a candidate were refused"):
         runner.run(["candidate"])  # a host that reads slow after every quiet wait does not hold tuning for ever
+
+
+def test_read_tvm_error_tells_our_refusals_and_machine_busy_apart() -> None:
+    """Text is all that crosses TVM's FFI and the runner's worker processes; the kind is read back from it."""
+    from tvm_ledg.measure.quiet import BUSY_ADVICE, OtherProcesses, SlowHost, read_tvm_error, refusal_message
+
+    foreign = refusal_message(OtherProcesses(1.0, 0.05))
+    slow = refusal_message(SlowHost(1.9, 1, 2, 1.35))
+    assert read_tvm_error(f"RuntimeError: {foreign}") is OtherProcesses
+    assert read_tvm_error(f"RuntimeError: {slow}") is SlowHost
+    busy = MachineBusy(f"1 timings of a candidate ran while other processes used the CPU ({foreign}); tune "
+                       f"{BUSY_ADVICE}")
+    assert read_tvm_error(str(busy)) is MachineBusy  # although it quotes a refusal
+    assert read_tvm_error("RuntimeError: a compile error") is None and read_tvm_error(None) is None

@@ -1,42 +1,36 @@
-"""Keep busy-machine timings out of the data: other processes' CPU use around each measurement.
+"""Keep busy-machine timings out of the data: other processes' CPU use, and a slow host, around each measurement.
 
-On a small machine a compiler or a test suite running beside a measurement
-does not just take its share: a 2-thread PyTorch or onnxruntime run waits at
-every parallel region for the thread that was preempted. Measured here on 2
-cores: 2-thread PyTorch came out up to 50x slower, onnxruntime about 2x, with
-nothing in the run's own CV to tell (each sample is slow alike).
+A process running beside a measurement does not just take its share: a
+multi-threaded PyTorch or onnxruntime run waits at every parallel region for the
+thread that was preempted, and every sample is slow alike, so the run's own CV
+does not show it. ``ForeignCpu`` therefore reads the busy CPU time of the CPUs
+this process may run on (``/proc/stat`` lines ``cpuN`` for N in its affinity:
+user, nice, system, irq, softirq, steal; other tenants' cores in a container do
+not count) and this process's CPU time (all its threads, ``os.times``) around a
+block; the difference is what *other* processes (or other virtual machines,
+through steal time) used meanwhile. ``QuietPolicy`` says how much of that a
+measurement tolerates and how long to wait for a quiet machine before giving up
+with ``MachineBusy``. Where ``/proc/stat`` does not exist (not Linux) the check
+is off and logs a warning once.
 
-``ForeignCpu`` reads the busy CPU time of the CPUs this process may run on
-(``/proc/stat`` lines ``cpuN`` for N in its affinity: user, nice, system,
-irq, softirq, steal; other tenants' cores in a container do not count) and
-this process's CPU time (all
-its threads, ``os.times``) around a block; the difference is what *other*
-processes (or other virtual machines, through steal time) used meanwhile.
-``QuietPolicy`` says how much of that a measurement tolerates and how long to
-wait for a quiet machine before giving up with ``MachineBusy``. Where
-``/proc/stat`` does not exist (not Linux) the check is off and logs a warning
-once.
-
-On a virtual machine the host is shared too, and a guest cannot see that:
-other tenants on the SMT siblings of its cores, in its caches and memory
-bandwidth, show up in ``/proc/stat`` as nothing (not even steal time).
-Measured on this project's 2-vCPU Firecracker VM with nothing else running in
-it: a fixed pure-Python loop ran up to 2x slower in bursts of 5-10 s, and the
-same networks measured an hour apart came out 0.55-2.4x off, 2-thread ones
-mostly slow (a 2-thread run stalls when either CPU does). ``HostSpeed`` times
-that loop on the measuring CPU against the fastest time seen (this boot);
-``HostGate`` asks it between the samples of a measurement, so that samples
+On a virtual machine the host is shared too, and a guest cannot see that: other
+tenants on the SMT siblings of its cores, in its caches and memory bandwidth,
+show up in ``/proc/stat`` as nothing (not even steal time). ``HostSpeed`` times a
+fixed pure-Python loop on the measuring CPU against the fastest time seen (this
+boot); ``HostGate`` asks it between the samples of a measurement, so that samples
 taken while the host ran slow are dropped (``time_runs(keep=...)``), and
 ``QuietWindow`` asks it before and after a one-sample timing (MetaSchedule's
 runner).
 
-A long-lived process can also read the host as slow when the host is not: a
-collector worker here read the loop 1.5-2.3x slow for 16 minutes while fresh
-processes on the same idle CPUs read 1.03-1.1x, and a new worker measured at
-once (the cause is not known; the old process's memory on the host is a guess).
-So ``wait_until_quiet`` asks a fresh process after ``fresh_check_s`` of a slow
-host, and raises ``StaleProcess`` when that one reads the host as fast: only a
-new process can measure then.
+A long-lived process can read the host as slow when a fresh process on the same
+CPUs does not. So ``wait_until_quiet`` asks a fresh process after
+``fresh_check_s`` of a slow host, and raises ``StaleProcess`` when that one reads
+the host as fast: only a new process can measure then.
+
+Why a measurement was refused is typed: ``OtherProcesses`` or ``SlowHost``, so
+that callers decide on the kind (only other processes count towards
+``max_contended``), not on the wording. What was measured to set these rules is
+in ``docs/measuring.md``.
 """
 
 from __future__ import annotations
@@ -55,8 +49,9 @@ from pathlib import Path
 from cost_model.cache_dir import default_cache_root
 from targets.errors import LedgError
 
-__all__ = ["BUSY_ADVICE", "HOST_SPEED", "WARM_S", "ForeignCpu", "HostGate", "HostSpeed", "MachineBusy", "QuietPolicy", "QuietWindow",
-           "StaleProcess", "foreign_reason", "fresh_slowdown", "is_machine_busy", "wait_until_quiet"]
+__all__ = ["BUSY_ADVICE", "FOREIGN", "HOST_SPEED", "REFUSED", "WARM_S", "BusyReason", "ForeignCpu", "HostGate", "HostSpeed",
+           "MachineBusy", "OtherProcesses", "QuietPolicy", "QuietWindow", "SlowHost", "StaleProcess", "foreign_reason",
+           "fresh_slowdown", "is_machine_busy", "read_tvm_error", "refusal_message", "wait_until_quiet"]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +61,41 @@ _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system [idle iowait] irq softirq 
 
 class MachineBusy(LedgError):
     """The machine stayed busy (other processes, or a slow host) for longer than a ``QuietPolicy`` allows.
-    Every message ends with ``BUSY_ADVICE``."""
+    Every message ends with ``BUSY_ADVICE``, so that it is recognised when TVM forwards it as text."""
 
 
 BUSY_ADVICE = "on a quiet machine"
+FOREIGN = "other processes used"  # how an OtherProcesses reason reads; a SlowHost one never contains it
+REFUSED = "tvm-ledg: machine busy"  # how a refused timing starts where it crosses TVM as an error message
+
+
+@dataclass(frozen=True)
+class OtherProcesses:
+    """A timing refused because other processes used ``cores`` cores on average (``allowed`` at most)."""
+
+    cores: float
+    allowed: float
+
+    def __str__(self) -> str:
+        return f"{FOREIGN} {self.cores:.2f} cores (at most {self.allowed} allowed)"
+
+
+@dataclass(frozen=True)
+class SlowHost:
+    """A timing refused because the host ran the reference loop up to ``worst`` times slower than its best
+    in ``slow`` of ``checks`` checks (``limit`` at most): other tenants of the host."""
+
+    worst: float
+    slow: int
+    checks: int
+    limit: float
+
+    def __str__(self) -> str:
+        return (f"the host ran a reference loop up to {self.worst:.2f}x slower than its best in {self.slow} of "
+                f"{self.checks} checks (at most {self.limit}x allowed; other tenants of the host)")
+
+
+BusyReason = OtherProcesses | SlowHost
 
 
 class StaleProcess(MachineBusy):
@@ -77,10 +103,31 @@ class StaleProcess(MachineBusy):
     one is this process, and only a new one can measure (the collector then restarts its worker)."""
 
 
+def read_tvm_error(message: str | None) -> type[MachineBusy] | type[OtherProcesses] | type[SlowHost] | None:
+    """What of ours a TVM error message carries: a ``MachineBusy`` (TVM's FFI re-raises one raised under
+    MetaSchedule as another exception type with the same message), a timing refused in a runner worker
+    (``refusal_message``) for other processes or a slow host, or None (a real error, or none).
+
+    The only place that reads our exceptions back from text: the FFI and the runner's worker processes
+    keep the message and lose the type.
+    """
+    if not message:
+        return None
+    if BUSY_ADVICE in message:  # checked first: a MachineBusy message may quote the refusal it gave up on
+        return MachineBusy
+    if REFUSED in message:
+        return OtherProcesses if FOREIGN in message else SlowHost
+    return None
+
+
+def refusal_message(reason: BusyReason) -> str:
+    """The error message a runner worker raises for a refused timing (read back by ``read_tvm_error``)."""
+    return f"{REFUSED}: {reason}"
+
+
 def is_machine_busy(exc: BaseException) -> bool:
-    """Whether ``exc`` is a ``MachineBusy``, also as MetaSchedule forwards one raised in a runner: TVM's FFI
-    re-raises it as another exception type with the same message."""
-    return isinstance(exc, MachineBusy) or BUSY_ADVICE in str(exc)
+    """Whether ``exc`` is a ``MachineBusy``, also as TVM's FFI forwards one (see ``read_tvm_error``)."""
+    return isinstance(exc, MachineBusy) or read_tvm_error(str(exc)) is MachineBusy
 
 
 @dataclass(frozen=True)
@@ -168,13 +215,12 @@ class HostSpeed:
 
     ``slowdown()`` times ``loops`` iterations of a pure-Python loop (best of ``repeats``, about 1 ms
     each) on the CPU this thread is on and returns the ratio to the fastest time so far. Right after a
-    sample that is the CPU the sample ran on, and a busy one: an idle virtual CPU runs its first
-    milliseconds up to 2x slower, which says nothing about a measurement (so probing every CPU, pinned
-    in turn, was tried and dropped: it read the idle CPU of a 1-thread measurement as slow). The first
-    call calibrates for ``calibrate_s`` (busy probes); the best time keeps improving afterwards. With
-    ``memory`` (a JSON file) the best time also outlives the process, for as long as the machine is not
-    rebooted (its ``boot_id``): a process started while the host is busy, which here lasted 20
-    minutes, would otherwise calibrate to a slow host and accept it.
+    sample that is the CPU the sample ran on, and a busy one; the other CPUs are not probed, because an
+    idle virtual CPU runs its first milliseconds up to 2x slower, which says nothing about a
+    measurement. The first call calibrates for ``calibrate_s`` (busy probes); the best time keeps
+    improving afterwards. With ``memory`` (a JSON file) the best time also outlives the process, for as
+    long as the machine is not rebooted (its ``boot_id``): a process started during a long busy period
+    of the host would otherwise calibrate to the slow host and accept it.
     """
 
     def __init__(self, loops: int = 20_000, repeats: int = 3, calibrate_s: float = 1.0,
@@ -185,8 +231,8 @@ class HostSpeed:
         self._remembered = float("inf")
 
     def slowdown(self, warm_s: float = 0.0) -> float:
-        """The ratio now; ``warm_s`` of busy spinning first wakes a CPU that was idle (measured here: after
-        0.1-0.3 s of sleep the loop ran 1.2-1.4x slow for a few ms; 5 ms of spinning took that away)."""
+        """The ratio now; ``warm_s`` of busy spinning first wakes a CPU that was idle (a CPU woken from a
+        short sleep runs the loop slow for a few ms; ``WARM_S`` of spinning is enough)."""
         end = time.perf_counter() + warm_s
         while time.perf_counter() < end:
             pass
@@ -274,19 +320,16 @@ class HostGate:
             return False
         return True
 
-    def reason(self) -> str:
-        return (f"the host ran a reference loop up to {self.worst:.2f}x slower than its best in {self.slow} of "
-                f"{self.checks} checks (at most {self.limit}x allowed; other tenants of the host)")
+    def reason(self) -> SlowHost:
+        """What the gate saw, as the reason for refusing a timing."""
+        return SlowHost(self.worst, self.slow, self.checks, self.limit)
 
 
-FOREIGN = "other processes used"  # how every foreign_reason starts (a slow host's reasons do not)
-
-
-def foreign_reason(policy: QuietPolicy, cpu: ForeignCpu) -> str | None:
+def foreign_reason(policy: QuietPolicy, cpu: ForeignCpu) -> OtherProcesses | None:
     """Why ``cpu`` (a finished ``ForeignCpu``) is too busy for ``policy``; None when it is not."""
     if cpu.seconds is None or not policy.contended(cpu.seconds, cpu.wall):
         return None
-    return f"{FOREIGN} {cpu.cores:.2f} cores (at most {policy.max_foreign} allowed)"
+    return OtherProcesses(cpu.cores, policy.max_foreign)
 
 
 class QuietWindow:
@@ -307,7 +350,7 @@ class QuietWindow:
         self._cpu.__exit__(*exc)
         self.wall, self.foreign_cores = self._cpu.wall, self._cpu.cores
         after = self.gate() if self.gate else True
-        self.reason = foreign_reason(self.policy, self._cpu)
+        self.reason: BusyReason | None = foreign_reason(self.policy, self._cpu)
         if self.reason is None and not (self._before and after):
             self.reason = self.gate.reason()
 
@@ -339,7 +382,7 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
     host_waited = 0.0  # since the last fresh-process check, while only the host was slow
     while True:
         start = time.perf_counter()
-        reasons = []
+        reasons: list[BusyReason] = []
         if host_only:
             time.sleep(0.5)
         else:
@@ -355,7 +398,7 @@ def wait_until_quiet(policy: QuietPolicy, waited_s: float = 0.0,
         if not reasons:
             return waited_s + wall
         waited_s += wall
-        host_waited = host_waited + wall if FOREIGN not in reasons[0] else 0.0
+        host_waited = host_waited + wall if isinstance(reasons[0], SlowHost) else 0.0
         if policy.fresh_check_s is not None and host_waited >= policy.fresh_check_s:
             host_waited = 0.0
             fresh = fresh_slowdown(gate.host)

@@ -33,7 +33,8 @@ from typing import Any
 from targets.errors import TargetError
 from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import RemoveWeightLayoutRewriteBlock, derived_object, driver_build, make_target, ms
-from tvm_ledg.measure.quiet import BUSY_ADVICE, FOREIGN, MachineBusy, QuietPolicy, QuietWindow, wait_until_quiet
+from tvm_ledg.measure.quiet import (BUSY_ADVICE, MachineBusy, OtherProcesses, QuietPolicy, QuietWindow, SlowHost,
+                                   read_tvm_error, refusal_message, wait_until_quiet)
 
 __all__ = ["BUILD_TIMEOUT_S", "QuietRunner", "build_module", "make_builder", "make_runner", "target_of"]
 
@@ -67,7 +68,6 @@ def make_runner(threads: int, *, timeout_sec: float = 30.0, evaluator_config: An
     return local if quiet is None else QuietRunner(local, quiet)
 
 
-_BUSY = "tvm-ledg: machine busy"
 _MAX_REFUSALS_PER_CONTENDED = 4  # slow-host refusals of one candidate allowed per allowed contended one
 
 
@@ -78,7 +78,7 @@ def quiet_run_evaluator(policy: QuietPolicy, rt_mod: Any, device: Any, evaluator
     with QuietWindow(policy) as window:
         costs = ms.runner.utils.run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
     if window.reason is not None:
-        raise RuntimeError(f"{_BUSY}: {window.reason}")
+        raise RuntimeError(refusal_message(window.reason))  # crosses the worker boundary as text
     return costs
 
 
@@ -105,12 +105,11 @@ class QuietRunner(ms.runner.PyRunner):
         futures = []
         for runner_input, future in zip(runner_inputs, self.runner.run(runner_inputs)):
             refused, contended, waited, start = 0, 0, 0.0, time.perf_counter()
-            while _refused_as_busy(future):
-                error = future.result().error_msg
-                foreign = FOREIGN in error  # a slow host passes: only the time it takes is limited
+            while (refusal := read_tvm_error(future.result().error_msg)) in (OtherProcesses, SlowHost):
+                foreign = refusal is OtherProcesses  # a slow host passes: only the time it takes is limited
                 refused += 1
                 contended += foreign
-                last = error.strip().splitlines()[-1]
+                last = future.result().error_msg.strip().splitlines()[-1]
                 if contended >= self.policy.max_contended:
                     raise MachineBusy(f"{contended} timings of a candidate ran while other processes used the CPU "
                                       f"({last}); tune {BUSY_ADVICE}")
@@ -124,11 +123,6 @@ class QuietRunner(ms.runner.PyRunner):
                 self.waits.append((end, end - start))
             futures.append(future)
         return futures
-
-
-def _refused_as_busy(future: Any) -> bool:
-    error = future.result().error_msg
-    return error is not None and _BUSY in error
 
 
 def target_of(desc: TargetDescriptor) -> Any:
