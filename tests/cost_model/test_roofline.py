@@ -58,6 +58,16 @@ def test_node_work_splits_weights_from_activations():
     assert graph_input_batch(OpGraph([ADD.__class__(0, "relax.add")], [])) == 1
 
 
+def test_graph_tensors_refuse_work_of_the_wrong_shape():
+    from cost_model.batch import GraphTensors
+    from targets.errors import GraphError
+
+    with pytest.raises(GraphError, match="work has shape"):
+        GraphTensors(["a", "b"], torch.zeros(2, 3), torch.zeros(2, 0), work=np.zeros((2, 3)))
+    with pytest.raises(GraphError, match="work has shape"):
+        GraphTensors(["a", "b"], torch.zeros(2, 3), torch.zeros(2, 0), work=np.zeros((2, 4), dtype=np.float32))
+
+
 def test_target_numbers_follow_the_precision():
     fp16 = target_roofline(_target())
     assert (fp16.peak_flops, fp16.bandwidth, fp16.batch_size, fp16.elem_bytes) == (1e12, 1e12, 32, 2)
