@@ -437,7 +437,7 @@ _WARNED_SPECS: set[tuple[str, str]] = set()
 
 def _warn_estimated_specs(descs: Sequence[TargetDescriptor]) -> None:
     """Say, once per target and spec, when the roofline head uses an estimate instead of a stated spec."""
-    for desc in descs:
+    for desc in {id(d): d for d in descs}.values():
         specs = target_roofline(desc)
         missing = [(f"peak_tops for {desc.precision or 'fp32'}", specs.peak_flops),
                    ("memory.bandwidth_gbps", specs.bandwidth)]

@@ -135,8 +135,9 @@ class RooflineTargets:
 
 
 def roofline_targets(descs: Sequence[TargetDescriptor]) -> RooflineTargets:
-    """Stack ``target_roofline`` of each row's descriptor into tensors."""
-    rows = [target_roofline(d) for d in descs]
+    """Stack ``target_roofline`` of each row's descriptor into tensors (read once per distinct descriptor)."""
+    distinct = {id(d): target_roofline(d) for d in descs}
+    rows = [distinct[id(d)] for d in descs]
     specs = np.array([[r.peak_flops or 0.0, r.bandwidth or 0.0] for r in rows], dtype=np.float64).reshape(-1, 2)
     known = specs > 0
     return RooflineTargets(
