@@ -302,7 +302,8 @@ class LatencyPredictor:
     def predict_detailed(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
                          pairs: Sequence[tuple[str, str]], *, breakdown: bool = False,
                          batch_size: int = 256) -> Prediction:
-        """Latency, uncertainty (when the model has a variance head) and per-operator breakdown."""
+        """Latency, uncertainty (when the model has a variance head) and per-operator breakdown; with the
+        roofline head the breakdown also says what bounds each operator (``Prediction.bound``)."""
         self._check_fitted()
         for key, target in pairs:
             if target not in targets:
