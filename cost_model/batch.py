@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cost_model.roofline import WORK_COLUMNS
 from targets.errors import GraphError
 
 __all__ = [
@@ -119,10 +120,15 @@ def _two_hop(a_out: np.ndarray, a_mid: np.ndarray, b_mid: np.ndarray, b_out: np.
 class GraphTensors:
     """One graph ready for batching; build it once per graph and reuse it every epoch.
 
+    ``work`` holds each node's raw FLOPs and bytes (columns ``roofline.WORK_COLUMNS``) as
+    lowered at ``input_batch``: the roofline head scales them to each target's batch and
+    precision, so they stay unnormalized float64. None for graphs built without them (the
+    free head does not read them).
+
     Shapes:
         ``texts``: N operator strings; ``x_num``: ``(N, F)`` float32;
         ``edge_index``: ``(2, E)`` long; ``rel_index``: ``(3, M)`` (see ``relation_index``),
-        computed here when not given.
+        computed here when not given; ``work``: ``(N, 4)`` float64 or None.
     """
 
     texts: list[str]
@@ -130,6 +136,8 @@ class GraphTensors:
     edge_index: Tensor
     rel_index: Tensor | None = None
     name: str = ""
+    work: np.ndarray | None = None
+    input_batch: int = 1
 
     def __post_init__(self) -> None:
         n = len(self.texts)
@@ -138,6 +146,11 @@ class GraphTensors:
             raise GraphError(f"{where}: has no nodes; the cost model needs at least one operator")
         if self.x_num.dim() != 2 or self.x_num.shape[0] != n:
             raise GraphError(f"{where}: x_num has shape {tuple(self.x_num.shape)}, expected ({n}, F)")
+        if self.work is not None and (self.work.shape != (n, len(WORK_COLUMNS)) or self.work.dtype != np.float64):
+            raise GraphError(f"{where}: work has shape {self.work.shape} ({self.work.dtype}), "
+                             f"expected ({n}, {len(WORK_COLUMNS)}) float64")
+        if self.input_batch < 1:
+            raise GraphError(f"{where}: input_batch={self.input_batch}, expected >= 1")
         self.edge_index = self.edge_index.long().reshape(2, -1)
         src, dst = self.edge_index.numpy()
         if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
@@ -165,7 +178,8 @@ class GraphBatch:
         ``x_num``: ``(S, F)`` with S = total nodes; ``node_text_index``: ``(S,)``
         into ``texts`` (U strings); ``edge_index``: ``(2, E)``; ``batch``: ``(S,)``;
         ``ptr``: ``(B + 1,)``; ``rel_index``: ``(3, M)`` rows ``(relation, i, j)``,
-        relation ids index ``relations``, sorted by ``(i, relation, j)``.
+        relation ids index ``relations``, sorted by ``(i, relation, j)``; ``work``: ``(S, 4)``
+        float64 (None unless every graph has it); ``input_batch``: ``(B,)`` float64.
     """
 
     x_num: Tensor
@@ -176,6 +190,8 @@ class GraphBatch:
     ptr: Tensor
     rel_index: Tensor
     relations: tuple[str, ...]
+    work: Tensor | None = None
+    input_batch: Tensor | None = None
 
     @property
     def num_graphs(self) -> int:
@@ -220,6 +236,7 @@ def collate(graphs: Sequence[GraphTensors], relations: Sequence[str] = ALL_RELAT
     rel[0] = remap[rel[0]]
     if len(relations) < len(ALL_RELATIONS):
         rel = rel[:, rel[0] >= 0]
+    has_work = all(g.work is not None for g in graphs)
     return GraphBatch(
         x_num=torch.cat([g.x_num for g in graphs]).float(),
         texts=list(text_ids),
@@ -229,6 +246,8 @@ def collate(graphs: Sequence[GraphTensors], relations: Sequence[str] = ALL_RELAT
         ptr=torch.from_numpy(ptr),
         rel_index=torch.from_numpy(np.ascontiguousarray(rel)),
         relations=relations,
+        work=torch.from_numpy(np.concatenate([g.work for g in graphs])) if has_work else None,
+        input_batch=torch.tensor([float(g.input_batch) for g in graphs], dtype=torch.float64),
     )
 
 

@@ -20,6 +20,7 @@ import torch
 
 from cost_model.batch import GraphTensors
 from cost_model.graph import OpGraph, OpNode, TensorSpec, dtype_bytes
+from cost_model.roofline import WORK_COLUMNS, graph_input_batch, node_work
 from targets.errors import GraphError
 
 __all__ = [
@@ -364,11 +365,17 @@ class _KindTable:
         self._ids: dict[tuple, int] = {}
         self.texts: list[str] = []
         self._numeric = np.zeros((64, len(NODE_FEATURE_NAMES)))  # rows past len(self) are spare capacity
+        self._work = np.zeros((64, len(WORK_COLUMNS)))
 
     @property
     def numeric(self) -> np.ndarray:
         """``(kinds, len(NODE_FEATURE_NAMES))`` float64, row ``k`` for kind ``k``."""
         return self._numeric[: len(self.texts)]
+
+    @property
+    def work(self) -> np.ndarray:
+        """``(kinds, len(WORK_COLUMNS))`` float64 raw work (``roofline.node_work``), row ``k`` for kind ``k``."""
+        return self._work[: len(self.texts)]
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -386,27 +393,35 @@ class _KindTable:
     def _add(self, keys: list[tuple], nodes: Sequence[OpNode]) -> list[int]:
         """Rows of ``keys`` after featurizing the new kinds; an error leaves the table as it was."""
         ids = self._ids
-        fresh: dict[tuple, tuple[str, list[float]]] = {}
+        fresh: dict[tuple, tuple[str, list[float], tuple[float, ...]]] = {}
         for key, node in zip(keys, nodes):
             if key not in ids and key not in fresh:
-                fresh[key] = (node_text(node), node_numeric_features(node))
+                fresh[key] = (node_text(node), node_numeric_features(node), node_work(node))
         start, stop = len(self.texts), len(self.texts) + len(fresh)
         if stop > len(self._numeric):
-            grown = np.zeros((max(stop, 2 * len(self._numeric)), self._numeric.shape[1]))
-            grown[:start] = self._numeric[:start]
-            self._numeric = grown
-        self._numeric[start:stop] = [v for _, v in fresh.values()]
-        for key, (text, _) in fresh.items():
+            size = max(stop, 2 * len(self._numeric))
+            self._numeric = _grown(self._numeric, size, start)
+            self._work = _grown(self._work, size, start)
+        self._numeric[start:stop] = [v for _, v, _ in fresh.values()]
+        self._work[start:stop] = [w for _, _, w in fresh.values()]
+        for key, (text, _, _) in fresh.items():
             ids[key] = len(self.texts)
             self.texts.append(text)
         return [ids[k] for k in keys]
+
+
+def _grown(table: np.ndarray, rows: int, used: int) -> np.ndarray:
+    """``table`` with capacity ``rows``, its first ``used`` rows kept."""
+    grown = np.zeros((rows, table.shape[1]))
+    grown[:used] = table[:used]
+    return grown
 
 
 _KINDS = _KindTable()
 
 
 def graph_tensors(graph: OpGraph) -> GraphTensors:
-    """Featurize a whole graph: texts, ``x_num`` over ``FEATURE_NAMES`` and the relation structure."""
+    """Featurize a whole graph: texts, ``x_num`` over ``FEATURE_NAMES``, raw per-node work and the relation structure."""
     if graph.num_nodes == 0:
         raise GraphError(f"graph {graph.name!r}: has no nodes; nothing to predict")
     try:
@@ -418,5 +433,5 @@ def graph_tensors(graph: OpGraph) -> GraphTensors:
     texts = _KINDS.texts
     return GraphTensors(
         texts=[texts[i] for i in rows.tolist()], x_num=torch.from_numpy(x_num).float(), edge_index=edge_index,
-        name=graph.name,
+        name=graph.name, work=_KINDS.work[rows], input_batch=graph_input_batch(graph),
     )

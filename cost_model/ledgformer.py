@@ -6,12 +6,20 @@ Inputs per batch row ``b`` are one (graph, target) pair. Node states start as
 vector ``c_b`` that modulates every layer (FiLM), seeds the global token and
 sets a per-target log-scale.
 
-Output parametrisation: node ``i`` gets a log-contribution
-``l_i = w·h_i + offset_b`` (``offset_b`` from the global token and the
-target), ``per_op_ms_i = exp(l_i)`` and ``latency_ms_b = Σ_i per_op_ms_i``.
-Then ``log(latency) = logsumexp(l)`` is computed stably, learning a total
-that spans orders of magnitude is an additive shift of ``offset_b``, and the
-per-operator breakdown sums to the total by construction.
+Output parametrisation (``head``): node ``i`` gets a log-contribution ``l_i``,
+``per_op_ms_i = exp(l_i)`` and ``latency_ms_b = Σ_i per_op_ms_i``, so
+``log(latency) = logsumexp(l)`` is computed stably and the per-operator
+breakdown sums to the total by construction.
+
+* ``roofline`` (default for new models): ``exp(l_i) = t*_i / e_i + o_i`` with the
+  roofline time ``t*_i = max(F_i / P, B_i / BW)`` of the kernel's work at the
+  target's batch and precision, a learned efficiency ``e_i`` in ``(0, 1]`` and a
+  learned overhead ``o_i >= 0`` (``cost_model.layers.roofline_head``). The
+  prediction can never beat the hardware's bound, and what is learned (an
+  efficiency) stays in a narrow range that transfers to unseen hardware.
+* ``free``: ``l_i = w·h_i + offset_b`` (``offset_b`` from the global token and the
+  target) regresses the scale directly from the descriptor; checkpoints written
+  before the choice existed use it.
 """
 
 from __future__ import annotations
@@ -29,9 +37,13 @@ from cost_model.layers.bgiffn import Adjacency
 from cost_model.layers.block import LeDGBlock
 from cost_model.layers.gate import GATE_MODES
 from cost_model.layers.relation_attention import RelationIndex
+from cost_model.layers.roofline_head import RooflineHead
+from cost_model.roofline import RooflineTargets, scaled_log_work
 from targets.errors import CheckpointError
 
-__all__ = ["LeDGFormerConfig", "LeDGOutput", "LeDGFormer"]
+__all__ = ["HEADS", "LeDGFormerConfig", "LeDGOutput", "LeDGFormer"]
+
+HEADS: tuple[str, ...] = ("roofline", "free")
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class LeDGFormerConfig:
     that of the target descriptor's feature vector. ``gate``: ``dynamic``
     (LeDG-Former), ``learned`` (node-independent) or ``static`` (NN-Former's
     head-per-relation; needs ``heads >= len(relations) + global_token``).
+    ``head``: the output parametrisation, one of ``HEADS`` (see the module docstring).
     """
 
     text_dim: int
@@ -60,6 +73,7 @@ class LeDGFormerConfig:
     global_token: bool = True
     use_target_features: bool = True
     variance_head: bool = False
+    head: str = "roofline"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "relations", tuple(self.relations))
@@ -82,6 +96,8 @@ class LeDGFormerConfig:
             problems.append(f"ffn_ratio={self.ffn_ratio} gives an FFN narrower than 2")
         if self.use_target_features and self.num_target_features <= 0:
             problems.append("use_target_features=True needs num_target_features > 0")
+        if self.head not in HEADS:
+            problems.append(f"head={self.head!r}: expected one of {HEADS}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout={self.dropout} outside [0, 1)")
         if problems:
@@ -99,8 +115,12 @@ class LeDGFormerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LeDGFormerConfig":
-        """Rebuild from ``to_dict`` output; unknown or missing keys raise ``CheckpointError``."""
+        """Rebuild from ``to_dict`` output; unknown or missing keys raise ``CheckpointError``.
+
+        A config without ``head`` was written before the roofline head existed and describes the free head.
+        """
         fields = {f.name for f in dataclasses.fields(cls)}
+        d = {"head": "free", **d}
         unknown = sorted(set(d) - fields)
         if unknown:
             raise CheckpointError(f"LeDGFormerConfig: unknown keys {unknown} (checkpoint from another version?)")
@@ -117,13 +137,15 @@ class LeDGOutput:
     Shapes:
         ``latency_ms``, ``log_latency_ms``: ``(B,)``; ``per_op_ms``: ``(S,)`` flat over the
         batch's nodes, summing to ``latency_ms`` per graph; ``log_var``: ``(B,)`` variance of
-        ``log_latency_ms`` when the model has a variance head, else None.
+        ``log_latency_ms`` when the model has a variance head, else None; ``bound``: ``(S,)`` long
+        index into ``roofline.BOUND_LABELS`` per node with the roofline head, else None.
     """
 
     latency_ms: Tensor
     log_latency_ms: Tensor
     per_op_ms: Tensor
     log_var: Tensor | None = None
+    bound: Tensor | None = None
 
 
 def _segment_sum(x: Tensor, counts: Tensor) -> Tensor:
@@ -133,7 +155,8 @@ def _segment_sum(x: Tensor, counts: Tensor) -> Tensor:
 class LeDGFormer(nn.Module):
     """Shapes:
         ``forward(batch, node_text_emb (U, text_dim), target_text_emb (B, text_dim),
-        target_features (B, F_t), target_mask (B, F_t))`` -> ``LeDGOutput``; U = ``len(batch.texts)``.
+        target_features (B, F_t), target_mask (B, F_t), roofline)`` -> ``LeDGOutput``; U = ``len(batch.texts)``;
+        ``roofline`` (``RooflineTargets`` of the B rows) is needed by the roofline head only.
     """
 
     def __init__(self, config: LeDGFormerConfig) -> None:
@@ -157,9 +180,12 @@ class LeDGFormer(nn.Module):
             for _ in range(c.layers)
         )
         self.final_norm = nn.LayerNorm(d)
-        self.node_head = nn.Linear(d, 1)
-        self.graph_head = nn.Linear(d, 1)
-        self.target_scale = nn.Linear(d, 1)
+        if c.head == "free":
+            self.node_head = nn.Linear(d, 1)
+            self.graph_head = nn.Linear(d, 1)
+            self.target_scale = nn.Linear(d, 1)
+        else:
+            self.roofline = RooflineHead(d, c.num_target_features if c.use_target_features else 0)
         self.var_head = nn.Linear(d, 1) if c.variance_head else None
 
     # --------------------------------------------------------------- set-up
@@ -179,20 +205,43 @@ class LeDGFormer(nn.Module):
 
     @torch.no_grad()
     def init_output_bias(self, mean_log_latency_ms: float, mean_num_nodes: float) -> None:
-        """Start predictions at the training mean: each node contributes ``mean / N`` at init."""
-        self.node_head.bias.fill_(mean_log_latency_ms - math.log(max(mean_num_nodes, 1.0)))
+        """Start predictions near the training mean: each node contributes ``mean / N`` at init
+        (the roofline head gives half of it to the overhead; the bounded kernel time adds the rest)."""
+        per_node = mean_log_latency_ms - math.log(max(mean_num_nodes, 1.0))
+        if self.config.head == "free":
+            self.node_head.bias.fill_(per_node)
+        else:
+            self.roofline.init_overhead(per_node - math.log(2.0))
+
+    @torch.no_grad()
+    def fit_spec_prior(self, target_features: Tensor, target_mask: Tensor, log_specs: Tensor, known: Tensor,
+                       spec_columns: Tensor) -> None:
+        """Fit the roofline head's estimate of missing peak / bandwidth on the training targets.
+
+        Call after ``fit_normalizers``. Shapes: ``target_features``, ``target_mask``: ``(T, F_t)``;
+        ``log_specs`` ``(T, 2)`` natural logs of (FLOP/s, bytes/s), valid where ``known`` ``(T, 2)``;
+        ``spec_columns`` ``(F_t,)`` bool, the features that are those specs. No-op for the free head.
+        """
+        if self.config.head != "roofline":
+            return
+        values = mask = None
+        if self.config.use_target_features:
+            mask = target_mask.to(target_features.dtype)
+            values = (target_features - self.target_mean) / self.target_std * mask
+        self.roofline.fit_spec_prior(values, mask, log_specs, known, spec_columns)
 
     # -------------------------------------------------------------- forward
     def forward(self, batch: GraphBatch, node_text_emb: Tensor, target_text_emb: Tensor,
                 target_features: Tensor | None = None, target_mask: Tensor | None = None,
-                target_offset: Tensor | None = None) -> LeDGOutput:
+                roofline: RooflineTargets | None = None, target_offset: Tensor | None = None) -> LeDGOutput:
         """``target_offset`` ``(B, dim)``: a learned per-target correction of the target embedding (few-shot)."""
         c = self.config
-        self._check_inputs(batch, node_text_emb, target_text_emb, target_features, target_mask)
+        self._check_inputs(batch, node_text_emb, target_text_emb, target_features, target_mask, roofline)
         s, b = batch.num_nodes, batch.num_graphs
         x = self.node_text_proj(node_text_emb)[batch.node_text_index]
         x = x + self.node_num_proj((batch.x_num - self.x_num_mean) / self.x_num_std)
         cond = self.target_text_proj(target_text_emb)
+        values = mask = None
         if c.use_target_features:
             mask = torch.ones_like(target_features) if target_mask is None else target_mask.to(target_features.dtype)
             values = (target_features - self.target_mean) / self.target_std * mask
@@ -213,16 +262,25 @@ class LeDGFormer(nn.Module):
 
         counts = batch.counts
         summary = h[s:] if c.global_token else _segment_sum(h, counts) / counts[:, None]
-        offset = self.graph_head(summary).squeeze(-1) + self.target_scale(cond).squeeze(-1)
-        node_log = self.node_head(h[:s]).squeeze(-1) + offset[batch.batch]
+        bound = None
+        if c.head == "free":
+            offset = self.graph_head(summary).squeeze(-1) + self.target_scale(cond).squeeze(-1)
+            node_log = self.node_head(h[:s]).squeeze(-1) + offset[batch.batch]
+        else:
+            log_flops, log_bytes = scaled_log_work(batch.work, batch.input_batch, batch.batch, roofline)
+            estimate = self.roofline.estimate_specs(values, mask, cond)
+            log_specs = torch.where(roofline.specs_known, roofline.log_specs.to(estimate.dtype), estimate)
+            node_log, bound = self.roofline(h[:s], cond, batch.batch, log_flops.to(h.dtype), log_bytes.to(h.dtype),
+                                            log_specs)
         peak = torch.segment_reduce(node_log.detach(), "max", lengths=counts, unsafe=True)
         per_op = torch.exp(node_log)
         log_latency = torch.log(_segment_sum(torch.exp(node_log - peak[batch.batch]), counts)) + peak
         log_var = self.var_head(summary).squeeze(-1) if self.var_head is not None else None
-        return LeDGOutput(_segment_sum(per_op, counts), log_latency, per_op, log_var)
+        return LeDGOutput(_segment_sum(per_op, counts), log_latency, per_op, log_var, bound)
 
     def _check_inputs(self, batch: GraphBatch, node_text_emb: Tensor, target_text_emb: Tensor,
-                      target_features: Tensor | None, target_mask: Tensor | None) -> None:
+                      target_features: Tensor | None, target_mask: Tensor | None,
+                      roofline: RooflineTargets | None) -> None:
         c = self.config
         if tuple(batch.relations) != c.relations:
             raise ValueError(f"batch built for relations {batch.relations}, model uses {c.relations}; "
@@ -242,6 +300,13 @@ class LeDGFormer(nn.Module):
             if tuple(target_features.shape) != expected or bad_mask:
                 raise CheckpointError(f"target features have shape {tuple(target_features.shape)}, the model "
                                       f"expects {expected}; use the target schema it was trained on")
+        if c.head == "roofline":
+            if batch.work is None:
+                raise ValueError("the roofline head needs per-kernel work: build graphs with "
+                                 "featurize.graph_tensors (GraphTensors.work)")
+            if roofline is None or roofline.log_specs.shape != (batch.num_graphs, 2):
+                raise ValueError(f"the roofline head needs roofline=roofline_targets(descriptors) "
+                                 f"for the batch's {batch.num_graphs} rows")
 
 
 def _safe_std(std: Tensor) -> Tensor:

@@ -40,6 +40,7 @@ from cost_model.graph import OpGraph
 from cost_model.ledgformer import LeDGFormer, LeDGFormerConfig, LeDGOutput
 from cost_model.losses import latency_loss
 from cost_model.metrics import log_rmse
+from cost_model.roofline import BOUND_LABELS, SPEC_FEATURE_NAMES, roofline_targets, target_roofline
 from cost_model.rows import Row, validate_rows
 from targets.errors import CheckpointError, DataError
 from targets.schema import FEATURE_NAMES as TARGET_FEATURE_NAMES
@@ -111,11 +112,14 @@ class Adaptation:
 @dataclass
 class Prediction:
     """Predictions for a list of pairs: ``latency_ms`` (P,), ``std_log`` (P,) or None, and
-    ``per_op_ms``: one array per pair (its graph's operators in node order) when asked for."""
+    ``per_op_ms``: one array per pair (its graph's operators in node order) when asked for;
+    ``bound``: alongside it, each operator's limit (``roofline.BOUND_LABELS``: "compute",
+    "memory" or "overhead") when the model has the roofline head."""
 
     latency_ms: np.ndarray
     std_log: np.ndarray | None = None
     per_op_ms: list[np.ndarray] | None = None
+    bound: list[np.ndarray] | None = None
 
 
 def _schemas() -> dict[str, Any]:
@@ -168,7 +172,11 @@ class LatencyPredictor:
         mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)
         if offsets is None and self.adaptations_:
             offsets = self._stored_offsets(descs)
-        return self.model_(batch, node_emb, target_emb, values, mask, target_offset=offsets)
+        roofline = None
+        if self.model_.config.head == "roofline":
+            _warn_estimated_specs(descs)
+            roofline = roofline_targets(descs)
+        return self.model_(batch, node_emb, target_emb, values, mask, roofline, target_offset=offsets)
 
     def _stored_offsets(self, descs: Sequence[TargetDescriptor]) -> torch.Tensor | None:
         rows = [self.adaptations_.get(d.content_hash()) for d in descs]
@@ -181,11 +189,24 @@ class LatencyPredictor:
         if self.model_ is None:
             raise CheckpointError("this LatencyPredictor is not fitted; call fit() or from_pretrained() first")
 
+    def _fit_spec_prior(self, names: Sequence[str], targets: Mapping[str, TargetDescriptor]) -> None:
+        """Fit the model's estimate of missing peak compute / bandwidth on the training targets."""
+        descs = [targets[t] for t in names]
+        specs = roofline_targets(descs)
+        feats = torch.tensor([d.to_features()[0] for d in descs], dtype=torch.float32)
+        masks = torch.tensor([d.to_features()[1] for d in descs], dtype=torch.float32)
+        spec_columns = torch.tensor([name in SPEC_FEATURE_NAMES for name in TARGET_FEATURE_NAMES])
+        self.model_.fit_spec_prior(feats, masks, specs.log_specs.float(), specs.specs_known, spec_columns)
+
     def _build(self) -> None:
+        """A fresh model. Unless ``model`` options say otherwise, networks get the roofline head (their
+        nodes are kernels with a physical bound each) and programs the free head (a program's nodes are
+        the loops and blocks of one kernel, which have no roofline of their own)."""
         self.encoder_ = make_encoder(self.encoder_spec)
+        options = {"head": "free" if self.granularity == "program" else "roofline", **self.model_options}
         self.model_ = LeDGFormer(LeDGFormerConfig(
             text_dim=self.encoder_.dim, num_node_features=len(FEATURE_NAMES),
-            num_target_features=len(TARGET_FEATURE_NAMES), **self.model_options))
+            num_target_features=len(TARGET_FEATURE_NAMES), **options))
 
     # ---------------------------------------------------------------- fit
     def fit(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor], rows: Sequence[Row],
@@ -205,6 +226,7 @@ class LatencyPredictor:
         feats = torch.tensor([targets[t].to_features()[0] for t in train_targets])
         masks = torch.tensor([targets[t].to_features()[1] for t in train_targets])
         self.model_.fit_normalizers(torch.cat([t.x_num for t in tensors]).float(), feats.float(), masks.float())
+        self._fit_spec_prior(train_targets, targets)
         log_y = np.log([r[2] for r in rows])
         self.model_.init_output_bias(float(log_y.mean()), float(np.mean([t.num_nodes for t in tensors])))
         params = [*self.model_.parameters(), *(self.encoder_.parameters() if self.encoder_.trainable else [])]
@@ -280,7 +302,8 @@ class LatencyPredictor:
     def predict_detailed(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
                          pairs: Sequence[tuple[str, str]], *, breakdown: bool = False,
                          batch_size: int = 256) -> Prediction:
-        """Latency, uncertainty (when the model has a variance head) and per-operator breakdown."""
+        """Latency, uncertainty (when the model has a variance head) and per-operator breakdown; with the
+        roofline head the breakdown also says what bounds each operator (``Prediction.bound``)."""
         self._check_fitted()
         for key, target in pairs:
             if target not in targets:
@@ -288,7 +311,7 @@ class LatencyPredictor:
         self._warn_stale_adaptations({targets[t] for _, t in pairs})
         self.model_.eval()
         self.encoder_.eval()
-        lat, std, per_op = [], [], []
+        lat, std, per_op, bound = [], [], [], []
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             descs = [targets[p[1]] for p in chunk]
@@ -304,8 +327,11 @@ class LatencyPredictor:
                 counts = [self._graph(p[0], graphs).num_nodes for p in chunk]
                 for ops, f in zip(torch.split(res.per_op_ms.double(), counts), factor):
                     per_op.append((ops * f).numpy())
+                if res.bound is not None:
+                    bound.extend(_LABELS[part.numpy()] for part in torch.split(res.bound, counts))
         latency = np.concatenate(lat) if lat else np.zeros(0)
-        return Prediction(latency, np.concatenate(std) if std else None, per_op if breakdown else None)
+        return Prediction(latency, np.concatenate(std) if std else None, per_op if breakdown else None,
+                          bound if breakdown and bound else None)
 
     def adaptation_for(self, desc: TargetDescriptor) -> Adaptation | None:
         """The stored adaptation that changes ``desc``'s predictions, if any."""
@@ -404,6 +430,23 @@ class LatencyPredictor:
         for key, entry in config.get("adaptations", {}).items():
             self.adaptations_[key] = _adaptation_from_json(key, entry, state.get(f"adapt.{key}.offset"), source)
         return self
+
+
+_LABELS = np.array(BOUND_LABELS)
+_WARNED_SPECS: set[tuple[str, str]] = set()
+
+
+def _warn_estimated_specs(descs: Sequence[TargetDescriptor]) -> None:
+    """Say, once per target and spec, when the roofline head uses an estimate instead of a stated spec."""
+    for desc in {id(d): d for d in descs}.values():
+        specs = target_roofline(desc)
+        missing = [(f"peak_tops for {desc.precision or 'fp32'}", specs.peak_flops),
+                   ("memory.bandwidth_gbps", specs.bandwidth)]
+        for what, value in missing:
+            if value is None and (desc.name, what) not in _WARNED_SPECS:
+                _WARNED_SPECS.add((desc.name, what))
+                log.warning("target %s: the descriptor has no %s; the roofline head uses a learned estimate "
+                            "(add the vendor figure to the descriptor for a physical bound)", desc.name, what)
 
 
 _GRANULARITIES = {"network": "predicts whole networks", "program": "predicts scheduled TIR programs, for tuning"}

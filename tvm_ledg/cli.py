@@ -176,7 +176,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"{index[r.model]:>4}  {labels[r.model]:<{model_w}} {r.target:<{target_w}} {r.latency_ms:>11.4f} "
               f"{spread:>7}" + ("  (adapted)" if r.adapted else ""))
         for node_id, op, ms in r.operators[: args.top]:
-            print(f"      {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%")
+            print(f"      {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%  "
+                  f"{r.bounds.get(node_id, '')}".rstrip())
     if args.csv:
         _write_predictions_csv(args.csv, results, args.breakdown)
         print(f"wrote {args.csv}")

@@ -29,7 +29,9 @@ DEFAULT_CHECKPOINT = Path(cost_model.__file__).resolve().parent / "checkpoints" 
 
 @dataclass
 class LatencyPrediction:
-    """One (model, target) prediction; ``operators`` is ``[(node id, op, ms), ...]`` by decreasing ms."""
+    """One (model, target) prediction; ``operators`` is ``[(node id, op, ms), ...]`` by decreasing ms;
+    ``bounds`` maps those node ids to what limits them ("compute", "memory", "overhead") when the
+    checkpoint has the roofline head."""
 
     model: str
     target: str
@@ -37,6 +39,7 @@ class LatencyPrediction:
     std_log: float | None = None
     adapted: bool = False  # a stored adaptation changed this prediction
     operators: list[tuple[int, str, float]] = field(default_factory=list)
+    bounds: dict[int, str] = field(default_factory=dict)
 
 
 def default_graph_cache() -> Path:
@@ -165,13 +168,16 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
     out = []
     for i, (name, t) in enumerate(pairs):
         ops: list[tuple[int, str, float]] = []
+        bounds: dict[int, str] = {}
         if breakdown:
             graph = graphs[name]
             ops = sorted(((n.id, n.op, float(ms)) for n, ms in zip(graph.nodes, result.per_op_ms[i])),
                          key=lambda x: -x[2])[:top_ops]
+            if result.bound is not None:
+                bounds = {node_id: str(result.bound[i][node_id]) for node_id, _, _ in ops}
         std = None if result.std_log is None else float(result.std_log[i])
         adapted = predictor.adaptation_for(descs[t]) is not None
-        out.append(LatencyPrediction(name, t, float(result.latency_ms[i]), std, adapted, ops))
+        out.append(LatencyPrediction(name, t, float(result.latency_ms[i]), std, adapted, ops, bounds))
     return out
 
 

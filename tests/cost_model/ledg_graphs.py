@@ -6,10 +6,12 @@ import random
 import zlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from cost_model.batch import GraphBatch, GraphTensors
 from cost_model.ledgformer import LeDGFormerConfig
+from cost_model.roofline import RooflineTargets
 
 NUM_FEATURES = 5
 TEXT_DIM = 12
@@ -22,7 +24,11 @@ def graph(
     gen = torch.Generator().manual_seed(seed)
     texts = list(texts) if texts is not None else [f"op{(seed + i) % 4} n{i % 3}" for i in range(num_nodes)]
     edge_index = torch.tensor(list(edges), dtype=torch.long).reshape(-1, 2).t()
-    return GraphTensors(texts, torch.randn(num_nodes, NUM_FEATURES, generator=gen), edge_index)
+    x_num = torch.randn(num_nodes, NUM_FEATURES, generator=gen)
+    work = np.zeros((num_nodes, 4))
+    work[:, :3] = np.exp(torch.rand(num_nodes, 3, generator=gen).double().numpy() * 12)  # 1 .. 1.6e5 FLOPs / bytes
+    work[:, 3] = 4.0
+    return GraphTensors(texts, x_num, edge_index, work=work)
 
 
 def random_dag(num_nodes: int, seed: int, extra: float = 0.5) -> list[tuple[int, int]]:
@@ -71,7 +77,8 @@ def permuted(g: GraphTensors, perm: Sequence[int]) -> GraphTensors:
     perm_t = torch.tensor(perm)
     inverse = torch.empty_like(perm_t)
     inverse[perm_t] = torch.arange(len(perm))
-    return GraphTensors([g.texts[int(o)] for o in inverse], g.x_num[inverse], perm_t[g.edge_index])
+    return GraphTensors([g.texts[int(o)] for o in inverse], g.x_num[inverse], perm_t[g.edge_index],
+                        work=g.work[inverse.numpy()])
 
 
 def text_embeddings(texts: Sequence[str], dim: int = TEXT_DIM) -> torch.Tensor:
@@ -96,8 +103,22 @@ def config(**overrides) -> LeDGFormerConfig:
     return LeDGFormerConfig(**base)
 
 
+def roofline_inputs(num_rows: int, seed: int = 0) -> RooflineTargets:
+    """Targets with P in 1e9..1e13 FLOP/s and BW in 1e9..1e12 B/s, the last one stating neither."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    log_specs = torch.stack([torch.rand(num_rows, generator=gen, dtype=torch.float64) * 9.2 + 20.7,
+                             torch.rand(num_rows, generator=gen, dtype=torch.float64) * 6.9 + 20.7], dim=1)
+    known = torch.ones(num_rows, 2, dtype=torch.bool)
+    known[-1] = False
+    return RooflineTargets(log_specs * known, known, torch.zeros(num_rows, dtype=torch.float64),
+                           torch.zeros(num_rows, dtype=torch.float64))
+
+
 def inputs_for(batch: GraphBatch, target_rows: torch.Tensor | None = None, seed: int = 0):
     """Model inputs for a batch; ``target_rows`` picks which of a fixed set of targets each graph gets."""
     emb, values, mask = target_inputs(8, seed)
+    specs = roofline_inputs(8, seed)
     rows = torch.arange(batch.num_graphs) % 8 if target_rows is None else target_rows
-    return batch, text_embeddings(batch.texts), emb[rows], values[rows], mask[rows]
+    roofline = RooflineTargets(specs.log_specs[rows], specs.specs_known[rows], specs.batch_size[rows],
+                               specs.elem_bytes[rows])
+    return batch, text_embeddings(batch.texts), emb[rows], values[rows], mask[rows], roofline

@@ -50,8 +50,12 @@ def test_config_json_round_trip_and_validation():
         config(gate="static", heads=4)
 
 
-def test_prediction_does_not_depend_on_the_topological_order():
-    model = _model()
+HEADS = pytest.mark.parametrize("head", ["roofline", "free"])
+
+
+@HEADS
+def test_prediction_does_not_depend_on_the_topological_order(head):
+    model = _model(head=head)
     n, edges = 12, branching_dag(12, seed=7)
     g = graph(n, edges, seed=2)
     perm = other_topological_order(n, edges, seed=11)
@@ -61,8 +65,9 @@ def test_prediction_does_not_depend_on_the_topological_order():
     assert torch.allclose(a.per_op_ms, b.per_op_ms[torch.tensor(perm)], rtol=1e-5)
 
 
-def test_graph_alone_equals_graph_in_a_batch():
-    model = _model()
+@HEADS
+def test_graph_alone_equals_graph_in_a_batch(head):
+    model = _model(head=head)
     graphs = [graph(9, random_dag(9, 1), seed=1), graph(3, [(0, 2)], seed=2), graph(14, random_dag(14, 3), seed=3)]
     together = _predict(model, graphs, target_rows=torch.tensor([4, 1, 6]))
     for k, g in enumerate(graphs):
@@ -70,8 +75,9 @@ def test_graph_alone_equals_graph_in_a_batch():
         assert torch.allclose(alone.latency_ms, together.latency_ms[k : k + 1], rtol=1e-5)
 
 
-def test_per_op_breakdown_sums_to_the_total():
-    model = _model(variance_head=True)
+@HEADS
+def test_per_op_breakdown_sums_to_the_total(head):
+    model = _model(variance_head=True, head=head)
     graphs = [graph(6, random_dag(6, 0)), graph(2, [(0, 1)]), graph(10, random_dag(10, 4))]
     out = _predict(model, graphs)
     batch = collate(graphs)
@@ -82,8 +88,8 @@ def test_per_op_breakdown_sums_to_the_total():
     assert out.log_var is not None and out.log_var.shape == (3,)
 
 
-def test_output_shift_is_exact_in_log_space():
-    model = _model()
+def test_output_shift_of_the_free_head_is_exact_in_log_space():
+    model = _model(head="free")
     graphs = [graph(5, random_dag(5, 2)), graph(1, [])]
     before = _predict(model, graphs).log_latency_ms
     model.init_output_bias(model.node_head.bias.item() + 2.0 + math.log(3.0), 3.0)
@@ -102,6 +108,8 @@ def test_output_shift_is_exact_in_log_space():
         {"global_token": False, "film": False, "relations": ("children", "parents")},
         {"use_target_features": False},
         {"variance_head": True},
+        {"head": "free"},
+        {"head": "free", "use_target_features": False},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default",
 )
@@ -119,7 +127,7 @@ def test_single_node_and_isolated_nodes_stay_finite(overrides):
 def test_input_validation():
     model = _model()
     batch = collate([graph(3, [(0, 1)])])
-    batch_, texts, emb, values, mask = inputs_for(batch)
+    batch_, texts, emb, values, mask, _ = inputs_for(batch)
     with pytest.raises(ValueError, match="node_text_emb"):
         model(batch, texts[:, :3], emb, values, mask)
     with pytest.raises(CheckpointError, match="node features"):
@@ -127,6 +135,11 @@ def test_input_validation():
               values, mask)
     with pytest.raises(ValueError, match="relations"):
         model(collate([graph(3, [(0, 1)])], relations=("self",)), texts, emb, values, mask)
+    with pytest.raises(ValueError, match="roofline_targets"):
+        model(batch, texts, emb, values, mask)
+    no_work = collate([GraphTensors(["a"], torch.zeros(1, 5), torch.zeros(2, 0))])
+    with pytest.raises(ValueError, match="per-kernel work"):
+        model(no_work, text_embeddings(["a"]), emb, values, mask, inputs_for(no_work)[-1])
 
 
 def test_a_few_steps_fit_a_toy_latency_law():

@@ -241,3 +241,16 @@ def test_an_adaptation_that_changes_nothing_is_not_reported_and_a_stale_one_is_w
     assert not pred.adapted
     assert any("target galaxy-a50-tflite" in r.getMessage() and "0123456789abcdef" in r.getMessage()
                and "not applied" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_breakdown_says_what_limits_each_operator(checkpoint, tmp_path, capsys):
+    from cost_model.roofline import BOUND_LABELS
+
+    argv = ["predict", SPECS[0], "-t", TARGETS[1], "--checkpoint", str(checkpoint), "--graph-store",
+            str(tmp_path / "g"), "--breakdown", "--top", "3"]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.rstrip().endswith(BOUND_LABELS)]
+    assert len(lines) == 3 and all(line.split()[-1] in BOUND_LABELS for line in lines)
+    api = predict_latency(SPECS[0], TARGETS[1], checkpoint=checkpoint, graph_store=tmp_path / "g", breakdown=True,
+                          top_ops=3)
+    assert sorted(api[0].bounds) == sorted(n for n, _, _ in api[0].operators)
