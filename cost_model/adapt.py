@@ -20,6 +20,7 @@ adaptation is never worse than zero-shot on the samples it was given (tested).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -83,7 +84,7 @@ def _fit_offsets(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
     try:
         run_training(TrainTask(params=[offsets], batch_loss=full_batch_loss, num_rows=len(rows)),
                      LoopSettings(epochs=steps, batch_size=len(rows), lr=lr, optimizer="adam", clip_norm=None,
-                                  seed=seed), on_step=progress)
+                                  seed=seed), on_step=progress, log_level=logging.DEBUG)
     finally:
         model.train(was_training)
     return offsets.detach()

@@ -121,11 +121,12 @@ class _Modules(nn.Module):
 
 def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingState | None" = None,
                  progress: bool = False, on_step: Callable[[int, int], None] | None = None,
-                 describe: str = "epoch") -> list[dict[str, float]]:
+                 describe: str = "epoch", log_level: int = logging.INFO) -> list[dict[str, float]]:
     """Optimise ``task`` as ``settings`` say; returns (and extends) ``task.history``.
 
     ``state``: resume from it when it exists, write it after every epoch. ``on_step(done, total)``
-    is called after each optimizer step when the number of steps is known in advance."""
+    is called after each optimizer step when the number of steps is known in advance. Each
+    epoch's history entry is logged at ``log_level`` (short online runs pass DEBUG)."""
     params = [p for p in task.params if p.requires_grad]
     if not params:
         raise DataError("nothing to train: no parameter requires a gradient")
@@ -189,7 +190,7 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
             entry["val_log_rmse"] = task.evaluate()
             stopper.update(entry["val_log_rmse"], _state_of(task))
         task.history.append(entry)
-        log.debug("%s %s", describe, entry)
+        log.log(log_level, "%s %s", describe, entry)
         if show:
             tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
         if state is not None and distributed.is_main_process():

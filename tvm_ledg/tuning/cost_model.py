@@ -243,7 +243,7 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
                                 optimizer="adamw", clip_norm=1.0, seed=cfg.seed * 100_003 + self.updates_,
                                 rows_per_epoch=min(cfg.batch_size, len(rows)))
         try:
-            run_training(task, settings, describe="fine-tune")
+            run_training(task, settings, describe="fine-tune", log_level=logging.DEBUG)
         finally:
             predictor.model_.eval()
             predictor.encoder_.eval()
