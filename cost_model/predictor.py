@@ -393,7 +393,7 @@ class LatencyPredictor(LatencyEstimator):
         encoder = config["encoder"]
         encoder_spec = config_field(encoder, "config", (dict, str), source, where="encoder")
         encoder_id = config_field(encoder, "id", str, source, where="encoder")
-        self = cls(encoder=encoder_spec, train=train, granularity=found)
+        self = cls(encoder=encoder_spec, model=_model_options(config["model"]), train=train, granularity=found)
         try:
             self.encoder_ = make_encoder(encoder_spec)
             self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))
@@ -408,6 +408,15 @@ class LatencyPredictor(LatencyEstimator):
         for key, entry in config.get("adaptations", {}).items():
             self.adaptations_[key] = _adaptation_from_json(key, entry, state.get(f"adapt.{key}.offset"), source)
         return self
+
+
+# set by _build from the encoder and the feature schemas, not chosen by whoever constructs a predictor
+_DERIVED_MODEL_FIELDS = ("text_dim", "num_node_features", "num_target_features")
+
+
+def _model_options(model: Any) -> dict[str, Any]:
+    """A checkpoint's model config as constructor options, so ``get_params`` rebuilds the same architecture."""
+    return {k: v for k, v in model.items() if k not in _DERIVED_MODEL_FIELDS} if isinstance(model, dict) else {}
 
 
 _GRANULARITIES = {"network": "predicts whole networks", "program": "predicts scheduled TIR programs, for tuning"}

@@ -133,6 +133,14 @@ def test_constructor_parameters_keep_their_names():
     assert LatencyPredictor(**model.get_params()).get_params() == model.get_params()
 
 
+def test_a_loaded_checkpoint_reports_the_parameters_that_rebuild_it(tmp_path):
+    graphs, rows = _data(0)
+    _small(epochs=1).fit(graphs, TARGETS, rows).save_pretrained(tmp_path / "c")
+    loaded = LatencyPredictor.from_pretrained(tmp_path / "c")
+    rebuilt = LatencyPredictor(**loaded.get_params()).fit(graphs, TARGETS, rows)
+    assert rebuilt.model_.config == loaded.model_.config and loaded.model["dim"] == 16
+
+
 def test_resume_state_of_another_run_is_refused(tmp_path):
     graphs, rows = _data(0)
     _small(epochs=1).fit(graphs, TARGETS, rows, resume_dir=tmp_path / "r")
