@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     """Optimisation settings. ``rows_per_epoch`` (None: all) samples that many training rows
-    per epoch, so that an epoch has a bounded cost however many devices are in the data."""
+    per epoch, so that an epoch has a bounded cost however many devices are in the data.
+    ``target_offsets``: learn a correction of each training target's conditioning (a table
+    row, kept in the checkpoint and applied when that target is predicted), pulled toward zero
+    with this L2 weight, so that the shared descriptor mapping carries what targets have in
+    common; None learns none (every target is predicted from its descriptor alone)."""
 
     epochs: int = 20
     batch_size: int = 64
@@ -67,6 +71,7 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     rows_per_epoch: int | None = None
+    target_offsets: float | None = 0.01
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "train") -> "TrainConfig":
@@ -159,6 +164,7 @@ class LatencyPredictor(LatencyEstimator):
         self.model_: LeDGFormer | None = None
         self.history_: list[dict[str, float]] = []
         self.adaptations_: dict[str, Adaptation] = {}
+        self.known_targets_: dict[str, int] = {}  # descriptor content hash -> row of model_.target_table
         self.data_summary_: dict[str, Any] = {}
 
     # ------------------------------------------------------------ helpers
@@ -171,8 +177,16 @@ class LatencyPredictor(LatencyEstimator):
 
     def forward(self, keys: Sequence[str], descs: Sequence[TargetDescriptor], graphs: Mapping[str, OpGraph],
                 offsets: torch.Tensor | None = None) -> LeDGOutput:
-        """Raw model output for (graph, target) rows; ``offsets`` (B, dim) override stored adaptations."""
+        """Raw model output for (graph, target) rows; ``offsets`` (B, dim) replace stored adaptations
+        (they are added to the training targets' learned offsets). With late fusion each distinct
+        graph of the rows is encoded once."""
         assert self.model_ is not None and self.encoder_ is not None
+        pair_graph = None
+        if self.model_.config.fusion == "late":
+            distinct = dict.fromkeys(keys)
+            position = {k: i for i, k in enumerate(distinct)}
+            pair_graph = torch.tensor([position[k] for k in keys], dtype=torch.long)
+            keys = list(distinct)
         batch = collate([self._graph(k, graphs) for k in keys], self.model_.config.relations)
         node_emb = self.encoder_(batch.texts)
         target_emb = self.encoder_([d.to_text() for d in descs])
@@ -181,11 +195,26 @@ class LatencyPredictor(LatencyEstimator):
         mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)
         if offsets is None and self.adaptations_:
             offsets = self._stored_offsets(descs)
+        known = self._known_offsets(descs)
+        if known is not None:
+            offsets = known if offsets is None else known + offsets
         roofline = None
         if self.model_.config.head == "roofline":
             _warn_estimated_specs(descs)
             roofline = roofline_targets(descs)
-        return self.model_(batch, node_emb, target_emb, values, mask, roofline, target_offset=offsets)
+        return self.model_(batch, node_emb, target_emb, values, mask, roofline, target_offset=offsets,
+                           pair_graph=pair_graph)
+
+    def _known_offsets(self, descs: Sequence[TargetDescriptor]) -> torch.Tensor | None:
+        """The learned table rows of the training targets among ``descs`` (zero for other targets)."""
+        table = self.model_.target_table
+        if table is None or not self.known_targets_:
+            return None
+        hashes = {id(d): d.content_hash() for d in descs}
+        rows = torch.tensor([self.known_targets_.get(hashes[id(d)], -1) for d in descs])
+        if not bool((rows >= 0).any()):
+            return None
+        return table[rows.clamp_min(0)] * (rows >= 0).unsqueeze(-1).to(table.dtype)
 
     def _stored_offsets(self, descs: Sequence[TargetDescriptor]) -> torch.Tensor | None:
         rows = [self.adaptations_.get(d.content_hash()) for d in descs]
@@ -208,7 +237,9 @@ class LatencyPredictor(LatencyEstimator):
         nodes are kernels with a physical bound each) and programs the free head (a program's nodes are
         the loops and blocks of one kernel, which have no roofline of their own)."""
         self.encoder_ = make_encoder(self.encoder)
-        options = {"head": "free" if self.granularity == "program" else "roofline", **self.model}
+        network = self.granularity == "network"
+        options = {"head": "roofline" if network else "free", "fusion": "late" if network else "film",
+                   **self.model, "known_targets": len(self.known_targets_)}
         self.model_ = LeDGFormer(LeDGFormerConfig(
             text_dim=self.encoder_.dim, num_node_features=len(FEATURE_NAMES),
             num_target_features=len(TARGET_FEATURE_NAMES), **options))
@@ -227,11 +258,15 @@ class LatencyPredictor(LatencyEstimator):
         validate_rows(val_rows, graphs, targets, "validation rows")
         self._reset_fitted()
         torch.manual_seed(cfg.seed)
+        train_targets = sorted({r[1] for r in rows})
+        if cfg.target_offsets is not None:
+            # aliases of one descriptor (a device measured on two spaces) share one row
+            hashes = dict.fromkeys(targets[t].content_hash() for t in train_targets)
+            self.known_targets_ = {h: i for i, h in enumerate(hashes)}
         self._build()
         keys = sorted({r[0] for r in rows})
         show = progress and distributed.is_main_process()
         tensors = [self._graph(k, graphs) for k in tqdm(keys, desc="featurize", disable=not show, leave=False)]
-        train_targets = sorted({r[1] for r in rows})
         feats = torch.tensor([targets[t].to_features()[0] for t in train_targets])
         masks = torch.tensor([targets[t].to_features()[1] for t in train_targets])
         self.model_.fit_normalizers(torch.cat([t.x_num for t in tensors]).float(), feats.float(), masks.float())
@@ -270,20 +305,30 @@ class LatencyPredictor(LatencyEstimator):
         if not self.encoder_.trainable:
             self.encoder_.eval()  # a frozen encoder's dropout stays off while the model trains
 
+        table = self.model_.target_table
+
         def batch_loss(idx: np.ndarray) -> torch.Tensor:
             chunk = [rows[i] for i in idx]
             out = self.forward([r[0] for r in chunk], [targets[r[1]] for r in chunk], graphs)
             index = torch.from_numpy(idx)
-            return latency_loss(out, y_all[index], group_all[index], huber_delta=cfg.huber_delta,
+            loss = latency_loss(out, y_all[index], group_all[index], huber_delta=cfg.huber_delta,
                                 rank_weight=rank_weight).total
+            if table is not None and cfg.target_offsets:
+                loss = loss + cfg.target_offsets * table.pow(2).sum(-1).mean()
+            return loss
 
         def evaluate() -> float:
             pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
             return log_rmse([r[2] for r in val_rows], pred)
 
+        batches, steps = None, None
+        if self.model_.config.fusion == "late":
+            per_epoch = min(len(rows), cfg.rows_per_epoch or len(rows))
+            steps = max(math.ceil(per_epoch / cfg.batch_size), 1)
+            batches = graph_batches([r[0] for r in rows], per_epoch, steps)
         return TrainTask(params=[p for m in trained for p in m.parameters()], batch_loss=batch_loss,
                          num_rows=len(rows), modules=trained, evaluate=evaluate if val_rows else None,
-                         state=self._state, load_state=self._load_state,
+                         state=self._state, load_state=self._load_state, batches=batches, steps_per_epoch=steps,
                          history=self.history_ if history is None else history)
 
     def _fingerprint(self, rows: Sequence[Row], val_rows: Sequence[Row]) -> str:
@@ -306,7 +351,10 @@ class LatencyPredictor(LatencyEstimator):
     def predict_detailed(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
                          pairs: Sequence[tuple[str, str]], *, breakdown: bool = False,
                          batch_size: int = 256) -> Prediction:
-        """Latency, uncertainty (when the model has a variance head) and per-operator breakdown."""
+        """Latency, uncertainty (when the model has a variance head) and per-operator breakdown.
+
+        With late fusion the pairs are processed grouped by graph, so that a graph predicted on many
+        targets is encoded once per chunk; results come back in the order of ``pairs``."""
         self._check_fitted()
         for key, target in pairs:
             if target not in targets:
@@ -314,6 +362,10 @@ class LatencyPredictor(LatencyEstimator):
         self._warn_stale_adaptations({targets[t] for _, t in pairs})
         self.model_.eval()
         self.encoder_.eval()
+        order = np.arange(len(pairs))
+        if self.model_.config.fusion == "late":
+            order = np.array(sorted(range(len(pairs)), key=lambda i: pairs[i][0]), dtype=np.int64)
+            pairs = [pairs[i] for i in order]
         lat, std, per_op, bound = [], [], [], []
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
@@ -332,9 +384,12 @@ class LatencyPredictor(LatencyEstimator):
                     per_op.append((ops * f).numpy())
                 if res.bound is not None:
                     bound.extend(_LABELS[part.numpy()] for part in torch.split(res.bound, counts))
-        latency = np.concatenate(lat) if lat else np.zeros(0)
-        return Prediction(latency, np.concatenate(std) if std else None, per_op if breakdown else None,
-                          bound if breakdown and bound else None)
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        latency = np.concatenate(lat)[back] if lat else np.zeros(0)
+        return Prediction(latency, np.concatenate(std)[back] if std else None,
+                          [per_op[i] for i in back] if breakdown else None,
+                          [bound[i] for i in back] if breakdown and bound else None)
 
     def adaptation_for(self, desc: TargetDescriptor) -> Adaptation | None:
         """The stored adaptation that changes ``desc``'s predictions, if any."""
@@ -395,6 +450,7 @@ class LatencyPredictor(LatencyEstimator):
             "history": self.history_,
             "data": data_summary if data_summary is not None else self.data_summary_,
             "adaptations": {k: a.to_json() for k, a in self.adaptations_.items()},
+            "known_targets": self.known_targets_,
         })
 
     @classmethod
@@ -432,7 +488,33 @@ class LatencyPredictor(LatencyEstimator):
         self.data_summary_ = dict(config.get("data", {}))
         for key, entry in config.get("adaptations", {}).items():
             self.adaptations_[key] = _adaptation_from_json(key, entry, state.get(f"adapt.{key}.offset"), source)
+        self.known_targets_ = _known_targets_from_json(config.get("known_targets", {}), self.model_.config, source)
         return self
+
+
+def graph_batches(keys: Sequence[str], per_epoch: int,
+                  steps: int) -> Callable[[np.random.Generator], Iterator[np.ndarray]]:
+    """Batches that keep every row of a graph together, so late fusion encodes each graph once per step.
+
+    Each epoch shuffles the graphs, takes them in that order until ``per_epoch`` rows are covered,
+    and cuts that sequence into exactly ``steps`` batches of about equal row counts (a batch may be
+    empty when one graph has more rows than a batch holds)."""
+    rows_of: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        rows_of.setdefault(key, []).append(i)
+    groups = [np.asarray(v, dtype=np.int64) for v in rows_of.values()]
+    sizes = np.array([len(g) for g in groups])
+
+    def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
+        order = rng.permutation(len(groups))
+        covered = np.cumsum(sizes[order])
+        order = order[: int(np.searchsorted(covered, per_epoch)) + 1]
+        covered = covered[: len(order)]
+        cuts = np.searchsorted(covered, np.arange(1, steps) * covered[-1] / steps, side="right")
+        for part in np.split(order, cuts):
+            yield np.concatenate([groups[g] for g in part]) if len(part) else np.zeros(0, dtype=np.int64)
+
+    return batches
 
 
 _LABELS = np.array(BOUND_LABELS)
@@ -453,7 +535,7 @@ def _warn_estimated_specs(descs: Sequence[TargetDescriptor]) -> None:
 
 
 # set by _build from the encoder and the feature schemas, not chosen by whoever constructs a predictor
-_DERIVED_MODEL_FIELDS = ("text_dim", "num_node_features", "num_target_features")
+_DERIVED_MODEL_FIELDS = ("text_dim", "num_node_features", "num_target_features", "known_targets")
 
 
 def _model_options(model: Any) -> dict[str, Any]:
@@ -474,6 +556,16 @@ def _granularity_of(config: Mapping[str, Any], source: Path) -> str:
     run = config.get("data", {}).get("config", {})
     run_data = run.get("data", {}) if isinstance(run, dict) else {}
     return "program" if isinstance(run_data, dict) and run_data.get("tuning_records") else "network"
+
+
+def _known_targets_from_json(entry: Any, config: LeDGFormerConfig, source: Path) -> dict[str, int]:
+    """The training targets' rows of the offset table, checked against the table's size."""
+    if not isinstance(entry, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in entry.values()):
+        raise CheckpointError(f"{source}: field 'known_targets' must map descriptor hashes to table rows")
+    if sorted(entry.values()) != list(range(config.known_targets)):
+        raise CheckpointError(f"{source}: field 'known_targets' lists {len(entry)} rows, the model's table has "
+                              f"{config.known_targets}")
+    return dict(entry)
 
 
 def _adaptation_from_json(key: str, entry: Any, offset: torch.Tensor | None, source: Path) -> Adaptation:

@@ -93,7 +93,9 @@ class TrainTask:
     modules (free tensors, as few-shot offsets) is trained by each process alone. ``evaluate()``: a validation score, lower is better
     (None: no validation, no early stopping). ``state`` / ``load_state``: the weights kept
     for the best epoch and written to a ``TrainingState``. ``batches(rng)``: the epoch's
-    batches of row indices when they are not chunks of a permutation (e.g. grouped by graph).
+    batches of row indices when they are not chunks of a permutation (e.g. grouped by graph);
+    ``steps_per_epoch``: the number of batches ``batches`` always yields (known in advance, so a
+    one-cycle schedule and the progress bar can use it).
     """
 
     params: Sequence[Tensor]
@@ -104,6 +106,7 @@ class TrainTask:
     state: Callable[[], dict[str, Tensor]] | None = None
     load_state: Callable[[Mapping[str, Tensor]], None] | None = None
     batches: Batches | None = None
+    steps_per_epoch: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -138,12 +141,14 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
     else:
         step_fn = _call
     per_epoch = min(task.num_rows, settings.rows_per_epoch or task.num_rows)
-    steps_per_epoch = math.ceil(per_epoch / settings.batch_size)
+    steps_per_epoch = task.steps_per_epoch or math.ceil(per_epoch / settings.batch_size)
+    steps_known = task.batches is None or task.steps_per_epoch is not None
     opt = _OPTIMIZERS[settings.optimizer](params, lr=settings.lr, weight_decay=settings.weight_decay)
     sched = None
     if settings.one_cycle:
-        if task.batches is not None:
-            raise DataError("a one-cycle schedule needs permutation batches (its step count is known in advance)")
+        if not steps_known:
+            raise DataError("a one-cycle schedule needs a step count known in advance (permutation batches "
+                            "or TrainTask.steps_per_epoch)")
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr,
                                                     total_steps=max(settings.epochs * steps_per_epoch, 1))
     stopper = EarlyStopping(settings.patience)
@@ -163,7 +168,7 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
         batches = (task.batches(rng) if task.batches is not None
                    else _permutation_batches(rng, task.num_rows, per_epoch, settings.batch_size))
         bar = tqdm(batches, desc=f"{describe} {epoch + 1}/{settings.epochs}", disable=not show, leave=False,
-                   total=None if task.batches is not None else steps_per_epoch)
+                   total=steps_per_epoch if steps_known else None)
         loss_sum, seen = 0.0, 0
         for rows in bar:
             local = rows[rank::world]
@@ -182,7 +187,7 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
             if sched is not None:
                 sched.step()
             done += 1
-            if on_step is not None and task.batches is None:
+            if on_step is not None and steps_known:
                 on_step(done, settings.epochs * steps_per_epoch)
             bar.set_postfix(loss=f"{float(scaled.detach()):.3f}")
         entry: dict[str, float] = {"epoch": epoch, "train_loss": _global_mean(loss_sum, seen, world)}
