@@ -96,10 +96,10 @@ def main() -> None:
     nodes = float(np.mean([graphs[k].num_nodes for k in keys]))
 
     train_rows = [(k, names[i % 2], 1.0 + i % 7) for i, k in enumerate(keys)]
-    trainer = LatencyPredictor(encoder=model.encoder_spec, model={k: v for k, v in model.model_.config.to_dict().items()
+    trainer = LatencyPredictor(encoder=model.encoder, model={k: v for k, v in model.model_.config.to_dict().items()
                                                                   if k not in ("text_dim", "num_node_features",
                                                                                "num_target_features")},
-                               train=TrainConfig(epochs=1, batch_size=64), feature_cache=model._tensors)
+                               train=TrainConfig(epochs=1, batch_size=64), feature_cache=model.feature_cache)
     t0 = time.perf_counter()
     trainer.fit(graphs, descs, train_rows)
     train_rate = len(train_rows) / (time.perf_counter() - t0)

@@ -20,6 +20,7 @@ adaptation is never worse than zero-shot on the samples it was given (tested).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -31,6 +32,7 @@ from cost_model.ledgformer import LeDGOutput
 from cost_model.loglinear import fit_loglinear
 from cost_model.losses import latency_loss
 from cost_model.predictor import Adaptation, LatencyPredictor
+from cost_model.trainer import LoopSettings, TrainTask, run_training
 from targets.errors import DataError
 from targets.schema import TargetDescriptor
 
@@ -57,31 +59,32 @@ def _fit_offsets(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
     Each offset sees only its own subset's loss and Adam is elementwise, so fitting them
     together gives the offsets separate fits would, for one forward and backward pass per
     step instead of one per subset (cross-validation folds cost almost nothing extra).
-    Gradients flow to the offsets only: the model's weights are not touched."""
-    torch.manual_seed(seed)
+    Gradients flow to the offsets only: the model's weights are not touched. One step per
+    epoch of the shared loop (``cost_model.trainer``), Adam, no clipping."""
     model = predictor.model_
     rows = np.concatenate(subsets)
     owner = torch.from_numpy(np.repeat(np.arange(len(subsets)), [len(s) for s in subsets]))
     bounds = np.cumsum([0, *(len(s) for s in subsets)])
     offsets = torch.zeros(len(subsets), model.config.dim, requires_grad=True)
-    opt = torch.optim.Adam([offsets], lr=lr)
     target = torch.tensor(y[rows], dtype=torch.float32)
     row_keys = [keys[i] for i in rows]
+
+    def full_batch_loss(idx: np.ndarray) -> torch.Tensor:
+        """Every sample in every step (``idx`` is a permutation of all of them): k is small."""
+        out = predictor.forward(row_keys, [desc] * len(rows), graphs, offsets=offsets[owner])
+        loss = l2 * offsets.pow(2).sum()
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            part = LeDGOutput(out.latency_ms[lo:hi], out.log_latency_ms[lo:hi], out.per_op_ms,
+                              None if out.log_var is None else out.log_var[lo:hi])
+            loss = loss + latency_loss(part, target[lo:hi], huber_delta=None, rank_weight=0.5).total
+        return loss
+
     was_training = model.training
     model.eval()  # no dropout: the k samples are all there is
     try:
-        for step in range(steps):
-            out = predictor.forward(row_keys, [desc] * len(rows), graphs, offsets=offsets[owner])
-            loss = l2 * offsets.pow(2).sum()
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
-                part = LeDGOutput(out.latency_ms[lo:hi], out.log_latency_ms[lo:hi], out.per_op_ms,
-                                  None if out.log_var is None else out.log_var[lo:hi])
-                loss = loss + latency_loss(part, target[lo:hi], huber_delta=None, rank_weight=0.5).total
-            opt.zero_grad()
-            loss.backward(inputs=[offsets])
-            opt.step()
-            if progress is not None:
-                progress(step + 1, steps)
+        run_training(TrainTask(params=[offsets], batch_loss=full_batch_loss, num_rows=len(rows)),
+                     LoopSettings(epochs=steps, batch_size=len(rows), lr=lr, optimizer="adam", clip_norm=None,
+                                  seed=seed), on_step=progress, log_level=logging.DEBUG)
     finally:
         model.train(was_training)
     return offsets.detach()

@@ -1,8 +1,9 @@
 """Baseline latency predictors the benchmarks compare ``LatencyPredictor`` against.
 
-Every baseline follows ``LatencyPredictor``'s interface: rows are
-``(graph_key, target_name, latency_ms)``; ``fit(graphs, targets, rows, val_rows)``
-returns the baseline, ``predict(graphs, targets, pairs)`` returns float64 ms.
+Every baseline is a ``LatencyEstimator`` (``cost_model.estimator``), as
+``LatencyPredictor`` is: rows are ``(graph_key, target_name, latency_ms)``;
+``fit(graphs, targets, rows, val_rows)`` starts clean and returns the baseline,
+``predict(graphs, targets, pairs)`` returns float64 ms.
 Each one can predict a target it never saw in training (zero-shot) from the
 target's descriptor alone, which is what the hardware-transfer benchmark asks.
 
@@ -40,13 +41,14 @@ from cost_model.data.specs import (
     parse_nb201_cell,
     parse_ofa_spec,
 )
-from cost_model.early_stopping import EarlyStopping
+from cost_model.estimator import LatencyEstimator
 from cost_model.featurize import graph_tensors
 from cost_model.graph import OpGraph
 from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import log_rmse
 from cost_model.rows import Row, validate_rows
-from targets.errors import CheckpointError, DataError
+from cost_model.trainer import LoopSettings, TrainTask, run_training
+from targets.errors import DataError
 from targets.schema import TargetDescriptor
 
 __all__ = [
@@ -81,10 +83,6 @@ def _check_pairs(graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDesc
             raise DataError(f"no graph for {key!r}")
 
 
-def _not_fitted(obj: object) -> CheckpointError:
-    return CheckpointError(f"this {type(obj).__name__} is not fitted; call fit() first")
-
-
 def _target_vector(desc: TargetDescriptor) -> np.ndarray:
     """``values`` then ``mask`` of ``to_features()``: a known 0 differs from an unknown one."""
     values, mask = desc.to_features()
@@ -114,7 +112,7 @@ def _by_target(rows: Sequence[Row]) -> dict[str, list[Row]]:
 # ------------------------------------------------------------------------- FLOPs
 
 
-class FlopsBaseline:
+class FlopsBaseline(LatencyEstimator):
     """``log y = a_t + b_t log x`` per training target, x = total FLOPs (or parameters).
 
     Zero-shot (a target without training rows): one slope ``b`` pooled over the
@@ -125,10 +123,14 @@ class FlopsBaseline:
     """
 
     name = "flops"
+    _fitted_attribute = "ridge_"
 
     def __init__(self, feature: str = "flops", alpha: float = 1.0) -> None:
         self.feature = feature
         self.alpha = alpha
+        self._reset_fitted()
+
+    def _reset_fitted(self) -> None:
         self.coef_: dict[str, tuple[float, float]] = {}
         self.slope_: float | None = None
         self.ridge_: tuple[np.ndarray, float] | None = None
@@ -139,6 +141,7 @@ class FlopsBaseline:
         if self.feature not in ("flops", "params"):
             raise DataError(f"FlopsBaseline: feature {self.feature!r} is not 'flops' or 'params'")
         _check_fit_inputs(graphs, targets, rows, val_rows, type(self).__name__)
+        self._reset_fitted()
         sizes = {k: math.log(_graph_size(graphs[k], self.feature)) for k in {r[0] for r in rows}}
         per_target = {t: (np.array([sizes[r[0]] for r in rs]), np.log([r[2] for r in rs]))
                       for t, rs in _by_target(rows).items()}
@@ -153,8 +156,7 @@ class FlopsBaseline:
 
     def predict(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
                 pairs: Sequence[Pair]) -> np.ndarray:
-        if self.ridge_ is None:
-            raise _not_fitted(self)
+        self._check_fitted()
         _check_pairs(graphs, targets, pairs)
         out = np.empty(len(pairs))
         for i, (key, target) in enumerate(pairs):
@@ -164,8 +166,7 @@ class FlopsBaseline:
 
     def zero_shot_coef(self, desc: TargetDescriptor) -> tuple[float, float]:
         """``(a, b)`` for a target without training rows, from its descriptor."""
-        if self.ridge_ is None or self.slope_ is None:
-            raise _not_fitted(self)
+        self._check_fitted()
         w, w0 = self.ridge_
         return float(_target_vector(desc) @ w + w0), self.slope_
 
@@ -173,7 +174,7 @@ class FlopsBaseline:
 # ------------------------------------------------------------------------- proxy
 
 
-class ProxyDeviceBaseline:
+class ProxyDeviceBaseline(LatencyEstimator):
     """Predict a device from the measurements of the most similar device one has.
 
     Seen target: its own measurement of the architecture when there is one,
@@ -192,10 +193,14 @@ class ProxyDeviceBaseline:
     """
 
     name = "proxy"
+    _fitted_attribute = "ridge_"
 
     def __init__(self, alpha: float = 1.0, max_fit_rows: int | None = 2000) -> None:
         self.alpha = alpha
         self.max_fit_rows = max_fit_rows
+        self._reset_fitted()
+
+    def _reset_fitted(self) -> None:
         self.measured_: dict[str, dict[str, float]] = {}
         self.flops_: FlopsBaseline | None = None
         self.features_: dict[str, np.ndarray] = {}
@@ -206,6 +211,7 @@ class ProxyDeviceBaseline:
             val_rows: Sequence[Row] = ()) -> "ProxyDeviceBaseline":
         """``val_rows`` are checked but unused: nothing here is trained."""
         _check_fit_inputs(graphs, targets, rows, val_rows, type(self).__name__)
+        self._reset_fitted()
         groups = _by_target(rows)
         log_ms: dict[str, dict[str, list[float]]] = {t: defaultdict(list) for t in groups}
         for key, target, ms in rows:
@@ -227,8 +233,7 @@ class ProxyDeviceBaseline:
 
     def proxy_for(self, desc: TargetDescriptor) -> str:
         """The training target whose descriptor is most similar to ``desc``."""
-        if self.ridge_ is None:
-            raise _not_fitted(self)
+        self._check_fitted()
         values, mask = desc.to_features()
         new = np.asarray(values) * np.asarray(mask)
         n = len(values)
@@ -243,8 +248,7 @@ class ProxyDeviceBaseline:
     def predict(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
                 pairs: Sequence[Pair]) -> np.ndarray:
         """Also records the proxy of every predicted target in ``proxies_``."""
-        if self.ridge_ is None or self.flops_ is None:
-            raise _not_fitted(self)
+        self._check_fitted()
         _check_pairs(graphs, targets, pairs)
         w, w0 = self.ridge_
         scale: dict[str, float] = {}
@@ -265,14 +269,16 @@ class ProxyDeviceBaseline:
 # ------------------------------------------------------------- trained baselines
 
 
-class _TorchBaseline:
-    """Training loop shared by the learned baselines: MSE on standardized log latency, Adam,
-    seeded shuffling, early stopping on ``val_rows`` (best epoch's weights kept).
+class _TorchBaseline(LatencyEstimator):
+    """The learned baselines: MSE on standardized log latency, Adam, seeded shuffling, early
+    stopping on ``val_rows`` (best epoch's weights kept), all through ``cost_model.trainer``.
 
     Subclasses build ``module_`` in ``_setup`` and map pairs to standardized log
     latency in ``_forward``; ``_batches`` decides which rows share a step.
     ``rows_per_epoch`` (None: all) bounds an epoch's cost, as in ``TrainConfig``.
     """
+
+    _fitted_attribute = "module_"
 
     def __init__(self, epochs: int, lr: float, batch_size: int, patience: int, weight_decay: float,
                  seed: int, rows_per_epoch: int | None) -> None:
@@ -283,6 +289,9 @@ class _TorchBaseline:
         self.patience = patience
         self.weight_decay = weight_decay
         self.seed = seed
+        self._reset_fitted()
+
+    def _reset_fitted(self) -> None:
         self.module_: nn.Module | None = None
         self.y_mean_ = 0.0
         self.y_std_ = 1.0
@@ -304,43 +313,34 @@ class _TorchBaseline:
     def fit(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor], rows: Sequence[Row],
             val_rows: Sequence[Row] = ()) -> "_TorchBaseline":
         _check_fit_inputs(graphs, targets, rows, val_rows, type(self).__name__)
+        self._reset_fitted()
         torch.manual_seed(self.seed)
-        self.module_ = self._setup(graphs, targets, rows)
+        self.module_ = module = self._setup(graphs, targets, rows)
         log_y = np.log([r[2] for r in rows])
         self.y_mean_, self.y_std_ = float(log_y.mean()), float(max(log_y.std(), 1e-3))
         y = torch.tensor((log_y - self.y_mean_) / self.y_std_, dtype=torch.float32)
-        opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        self.history_ = []
-        stopper = EarlyStopping(self.patience)
-        for epoch in range(self.epochs):
-            self.module_.train()
-            total, seen = 0.0, 0
-            for idx in self._batches(rows, np.random.default_rng([self.seed, epoch])):
-                pred = self._forward(graphs, targets, [(rows[i][0], rows[i][1]) for i in idx])
-                loss = torch.nn.functional.mse_loss(pred, y[torch.from_numpy(idx)])
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.module_.parameters(), 1.0)
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                seen += len(idx)
-            entry = {"epoch": epoch, "train_loss": total / seen}
-            if val_rows:
-                pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
-                entry["val_log_rmse"] = log_rmse([r[2] for r in val_rows], pred)
-                stopper.update(entry["val_log_rmse"], self.module_.state_dict())
-            self.history_.append(entry)
-            if val_rows and stopper.should_stop:
-                break
-        if stopper.best_state is not None:
-            self.module_.load_state_dict(stopper.best_state)
+
+        def batch_loss(idx: np.ndarray) -> Tensor:
+            pred = self._forward(graphs, targets, [(rows[i][0], rows[i][1]) for i in idx])
+            return torch.nn.functional.mse_loss(pred, y[torch.from_numpy(idx)])
+
+        def evaluate() -> float:
+            return log_rmse([r[2] for r in val_rows], self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows]))
+
+        task = TrainTask(params=list(module.parameters()), batch_loss=batch_loss, num_rows=len(rows),
+                         modules=[module], evaluate=evaluate if val_rows else None, state=module.state_dict,
+                         load_state=module.load_state_dict, batches=lambda rng: self._batches(rows, rng),
+                         history=self.history_)
+        run_training(task, LoopSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                        weight_decay=self.weight_decay, optimizer="adam", clip_norm=1.0,
+                                        patience=self.patience, seed=self.seed, rows_per_epoch=self.rows_per_epoch),
+                     describe=type(self).__name__)
         return self
 
     @torch.inference_mode()
     def predict(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
                 pairs: Sequence[Pair], batch_size: int = 512) -> np.ndarray:
-        if self.module_ is None:
-            raise _not_fitted(self)
+        self._check_fitted()
         _check_pairs(graphs, targets, pairs)
         self.module_.eval()
         out = [self._forward(graphs, targets, pairs[s:s + batch_size]).double().numpy()
@@ -495,21 +495,24 @@ class GraphSAGEBaseline(_TorchBaseline):
     def __init__(self, dim: int = 64, layers: int = 3, epochs: int = 15, lr: float = 2e-3, batch_size: int = 128,
                  patience: int = 5, weight_decay: float = 0.0, seed: int = 0, rows_per_epoch: int | None = 4000,
                  feature_cache: dict[str, GraphTensors] | None = None) -> None:
-        super().__init__(epochs, lr, batch_size, patience, weight_decay, seed, rows_per_epoch)
         self.dim = dim
         self.layers = layers
+        self.feature_cache: dict[str, GraphTensors] = {} if feature_cache is None else feature_cache
+        super().__init__(epochs, lr, batch_size, patience, weight_decay, seed, rows_per_epoch)
+
+    def _reset_fitted(self) -> None:
+        super()._reset_fitted()
         self.vocab_: dict[str, int] = {}
         self.x_stats_: tuple[Tensor, Tensor] | None = None
         self.glob_stats_: tuple[Tensor, Tensor] | None = None
-        self._features = {} if feature_cache is None else feature_cache
         self._inputs: dict[str, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
 
     def _raw(self, key: str, graphs: Mapping[str, OpGraph]) -> tuple[Tensor, Tensor]:
-        if key not in self._features:
-            self._features[key] = graph_tensors(graphs[key])
+        if key not in self.feature_cache:
+            self.feature_cache[key] = graph_tensors(graphs[key])
         graph = graphs[key]
         glob = torch.tensor([math.log1p(graph.total_flops), math.log1p(graph.total_params), math.log(graph.num_nodes)])
-        return self._features[key].x_num.float(), glob
+        return self.feature_cache[key].x_num.float(), glob
 
     def _graph(self, key: str, graphs: Mapping[str, OpGraph]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Standardized ``(x, ops, edge_index, glob)`` of one graph, built once per fit."""
@@ -518,7 +521,7 @@ class GraphSAGEBaseline(_TorchBaseline):
             (x_mean, x_std), (g_mean, g_std) = self.x_stats_, self.glob_stats_
             ops = torch.tensor([self.vocab_.get(n.op, 0) for n in graphs[key].nodes])
             # clone: a shared cache may hold tensors made under inference mode, unusable in autograd
-            edge_index = self._features[key].edge_index.clone()
+            edge_index = self.feature_cache[key].edge_index.clone()
             self._inputs[key] = ((x - x_mean) / x_std, ops, edge_index, (glob - g_mean) / g_std)
         return self._inputs[key]
 

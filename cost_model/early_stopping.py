@@ -1,4 +1,4 @@
-"""Early stopping on a validation score, shared by ``LatencyPredictor`` and the learned baselines.
+"""Early stopping on a validation score, for the shared training loop (``cost_model.trainer``).
 
 Training runs up to ``patience`` epochs past the best one and then returns the
 best epoch's weights, so a copy of them is kept. The fields are plain

@@ -20,6 +20,19 @@ breakdown sums to the total by construction.
 * ``free``: ``l_i = w·h_i + offset_b`` (``offset_b`` from the global token and the
   target) regresses the scale directly from the descriptor; checkpoints written
   before the choice existed use it.
+
+Where the target enters (``fusion``):
+
+* ``late`` (what ``LatencyPredictor`` builds for networks): the graph encoder never sees the target, so
+  a graph is encoded once however many targets it is predicted on (training
+  reads every measured target of a graph from one encoding; ``rank`` predicts
+  many targets at the price of one). The roofline head combines node states and
+  target conditioning through ``factors``-dimensional dot products (an
+  efficiency and an overhead per kernel and target), the factorization that
+  makes an additive per-kernel model fit every device at once.
+* ``film`` (the config's default): the target modulates every layer (FiLM) and
+  seeds the global token; one encoding per (graph, target) row. Checkpoints
+  written before the choice existed use it.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -44,6 +58,7 @@ from targets.errors import CheckpointError
 __all__ = ["HEADS", "LeDGFormerConfig", "LeDGOutput", "LeDGFormer"]
 
 HEADS: tuple[str, ...] = ("roofline", "free")
+FUSIONS: tuple[str, ...] = ("late", "film")
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,11 @@ class LeDGFormerConfig:
     that of the target descriptor's feature vector. ``gate``: ``dynamic``
     (LeDG-Former), ``learned`` (node-independent) or ``static`` (NN-Former's
     head-per-relation; needs ``heads >= len(relations) + global_token``).
-    ``head``: the output parametrisation, one of ``HEADS`` (see the module docstring).
+    ``head``: the output parametrisation, one of ``HEADS``; ``fusion``: where the target enters, one
+    of ``FUSIONS`` (``film`` applies only to ``fusion="film"``); ``factors``: width of the
+    node-target dot products of the late-fusion roofline head; ``known_targets``: rows of the
+    table of learned per-target offsets (one per training target, set by the predictor).
+    See the module docstring.
     """
 
     text_dim: int
@@ -74,6 +93,9 @@ class LeDGFormerConfig:
     use_target_features: bool = True
     variance_head: bool = False
     head: str = "roofline"
+    fusion: str = "film"
+    factors: int = 16
+    known_targets: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "relations", tuple(self.relations))
@@ -98,6 +120,12 @@ class LeDGFormerConfig:
             problems.append("use_target_features=True needs num_target_features > 0")
         if self.head not in HEADS:
             problems.append(f"head={self.head!r}: expected one of {HEADS}")
+        if self.fusion not in FUSIONS:
+            problems.append(f"fusion={self.fusion!r}: expected one of {FUSIONS}")
+        elif self.fusion == "late" and self.head != "roofline":
+            problems.append("fusion='late' needs head='roofline' (the free head reads the target per node state)")
+        if self.factors < 0 or self.known_targets < 0:
+            problems.append("factors and known_targets must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout={self.dropout} outside [0, 1)")
         if problems:
@@ -117,10 +145,11 @@ class LeDGFormerConfig:
     def from_dict(cls, d: dict[str, Any]) -> "LeDGFormerConfig":
         """Rebuild from ``to_dict`` output; unknown or missing keys raise ``CheckpointError``.
 
-        A config without ``head`` was written before the roofline head existed and describes the free head.
+        A config without ``head`` or ``fusion`` was written before they existed and describes the free
+        head or FiLM fusion, without factorized terms or learned target offsets.
         """
         fields = {f.name for f in dataclasses.fields(cls)}
-        d = {"head": "free", **d}
+        d = {"head": "free", "fusion": "film", "factors": 0, "known_targets": 0, **d}
         unknown = sorted(set(d) - fields)
         if unknown:
             raise CheckpointError(f"LeDGFormerConfig: unknown keys {unknown} (checkpoint from another version?)")
@@ -138,7 +167,9 @@ class LeDGOutput:
         ``latency_ms``, ``log_latency_ms``: ``(B,)``; ``per_op_ms``: ``(S,)`` flat over the
         batch's nodes, summing to ``latency_ms`` per graph; ``log_var``: ``(B,)`` variance of
         ``log_latency_ms`` when the model has a variance head, else None; ``bound``: ``(S,)`` long
-        index into ``roofline.BOUND_LABELS`` per node with the roofline head, else None.
+        index into ``roofline.BOUND_LABELS`` per node with the roofline head, else None. With late
+        fusion B counts (graph, target) pairs and ``per_op_ms`` / ``bound`` run over the nodes of each
+        pair's graph, pair after pair.
     """
 
     latency_ms: Tensor
@@ -155,8 +186,10 @@ def _segment_sum(x: Tensor, counts: Tensor) -> Tensor:
 class LeDGFormer(nn.Module):
     """Shapes:
         ``forward(batch, node_text_emb (U, text_dim), target_text_emb (B, text_dim),
-        target_features (B, F_t), target_mask (B, F_t), roofline)`` -> ``LeDGOutput``; U = ``len(batch.texts)``;
-        ``roofline`` (``RooflineTargets`` of the B rows) is needed by the roofline head only.
+        target_features (B, F_t), target_mask (B, F_t), roofline, target_offset (B, dim), pair_graph (B,))``
+        -> ``LeDGOutput``; U = ``len(batch.texts)``; B rows are (graph, target) pairs; ``roofline``
+        (``RooflineTargets`` of the B rows) is needed by the roofline head only. ``pair_graph``: the batch
+        graph of each pair (late fusion: a graph may serve many pairs); None means pair b is graph b.
     """
 
     def __init__(self, config: LeDGFormerConfig) -> None:
@@ -176,7 +209,7 @@ class LeDGFormer(nn.Module):
         self.global_embed = nn.Parameter(torch.zeros(d)) if c.global_token else None
         self.blocks = nn.ModuleList(
             LeDGBlock(d, c.heads, len(c.relations), c.hidden_dim, gate=c.gate, global_token=c.global_token,
-                      bgiffn=c.bgiffn, film=c.film, dropout=c.dropout)
+                      bgiffn=c.bgiffn, film=c.film and c.fusion == "film", dropout=c.dropout)
             for _ in range(c.layers)
         )
         self.final_norm = nn.LayerNorm(d)
@@ -185,7 +218,10 @@ class LeDGFormer(nn.Module):
             self.graph_head = nn.Linear(d, 1)
             self.target_scale = nn.Linear(d, 1)
         else:
-            self.roofline = RooflineHead(d, c.num_target_features if c.use_target_features else 0)
+            self.roofline = RooflineHead(d, c.num_target_features if c.use_target_features else 0,
+                                         factors=c.factors)
+        # learned corrections of the training targets' conditioning; zero-shot targets get none
+        self.target_table = nn.Parameter(torch.zeros(c.known_targets, d)) if c.known_targets else None
         self.var_head = nn.Linear(d, 1) if c.variance_head else None
 
     # --------------------------------------------------------------- set-up
@@ -233,55 +269,78 @@ class LeDGFormer(nn.Module):
     # -------------------------------------------------------------- forward
     def forward(self, batch: GraphBatch, node_text_emb: Tensor, target_text_emb: Tensor,
                 target_features: Tensor | None = None, target_mask: Tensor | None = None,
-                roofline: RooflineTargets | None = None, target_offset: Tensor | None = None) -> LeDGOutput:
-        """``target_offset`` ``(B, dim)``: a learned per-target correction of the target embedding (few-shot)."""
+                roofline: RooflineTargets | None = None, target_offset: Tensor | None = None,
+                pair_graph: Tensor | None = None) -> LeDGOutput:
+        """``target_offset`` ``(B, dim)``: a learned per-target correction of the target embedding
+        (the training targets' table rows, few-shot adaptations)."""
         c = self.config
-        self._check_inputs(batch, node_text_emb, target_text_emb, target_features, target_mask, roofline)
-        s, b = batch.num_nodes, batch.num_graphs
-        x = self.node_text_proj(node_text_emb)[batch.node_text_index]
-        x = x + self.node_num_proj((batch.x_num - self.x_num_mean) / self.x_num_std)
-        cond = self.target_text_proj(target_text_emb)
-        values = mask = None
-        if c.use_target_features:
-            mask = torch.ones_like(target_features) if target_mask is None else target_mask.to(target_features.dtype)
-            values = (target_features - self.target_mean) / self.target_std * mask
-            cond = cond + self.target_feat_proj(torch.cat([values, mask], dim=-1))
-        if target_offset is not None:
-            cond = cond + target_offset
-        cond = self.cond_norm(cond)
-
-        row_graph = batch.batch
-        if c.global_token:
-            x = torch.cat([x, cond + self.global_embed])
-            row_graph = torch.cat([batch.batch, torch.arange(b)])
-        index = RelationIndex.from_batch(batch, c.global_token)
-        adjacency = Adjacency.from_edges(batch.edge_index, x.shape[0])
-        for block in self.blocks:
-            x = block(x, index, adjacency, cond, row_graph)
-        h = self.final_norm(x)
-
-        counts = batch.counts
-        summary = h[s:] if c.global_token else _segment_sum(h, counts) / counts[:, None]
+        pairs = batch.num_graphs if pair_graph is None else int(pair_graph.shape[0])
+        self._check_inputs(batch, node_text_emb, target_text_emb, target_features, target_mask, roofline, pairs,
+                           pair_graph)
+        s = batch.num_nodes
+        cond, values, mask = self._condition(target_text_emb, target_features, target_mask, target_offset)
+        h = self._encode(batch, node_text_emb, cond if c.fusion == "film" else None)
+        summary = h[s:] if c.global_token else _segment_sum(h[:s], batch.counts) / batch.counts[:, None]
+        if pair_graph is None:
+            pair_graph = torch.arange(batch.num_graphs)
+            node_index, pair_row, counts = None, batch.batch, batch.counts
+        else:
+            node_index, pair_row, counts = _expand_pairs(batch, pair_graph)
         bound = None
         if c.head == "free":
             offset = self.graph_head(summary).squeeze(-1) + self.target_scale(cond).squeeze(-1)
             node_log = self.node_head(h[:s]).squeeze(-1) + offset[batch.batch]
         else:
-            log_flops, log_bytes = scaled_log_work(batch.work, batch.input_batch, batch.batch, roofline)
+            work = batch.work if node_index is None else batch.work[node_index]
+            log_flops, log_bytes = scaled_log_work(work, batch.input_batch[pair_graph], pair_row, roofline)
             estimate = self.roofline.estimate_specs(values, mask, cond)
             log_specs = torch.where(roofline.specs_known, roofline.log_specs.to(estimate.dtype), estimate)
-            node_log, bound = self.roofline(h[:s], cond, batch.batch, log_flops.to(h.dtype), log_bytes.to(h.dtype),
-                                            log_specs)
+            node_log, bound = self.roofline(h[:s], cond, pair_row, log_flops.to(h.dtype), log_bytes.to(h.dtype),
+                                            log_specs, node_index=node_index)
         peak = torch.segment_reduce(node_log.detach(), "max", lengths=counts, unsafe=True)
         per_op = torch.exp(node_log)
-        log_latency = torch.log(_segment_sum(torch.exp(node_log - peak[batch.batch]), counts)) + peak
-        log_var = self.var_head(summary).squeeze(-1) if self.var_head is not None else None
+        log_latency = torch.log(_segment_sum(torch.exp(node_log - peak[pair_row]), counts)) + peak
+        log_var = self.var_head(summary).squeeze(-1)[pair_graph] if self.var_head is not None else None
         return LeDGOutput(_segment_sum(per_op, counts), log_latency, per_op, log_var, bound)
+
+    def _condition(self, target_text_emb: Tensor, target_features: Tensor | None, target_mask: Tensor | None,
+                   target_offset: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The target conditioning ``(B, dim)`` and the standardized, masked target features it read."""
+        cond = self.target_text_proj(target_text_emb)
+        values = mask = None
+        if self.config.use_target_features:
+            mask = torch.ones_like(target_features) if target_mask is None else target_mask.to(target_features.dtype)
+            values = (target_features - self.target_mean) / self.target_std * mask
+            cond = cond + self.target_feat_proj(torch.cat([values, mask], dim=-1))
+        if target_offset is not None:
+            cond = cond + target_offset
+        return self.cond_norm(cond), values, mask
+
+    def _encode(self, batch: GraphBatch, node_text_emb: Tensor, cond: Tensor | None) -> Tensor:
+        """Node states (then one global row per graph): ``(S [+ G], dim)``; ``cond`` (G, dim) only with FiLM."""
+        c = self.config
+        x = self.node_text_proj(node_text_emb)[batch.node_text_index]
+        x = x + self.node_num_proj((batch.x_num - self.x_num_mean) / self.x_num_std)
+        row_graph = batch.batch
+        if c.global_token:
+            seed = self.global_embed.expand(batch.num_graphs, -1) if cond is None else cond + self.global_embed
+            x = torch.cat([x, seed])
+            row_graph = torch.cat([batch.batch, torch.arange(batch.num_graphs)])
+        index = RelationIndex.from_batch(batch, c.global_token)
+        adjacency = Adjacency.from_edges(batch.edge_index, x.shape[0])
+        for block in self.blocks:
+            x = block(x, index, adjacency, cond, row_graph)
+        return self.final_norm(x)
 
     def _check_inputs(self, batch: GraphBatch, node_text_emb: Tensor, target_text_emb: Tensor,
                       target_features: Tensor | None, target_mask: Tensor | None,
-                      roofline: RooflineTargets | None) -> None:
+                      roofline: RooflineTargets | None, pairs: int, pair_graph: Tensor | None) -> None:
         c = self.config
+        if pair_graph is not None:
+            if c.fusion == "film" and not torch.equal(pair_graph, torch.arange(batch.num_graphs)):
+                raise ValueError("fusion='film' encodes one graph per pair: collate each pair's graph")
+            if pair_graph.numel() and (int(pair_graph.min()) < 0 or int(pair_graph.max()) >= batch.num_graphs):
+                raise ValueError(f"pair_graph indexes graphs outside the batch's {batch.num_graphs}")
         if tuple(batch.relations) != c.relations:
             raise ValueError(f"batch built for relations {batch.relations}, model uses {c.relations}; "
                              f"collate(graphs, relations=config.relations)")
@@ -289,13 +348,13 @@ class LeDGFormer(nn.Module):
             raise CheckpointError(f"batch has {batch.x_num.shape[1]} node features, the model expects "
                                   f"{c.num_node_features}; featurize with the schema it was trained on")
         for name, emb, rows in (("node_text_emb", node_text_emb, len(batch.texts)),
-                                ("target_text_emb", target_text_emb, batch.num_graphs)):
+                                ("target_text_emb", target_text_emb, pairs)):
             if emb.dim() != 2 or emb.shape != (rows, c.text_dim):
                 raise ValueError(f"{name} has shape {tuple(emb.shape)}, expected ({rows}, {c.text_dim})")
         if c.use_target_features:
             if target_features is None:
                 raise ValueError("the model uses target features; pass target_features (and target_mask)")
-            expected = (batch.num_graphs, c.num_target_features)
+            expected = (pairs, c.num_target_features)
             bad_mask = target_mask is not None and target_mask.shape != target_features.shape
             if tuple(target_features.shape) != expected or bad_mask:
                 raise CheckpointError(f"target features have shape {tuple(target_features.shape)}, the model "
@@ -304,9 +363,22 @@ class LeDGFormer(nn.Module):
             if batch.work is None:
                 raise ValueError("the roofline head needs per-kernel work: build graphs with "
                                  "featurize.graph_tensors (GraphTensors.work)")
-            if roofline is None or roofline.log_specs.shape != (batch.num_graphs, 2):
+            if roofline is None or roofline.log_specs.shape != (pairs, 2):
                 raise ValueError(f"the roofline head needs roofline=roofline_targets(descriptors) "
-                                 f"for the batch's {batch.num_graphs} rows")
+                                 f"for the batch's {pairs} rows")
+
+
+def _expand_pairs(batch: GraphBatch, pair_graph: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(node_index (E,), pair_row (E,), counts (B,))``: the nodes of each pair's graph, pair after pair.
+
+    Index arithmetic in numpy, as in ``RelationIndex.from_batch`` (a few microseconds per call)."""
+    graph = pair_graph.numpy()
+    counts = batch.counts.numpy()[graph]
+    starts = batch.ptr.numpy()[:-1][graph]
+    ends = np.cumsum(counts)
+    node_index = np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]) if len(ends) else 0)
+    pair_row = np.repeat(np.arange(len(graph)), counts)
+    return torch.from_numpy(node_index), torch.from_numpy(pair_row), torch.from_numpy(counts)
 
 
 def _safe_std(std: Tensor) -> Tensor:

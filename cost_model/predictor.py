@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cost_model import distributed
 from cost_model.batch import GraphTensors, collate
 from cost_model.checkpoint import check_compatible, config_field, load_checkpoint, save_checkpoint
-from cost_model.early_stopping import EarlyStopping
 from cost_model.encoders import TextEncoder, make_encoder
+from cost_model.estimator import LatencyEstimator
 from cost_model.featurize import FEATURE_NAMES, feature_schema_hash, graph_tensors
 from cost_model.graph import OpGraph
 from cost_model.ledgformer import LeDGFormer, LeDGFormerConfig, LeDGOutput
@@ -42,6 +43,7 @@ from cost_model.losses import latency_loss
 from cost_model.metrics import log_rmse
 from cost_model.roofline import BOUND_LABELS, SPEC_FEATURE_NAMES, roofline_targets, target_roofline
 from cost_model.rows import Row, validate_rows
+from cost_model.trainer import LoopSettings, TrainingState, TrainTask, run_training
 from targets.errors import CheckpointError, DataError
 from targets.schema import FEATURE_NAMES as TARGET_FEATURE_NAMES
 from targets.schema import SCHEMA_VERSION, TargetDescriptor
@@ -54,7 +56,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     """Optimisation settings. ``rows_per_epoch`` (None: all) samples that many training rows
-    per epoch, so that an epoch has a bounded cost however many devices are in the data."""
+    per epoch, so that an epoch has a bounded cost however many devices are in the data.
+    ``target_offsets``: learn a correction of each training target's conditioning (a table
+    row, kept in the checkpoint and applied when that target is predicted), pulled toward zero
+    with this L2 weight, so that the shared descriptor mapping carries what targets have in
+    common; None learns none (every target is predicted from its descriptor alone)."""
 
     epochs: int = 20
     batch_size: int = 64
@@ -65,6 +71,7 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     rows_per_epoch: int | None = None
+    target_offsets: float | None = 0.01
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "train") -> "TrainConfig":
@@ -130,40 +137,56 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-class LatencyPredictor:
+class LatencyPredictor(LatencyEstimator):
     """Predict latency (ms) of (graph, target) pairs; unfitted until ``fit`` or ``from_pretrained``."""
+
+    _fitted_attribute = "model_"
+    _how_to_fit = "call fit() or from_pretrained() first"
 
     def __init__(self, encoder: str | dict = "builtin", model: dict | None = None, train: TrainConfig | None = None,
                  feature_cache: dict[str, GraphTensors] | None = None, granularity: str = "network"):
-        """``feature_cache``: featurized graphs shared by predictors that see the same graph keys
-        (benchmarks train one model per fold on one graph store). ``granularity``: what a row's graph
-        is, "network" (a whole model) or "program" (one scheduled TIR function); saved, and checked
-        by whoever loads the checkpoint for one use."""
+        """``encoder``: the text encoder's spec (``make_encoder``); ``model``: ``LeDGFormerConfig`` options;
+        ``train``: optimisation settings. ``feature_cache``: featurized graphs shared by predictors that
+        see the same graph keys (benchmarks train one model per fold on one graph store). ``granularity``:
+        what a row's graph is, "network" (a whole model) or "program" (one scheduled TIR function); saved,
+        and checked by whoever loads the checkpoint for one use."""
         if granularity not in _GRANULARITIES:
             raise DataError(f"granularity {granularity!r}: expected one of {sorted(_GRANULARITIES)}")
+        self.encoder = encoder
+        self.model = dict(model or {})
+        self.train = train or TrainConfig()
+        self.feature_cache: dict[str, GraphTensors] = {} if feature_cache is None else feature_cache
         self.granularity = granularity
-        self.encoder_spec = encoder
-        self.model_options = dict(model or {})
-        self.train_config = train or TrainConfig()
+        self._reset_fitted()
+
+    def _reset_fitted(self) -> None:
         self.encoder_: TextEncoder | None = None
         self.model_: LeDGFormer | None = None
         self.history_: list[dict[str, float]] = []
         self.adaptations_: dict[str, Adaptation] = {}
+        self.known_targets_: dict[str, int] = {}  # descriptor content hash -> row of model_.target_table
         self.data_summary_: dict[str, Any] = {}
-        self._tensors: dict[str, GraphTensors] = {} if feature_cache is None else feature_cache
 
     # ------------------------------------------------------------ helpers
     def _graph(self, key: str, graphs: Mapping[str, OpGraph]) -> GraphTensors:
-        if key not in self._tensors:
+        if key not in self.feature_cache:
             if key not in graphs:
                 raise DataError(f"no graph for {key!r}")
-            self._tensors[key] = graph_tensors(graphs[key])
-        return self._tensors[key]
+            self.feature_cache[key] = graph_tensors(graphs[key])
+        return self.feature_cache[key]
 
     def forward(self, keys: Sequence[str], descs: Sequence[TargetDescriptor], graphs: Mapping[str, OpGraph],
                 offsets: torch.Tensor | None = None) -> LeDGOutput:
-        """Raw model output for (graph, target) rows; ``offsets`` (B, dim) override stored adaptations."""
+        """Raw model output for (graph, target) rows; ``offsets`` (B, dim) replace stored adaptations
+        (they are added to the training targets' learned offsets). With late fusion each distinct
+        graph of the rows is encoded once."""
         assert self.model_ is not None and self.encoder_ is not None
+        pair_graph = None
+        if self.model_.config.fusion == "late":
+            distinct = dict.fromkeys(keys)
+            position = {k: i for i, k in enumerate(distinct)}
+            pair_graph = torch.tensor([position[k] for k in keys], dtype=torch.long)
+            keys = list(distinct)
         batch = collate([self._graph(k, graphs) for k in keys], self.model_.config.relations)
         node_emb = self.encoder_(batch.texts)
         target_emb = self.encoder_([d.to_text() for d in descs])
@@ -172,11 +195,26 @@ class LatencyPredictor:
         mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)
         if offsets is None and self.adaptations_:
             offsets = self._stored_offsets(descs)
+        known = self._known_offsets(descs)
+        if known is not None:
+            offsets = known if offsets is None else known + offsets
         roofline = None
         if self.model_.config.head == "roofline":
             _warn_estimated_specs(descs)
             roofline = roofline_targets(descs)
-        return self.model_(batch, node_emb, target_emb, values, mask, roofline, target_offset=offsets)
+        return self.model_(batch, node_emb, target_emb, values, mask, roofline, target_offset=offsets,
+                           pair_graph=pair_graph)
+
+    def _known_offsets(self, descs: Sequence[TargetDescriptor]) -> torch.Tensor | None:
+        """The learned table rows of the training targets among ``descs`` (zero for other targets)."""
+        table = self.model_.target_table
+        if table is None or not self.known_targets_:
+            return None
+        hashes = {id(d): d.content_hash() for d in descs}
+        rows = torch.tensor([self.known_targets_.get(hashes[id(d)], -1) for d in descs])
+        if not bool((rows >= 0).any()):
+            return None
+        return table[rows.clamp_min(0)] * (rows >= 0).unsqueeze(-1).to(table.dtype)
 
     def _stored_offsets(self, descs: Sequence[TargetDescriptor]) -> torch.Tensor | None:
         rows = [self.adaptations_.get(d.content_hash()) for d in descs]
@@ -184,10 +222,6 @@ class LatencyPredictor:
             return None
         zero = torch.zeros(self.model_.config.dim)
         return torch.stack([a.offset if a is not None and a.offset is not None else zero for a in rows])
-
-    def _check_fitted(self) -> None:
-        if self.model_ is None:
-            raise CheckpointError("this LatencyPredictor is not fitted; call fit() or from_pretrained() first")
 
     def _fit_spec_prior(self, names: Sequence[str], targets: Mapping[str, TargetDescriptor]) -> None:
         """Fit the model's estimate of missing peak compute / bandwidth on the training targets."""
@@ -202,8 +236,10 @@ class LatencyPredictor:
         """A fresh model. Unless ``model`` options say otherwise, networks get the roofline head (their
         nodes are kernels with a physical bound each) and programs the free head (a program's nodes are
         the loops and blocks of one kernel, which have no roofline of their own)."""
-        self.encoder_ = make_encoder(self.encoder_spec)
-        options = {"head": "free" if self.granularity == "program" else "roofline", **self.model_options}
+        self.encoder_ = make_encoder(self.encoder)
+        network = self.granularity == "network"
+        options = {"head": "roofline" if network else "free", "fusion": "late" if network else "film",
+                   **self.model, "known_targets": len(self.known_targets_)}
         self.model_ = LeDGFormer(LeDGFormerConfig(
             text_dim=self.encoder_.dim, num_node_features=len(FEATURE_NAMES),
             num_target_features=len(TARGET_FEATURE_NAMES), **options))
@@ -212,80 +248,93 @@ class LatencyPredictor:
     def fit(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor], rows: Sequence[Row],
             val_rows: Sequence[Row] = (), *, resume_dir: str | os.PathLike[str] | None = None,
             progress: bool = False) -> "LatencyPredictor":
-        """Train on ``rows``; early-stop on ``val_rows`` (never on test data), keeping the best weights."""
-        cfg = self.train_config
+        """Train on ``rows`` from scratch (earlier fitted state, adaptations included, is dropped);
+        early-stop on ``val_rows`` (never on test data), keeping the best weights. Under ``torchrun``
+        each process trains on its share of every batch (``cost_model.trainer``)."""
+        cfg = self.train
         if not rows:
             raise DataError("fit() needs at least one training row")
         validate_rows(rows, graphs, targets, "training rows")
         validate_rows(val_rows, graphs, targets, "validation rows")
+        self._reset_fitted()
         torch.manual_seed(cfg.seed)
+        train_targets = sorted({r[1] for r in rows})
+        if cfg.target_offsets is not None:
+            # aliases of one descriptor (a device measured on two spaces) share one row
+            hashes = dict.fromkeys(targets[t].content_hash() for t in train_targets)
+            self.known_targets_ = {h: i for i, h in enumerate(hashes)}
         self._build()
         keys = sorted({r[0] for r in rows})
-        tensors = [self._graph(k, graphs) for k in tqdm(keys, desc="featurize", disable=not progress, leave=False)]
-        train_targets = sorted({r[1] for r in rows})
+        show = progress and distributed.is_main_process()
+        tensors = [self._graph(k, graphs) for k in tqdm(keys, desc="featurize", disable=not show, leave=False)]
         feats = torch.tensor([targets[t].to_features()[0] for t in train_targets])
         masks = torch.tensor([targets[t].to_features()[1] for t in train_targets])
         self.model_.fit_normalizers(torch.cat([t.x_num for t in tensors]).float(), feats.float(), masks.float())
         self._fit_spec_prior(train_targets, targets)
         log_y = np.log([r[2] for r in rows])
         self.model_.init_output_bias(float(log_y.mean()), float(np.mean([t.num_nodes for t in tensors])))
-        params = [*self.model_.parameters(), *(self.encoder_.parameters() if self.encoder_.trainable else [])]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        per_epoch = min(len(rows), cfg.rows_per_epoch or len(rows))
-        steps = cfg.epochs * math.ceil(per_epoch / cfg.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
-        target_ids = {t: i for i, t in enumerate(sorted(targets))}
-        resume = _Resume(resume_dir, self._fingerprint(rows, val_rows)) if resume_dir is not None else None
-        stopper, start_epoch = EarlyStopping(cfg.patience), 0
-        if resume is not None and resume.exists():
-            start_epoch = resume.load(self, opt, sched, stopper)
-            log.info("resuming after epoch %d from %s", start_epoch - 1, resume.root)
-        y_all = np.array([r[2] for r in rows], dtype=np.float32)
-        for epoch in range(start_epoch, cfg.epochs):
-            if val_rows and stopper.should_stop:
-                break
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            self.model_.train()
-            self.encoder_.train(self.encoder_.trainable)
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(rows))[:per_epoch]
-            total = 0.0
-            bar = tqdm(range(0, per_epoch, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not progress, leave=False)
-            for start in bar:
-                idx = order[start:start + cfg.batch_size]
-                chunk = [rows[i] for i in idx]
-                out = self.forward([r[0] for r in chunk], [targets[r[1]] for r in chunk], graphs)
-                group = torch.tensor([target_ids[r[1]] for r in chunk])
-                loss = latency_loss(out, torch.from_numpy(y_all[idx]), group, huber_delta=cfg.huber_delta,
-                                    rank_weight=cfg.rank_weight).total
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(chunk)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            entry = {"epoch": epoch, "train_loss": total / per_epoch}
-            if val_rows:
-                pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
-                entry["val_log_rmse"] = log_rmse([r[2] for r in val_rows], pred)
-                stopper.update(entry["val_log_rmse"], self._state())
-            self.history_.append(entry)
-            log.info("epoch %s", entry)
-            if progress:
-                tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
-            if resume is not None:
-                resume.save(self, opt, sched, epoch + 1, stopper)
-        if stopper.best_state is not None:
-            self._load_state(stopper.best_state)
+        run_training(self.training_task(graphs, targets, rows, val_rows), self.loop_settings(), progress=progress,
+                     state=None if resume_dir is None else TrainingState(resume_dir, self._fingerprint(rows, val_rows)))
         self.data_summary_ = {"train_rows": len(rows), "val_rows": len(val_rows), "graphs": len(keys),
                               "targets": train_targets}
         return self
 
+    def loop_settings(self) -> LoopSettings:
+        """``self.train`` as settings of the shared loop: AdamW, clipping at 1, one-cycle schedule."""
+        cfg = self.train
+        return LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            optimizer="adamw", clip_norm=1.0, one_cycle=True, patience=cfg.patience, seed=cfg.seed,
+                            rows_per_epoch=cfg.rows_per_epoch)
+
+    def training_task(self, graphs: Mapping[str, OpGraph], targets: Mapping[str, TargetDescriptor],
+                      rows: Sequence[Row], val_rows: Sequence[Row] = (), *, groups: Sequence[int] | None = None,
+                      rank_weight: float | None = None, history: list[dict[str, float]] | None = None) -> TrainTask:
+        """The current weights as a ``TrainTask`` over ``rows`` with ``latency_loss``; ranking pairs are
+        formed within ``groups`` (default: within a target), weighted by ``rank_weight`` (default: the
+        training settings'). Validation on ``val_rows`` when given; epochs are recorded in ``history``
+        (default: ``history_``)."""
+        self._check_fitted()
+        cfg = self.train
+        rank_weight = cfg.rank_weight if rank_weight is None else rank_weight
+        if groups is None:
+            target_ids = {t: i for i, t in enumerate(sorted(targets))}
+            groups = [target_ids[r[1]] for r in rows]
+        group_all = torch.tensor(list(groups))
+        y_all = torch.tensor([r[2] for r in rows], dtype=torch.float32)
+        trained = [self.model_, *([self.encoder_] if self.encoder_.trainable else [])]
+        if not self.encoder_.trainable:
+            self.encoder_.eval()  # a frozen encoder's dropout stays off while the model trains
+
+        table = self.model_.target_table
+
+        def batch_loss(idx: np.ndarray) -> torch.Tensor:
+            chunk = [rows[i] for i in idx]
+            out = self.forward([r[0] for r in chunk], [targets[r[1]] for r in chunk], graphs)
+            index = torch.from_numpy(idx)
+            loss = latency_loss(out, y_all[index], group_all[index], huber_delta=cfg.huber_delta,
+                                rank_weight=rank_weight).total
+            if table is not None and cfg.target_offsets:
+                loss = loss + cfg.target_offsets * table.pow(2).sum(-1).mean()
+            return loss
+
+        def evaluate() -> float:
+            pred = self.predict(graphs, targets, [(r[0], r[1]) for r in val_rows])
+            return log_rmse([r[2] for r in val_rows], pred)
+
+        batches, steps = None, None
+        if self.model_.config.fusion == "late":
+            per_epoch = min(len(rows), cfg.rows_per_epoch or len(rows))
+            steps = max(math.ceil(per_epoch / cfg.batch_size), 1)
+            batches = graph_batches([r[0] for r in rows], per_epoch, steps)
+        return TrainTask(params=[p for m in trained for p in m.parameters()], batch_loss=batch_loss,
+                         num_rows=len(rows), modules=trained, evaluate=evaluate if val_rows else None,
+                         state=self._state, load_state=self._load_state, batches=batches, steps_per_epoch=steps,
+                         history=self.history_ if history is None else history)
+
     def _fingerprint(self, rows: Sequence[Row], val_rows: Sequence[Row]) -> str:
         """Identifies a training run: a resume directory written for other data or settings is refused."""
         h = hashlib.sha256()
-        h.update(json.dumps([self.encoder_spec, self.model_options, dataclasses.asdict(self.train_config)],
+        h.update(json.dumps([self.encoder, self.model, dataclasses.asdict(self.train)],
                             sort_keys=True, default=str).encode())
         for r in (*rows, "|", *val_rows):
             h.update(repr(r).encode())
@@ -303,7 +352,10 @@ class LatencyPredictor:
                          pairs: Sequence[tuple[str, str]], *, breakdown: bool = False,
                          batch_size: int = 256) -> Prediction:
         """Latency, uncertainty (when the model has a variance head) and per-operator breakdown; with the
-        roofline head the breakdown also says what bounds each operator (``Prediction.bound``)."""
+        roofline head the breakdown also says what bounds each operator (``Prediction.bound``).
+
+        With late fusion the pairs are processed grouped by graph, so that a graph predicted on many
+        targets is encoded once per chunk; results come back in the order of ``pairs``."""
         self._check_fitted()
         for key, target in pairs:
             if target not in targets:
@@ -311,6 +363,10 @@ class LatencyPredictor:
         self._warn_stale_adaptations({targets[t] for _, t in pairs})
         self.model_.eval()
         self.encoder_.eval()
+        order = np.arange(len(pairs))
+        if self.model_.config.fusion == "late":
+            order = np.array(sorted(range(len(pairs)), key=lambda i: pairs[i][0]), dtype=np.int64)
+            pairs = [pairs[i] for i in order]
         lat, std, per_op, bound = [], [], [], []
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
@@ -329,9 +385,12 @@ class LatencyPredictor:
                     per_op.append((ops * f).numpy())
                 if res.bound is not None:
                     bound.extend(_LABELS[part.numpy()] for part in torch.split(res.bound, counts))
-        latency = np.concatenate(lat) if lat else np.zeros(0)
-        return Prediction(latency, np.concatenate(std) if std else None, per_op if breakdown else None,
-                          bound if breakdown and bound else None)
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        latency = np.concatenate(lat)[back] if lat else np.zeros(0)
+        return Prediction(latency, np.concatenate(std)[back] if std else None,
+                          [per_op[i] for i in back] if breakdown else None,
+                          [bound[i] for i in back] if breakdown and bound else None)
 
     def adaptation_for(self, desc: TargetDescriptor) -> Adaptation | None:
         """The stored adaptation that changes ``desc``'s predictions, if any."""
@@ -388,10 +447,11 @@ class LatencyPredictor:
             "model": self.model_.config.to_dict(),
             "encoder": {"config": self.encoder_.config(), "id": self.encoder_.encoder_id},
             "schemas": _schemas(),
-            "train": dataclasses.asdict(self.train_config),
+            "train": dataclasses.asdict(self.train),
             "history": self.history_,
             "data": data_summary if data_summary is not None else self.data_summary_,
             "adaptations": {k: a.to_json() for k, a in self.adaptations_.items()},
+            "known_targets": self.known_targets_,
         })
 
     @classmethod
@@ -415,7 +475,7 @@ class LatencyPredictor:
         encoder = config["encoder"]
         encoder_spec = config_field(encoder, "config", (dict, str), source, where="encoder")
         encoder_id = config_field(encoder, "id", str, source, where="encoder")
-        self = cls(encoder=encoder_spec, train=train, granularity=found)
+        self = cls(encoder=encoder_spec, model=_model_options(config["model"]), train=train, granularity=found)
         try:
             self.encoder_ = make_encoder(encoder_spec)
             self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))
@@ -429,7 +489,33 @@ class LatencyPredictor:
         self.data_summary_ = dict(config.get("data", {}))
         for key, entry in config.get("adaptations", {}).items():
             self.adaptations_[key] = _adaptation_from_json(key, entry, state.get(f"adapt.{key}.offset"), source)
+        self.known_targets_ = _known_targets_from_json(config.get("known_targets", {}), self.model_.config, source)
         return self
+
+
+def graph_batches(keys: Sequence[str], per_epoch: int,
+                  steps: int) -> Callable[[np.random.Generator], Iterator[np.ndarray]]:
+    """Batches that keep every row of a graph together, so late fusion encodes each graph once per step.
+
+    Each epoch shuffles the graphs, takes them in that order until ``per_epoch`` rows are covered,
+    and cuts that sequence into exactly ``steps`` batches of about equal row counts (a batch may be
+    empty when one graph has more rows than a batch holds)."""
+    rows_of: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        rows_of.setdefault(key, []).append(i)
+    groups = [np.asarray(v, dtype=np.int64) for v in rows_of.values()]
+    sizes = np.array([len(g) for g in groups])
+
+    def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
+        order = rng.permutation(len(groups))
+        covered = np.cumsum(sizes[order])
+        order = order[: int(np.searchsorted(covered, per_epoch)) + 1]
+        covered = covered[: len(order)]
+        cuts = np.searchsorted(covered, np.arange(1, steps) * covered[-1] / steps, side="right")
+        for part in np.split(order, cuts):
+            yield np.concatenate([groups[g] for g in part]) if len(part) else np.zeros(0, dtype=np.int64)
+
+    return batches
 
 
 _LABELS = np.array(BOUND_LABELS)
@@ -449,6 +535,15 @@ def _warn_estimated_specs(descs: Sequence[TargetDescriptor]) -> None:
                             "(add the vendor figure to the descriptor for a physical bound)", desc.name, what)
 
 
+# set by _build from the encoder and the feature schemas, not chosen by whoever constructs a predictor
+_DERIVED_MODEL_FIELDS = ("text_dim", "num_node_features", "num_target_features", "known_targets")
+
+
+def _model_options(model: Any) -> dict[str, Any]:
+    """A checkpoint's model config as constructor options, so ``get_params`` rebuilds the same architecture."""
+    return {k: v for k, v in model.items() if k not in _DERIVED_MODEL_FIELDS} if isinstance(model, dict) else {}
+
+
 _GRANULARITIES = {"network": "predicts whole networks", "program": "predicts scheduled TIR programs, for tuning"}
 
 
@@ -464,6 +559,16 @@ def _granularity_of(config: Mapping[str, Any], source: Path) -> str:
     return "program" if isinstance(run_data, dict) and run_data.get("tuning_records") else "network"
 
 
+def _known_targets_from_json(entry: Any, config: LeDGFormerConfig, source: Path) -> dict[str, int]:
+    """The training targets' rows of the offset table, checked against the table's size."""
+    if not isinstance(entry, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in entry.values()):
+        raise CheckpointError(f"{source}: field 'known_targets' must map descriptor hashes to table rows")
+    if sorted(entry.values()) != list(range(config.known_targets)):
+        raise CheckpointError(f"{source}: field 'known_targets' lists {len(entry)} rows, the model's table has "
+                              f"{config.known_targets}")
+    return dict(entry)
+
+
 def _adaptation_from_json(key: str, entry: Any, offset: torch.Tensor | None, source: Path) -> Adaptation:
     where = f"adaptations.{key}"
     if not isinstance(entry, dict):
@@ -477,53 +582,3 @@ def _adaptation_from_json(key: str, entry: Any, offset: torch.Tensor | None, sou
     if has_offset and offset is None:
         raise CheckpointError(f"{source}: adaptation {key} lists an offset that model.safetensors lacks")
     return Adaptation(descriptor, float(scale_a), float(scale_b), offset, int(samples), method)
-
-
-class _Resume:
-    """Per-epoch training state in ``root`` (a checkpoint directory of kind ``training-state``), replaced atomically."""
-
-    def __init__(self, root: str | os.PathLike[str], fingerprint: str) -> None:
-        self.root = Path(root)
-        self.fingerprint = fingerprint
-
-    def exists(self) -> bool:
-        return (self.root / "config.json").is_file()
-
-    def save(self, predictor: LatencyPredictor, opt: torch.optim.Optimizer, sched: Any, next_epoch: int,
-             stopper: EarlyStopping) -> None:
-        tensors = {f"cur.{k}": v for k, v in predictor._state().items()}
-        if stopper.best_state is not None:
-            tensors.update({f"best.{k}": v for k, v in stopper.best_state.items()})
-        opt_state = opt.state_dict()
-        for pid, slots in opt_state["state"].items():
-            for name, value in slots.items():
-                tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value)
-        meta = {"fingerprint": self.fingerprint, "next_epoch": next_epoch,
-                "best": stopper.best if math.isfinite(stopper.best) else None, "bad_epochs": stopper.bad_epochs,
-                "has_best": stopper.best_state is not None, "history": predictor.history_,
-                "param_groups": opt_state["param_groups"], "scheduler": sched.state_dict()}
-        save_checkpoint(self.root, tensors, {"kind": "training-state", "model": {}, "encoder": {}, "schemas": {},
-                                             "resume": meta})
-
-    def load(self, predictor: LatencyPredictor, opt: torch.optim.Optimizer, sched: Any,
-             stopper: EarlyStopping) -> int:
-        """Restore the model, optimizer, scheduler and ``stopper``; returns the next epoch to run."""
-        tensors, config = load_checkpoint(self.root)
-        meta = config.get("resume", {})
-        if meta.get("fingerprint") != self.fingerprint:
-            raise CheckpointError(f"{self.root}: resume state belongs to another run (different data or settings); "
-                                  "delete it or choose another output directory")
-        predictor._load_state({k[4:]: v for k, v in tensors.items() if k.startswith("cur.")})
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("opt."):
-                _, pid, name = key.split(".", 2)
-                slots.setdefault(int(pid), {})[name] = value
-        opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-        sched.load_state_dict(meta["scheduler"])
-        predictor.history_ = list(meta["history"])
-        stopper.best_state = ({k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-                              if meta["has_best"] else None)
-        stopper.best = math.inf if meta["best"] is None else float(meta["best"])
-        stopper.bad_epochs = int(meta["bad_epochs"])
-        return int(meta["next_epoch"])

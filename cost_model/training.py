@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 import targets
+from cost_model import distributed
 from cost_model.checkpoint import check_replaceable
 from cost_model.data import assign_arch_split, load_all
 from cost_model.graph import OpGraph
@@ -259,20 +260,27 @@ def train_from_config(config: RunConfig, out: str | os.PathLike[str], *, progres
     so an interrupted run started again with the same config continues where it stopped.
     Both directories are checked before any work: a folder that is neither empty nor a
     checkpoint is refused rather than replaced after hours of training.
+
+    Under ``torchrun`` (after ``cost_model.distributed.init_from_environment``) every process
+    runs this with the same config and trains on its share of each batch; only rank 0 deletes
+    or writes the resume state and writes the checkpoint.
     """
     out = check_replaceable(out)
     resume_dir = check_replaceable(out.with_name(out.name + ".resume"))
     data = load_latency_data(config)
     if not data.rows["train"]:
         raise DataError(f"{config.source}: no training rows (every device held out or no graphs)")
-    if not resume and resume_dir.exists():
+    if not resume and resume_dir.exists() and distributed.is_main_process():
         shutil.rmtree(resume_dir)
+    distributed.barrier()  # nobody reads resume state that rank 0 is deleting
     granularity = "program" if config.data.get("tuning_records") else "network"
     predictor = LatencyPredictor(encoder=config.encoder, model=config.model, train=config.train,
                                  granularity=granularity)
     predictor.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], resume_dir=resume_dir,
                   progress=progress)
-    summary = {**data.summary(), "config": {"data": config.data, "source": config.source}}
-    predictor.save_pretrained(out, data_summary=summary)
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    if distributed.is_main_process():
+        summary = {**data.summary(), "config": {"data": config.data, "source": config.source}}
+        predictor.save_pretrained(out, data_summary=summary)
+        shutil.rmtree(resume_dir, ignore_errors=True)
+    distributed.barrier()  # the checkpoint exists for every process once this returns
     return predictor, data

@@ -122,10 +122,19 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """Also under ``torchrun --nproc_per_node N``: the processes train data-parallel, rank 0 writes and prints."""
+    from cost_model import distributed
     from cost_model.training import load_run_config, train_from_config
 
     config = load_run_config(args.config)
-    predictor, data = train_from_config(config, args.out, resume=not args.restart)
+    distributed.init_from_environment()
+    writes = distributed.is_main_process()
+    try:
+        predictor, data = train_from_config(config, args.out, resume=not args.restart)
+    finally:
+        distributed.shutdown()
+    if not writes:
+        return 0
     summary = data.summary()
     last = predictor.history_[-1] if predictor.history_ else {}
     print(f"trained on {summary['train']['rows']} rows ({summary['train']['archs']} archs x "
@@ -503,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     gb.add_argument("--fused", action="store_true", help="store the fused-kernel view")
     gb.set_defaults(func=_cmd_graphs)
 
-    tr = sub.add_parser("train", help="train a LeDG-Former checkpoint from a YAML config (resumable)")
+    tr = sub.add_parser("train", help="train a LeDG-Former checkpoint from a YAML config (resumable; "
+                        "data-parallel under torchrun --nproc_per_node N)")
     tr.add_argument("--config", type=Path, required=True, help="training config (see cost_model/training.py)")
     tr.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     tr.add_argument("--restart", action="store_true", help="ignore an interrupted run's state and start over")

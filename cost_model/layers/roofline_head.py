@@ -12,6 +12,13 @@ parametrization makes that span an additive shift of one bias.
 
 Everything is computed in log space: ``log(t*/e + o) = logaddexp(log t* - log e, log o)``.
 
+With ``factors = m > 0`` both logits also get a dot product of an m-vector of
+the node and one of the target (``u_k · w_t``): how efficient a kind of kernel
+is depends on the device (a depthwise convolution on a GPU vs a DSP), which a
+sum of a node term and a target term cannot say. The target's efficiency also
+gets a slope on the kernel's own roofline time (small kernels fill a wide
+device poorly, as NeuSight's wave term says); the slope starts at zero.
+
 Where a target's descriptor lacks P or BW (user targets, unpublished
 specs), the head estimates them: a ridge regression of log P and log BW on
 the target's other (standardized, masked) features, fitted on the training
@@ -40,15 +47,18 @@ COMPUTE, MEMORY, OVERHEAD = 0, 1, 2  # indices into cost_model.roofline.BOUND_LA
 # Prior for log P (FLOP/s) and log BW (bytes/s) when no training target states them: 1 TFLOP/s and
 # 100 GB/s, a mid-range device. Used only with a warning; training corrects it through spec_correction.
 _DEFAULT_LOG_SPECS = (math.log(1e12), math.log(1e11))
+# An overhead is a physical time: between 1e-13 ms and about six days, so an extreme logit cannot overflow exp.
+_LOG_OVERHEAD_RANGE = (-30.0, 20.0)
 
 
 class RooflineHead(nn.Module):
     """Shapes:
-        ``forward(h (S, d), cond (B, d), row (S,), log_flops (S,), log_bytes (S,), log_specs (B, 2))``
-        -> ``(node_log_ms (S,), bound (S,) long)``, ``bound`` indexing ``BOUND_LABELS``.
+        ``forward(h (S, d), cond (B, d), row (E,), log_flops (E,), log_bytes (E,), log_specs (B, 2),
+        node_index (E,) or None)`` -> ``(node_log_ms (E,), bound (E,) long)``, ``bound`` indexing
+        ``BOUND_LABELS``; E = S without ``node_index``.
     """
 
-    def __init__(self, dim: int, num_target_features: int, efficiency_floor: float = 1e-3) -> None:
+    def __init__(self, dim: int, num_target_features: int, efficiency_floor: float = 1e-3, factors: int = 0) -> None:
         super().__init__()
         if not 0.0 < efficiency_floor < 1.0:
             raise ValueError(f"efficiency_floor={efficiency_floor}: expected a value in (0, 1)")
@@ -58,6 +68,13 @@ class RooflineHead(nn.Module):
         self.efficiency_target = nn.Linear(dim, 1, bias=False)
         self.overhead = nn.Linear(dim, 1)
         self.overhead_target = nn.Linear(dim, 1, bias=False)
+        self.factors = factors
+        if factors:
+            self.node_factors = nn.Linear(dim, 2 * factors, bias=False)
+            self.target_factors = nn.Linear(dim, 2 * factors, bias=False)
+            self.size_slope = nn.Linear(dim, 1)
+            nn.init.zeros_(self.size_slope.weight)
+            nn.init.zeros_(self.size_slope.bias)
         self.spec_correction = nn.Linear(dim, 2)
         nn.init.zeros_(self.spec_correction.weight)
         nn.init.zeros_(self.spec_correction.bias)
@@ -111,12 +128,26 @@ class RooflineHead(nn.Module):
         return prior + self.spec_correction(cond)
 
     def forward(self, h: Tensor, cond: Tensor, row: Tensor, log_flops: Tensor, log_bytes: Tensor,
-                log_specs: Tensor) -> tuple[Tensor, Tensor]:
+                log_specs: Tensor, node_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``node_index`` ``(E,)``: the node state of each of the E kernel rows (None: row i is node i);
+        ``row``, ``log_flops``, ``log_bytes`` run over those E rows."""
         log_tstar, compute_bound = roofline_log_ms(log_flops, log_bytes, log_specs[row, 0], log_specs[row, 1])
-        z_eff = self.efficiency(h).squeeze(-1) + self.efficiency_target(cond).squeeze(-1)[row]
+        node_terms = torch.cat([self.efficiency(h), self.overhead(h)], dim=-1)  # (S, 2), gathered once below
+        if self.factors:
+            node_terms = torch.cat([node_terms, self.node_factors(h)], dim=-1)
+        if node_index is not None:
+            node_terms = node_terms[node_index]
+        z_eff = node_terms[:, 0] + self.efficiency_target(cond).squeeze(-1)[row]
+        log_overhead = node_terms[:, 1] + self.overhead_target(cond).squeeze(-1)[row]
+        if self.factors:
+            m = self.factors
+            target_terms = self.target_factors(cond)[row]
+            products = node_terms[:, 2:] * target_terms
+            z_eff = z_eff + products[:, :m].sum(-1) + self.size_slope(cond).squeeze(-1)[row] * log_tstar
+            log_overhead = log_overhead + products[:, m:].sum(-1)
+        log_overhead = log_overhead.clamp(*_LOG_OVERHEAD_RANGE)
         log_eff = torch.logaddexp(torch.full_like(z_eff, self.log_floor), self.log_span + F.logsigmoid(z_eff))
         log_kernel = log_tstar - log_eff
-        log_overhead = self.overhead(h).squeeze(-1) + self.overhead_target(cond).squeeze(-1)[row]
         node_log = torch.logaddexp(log_kernel, log_overhead)
         bound = torch.where(log_overhead > log_kernel, OVERHEAD, torch.where(compute_bound, COMPUTE, MEMORY))
         return node_log, bound

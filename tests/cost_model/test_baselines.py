@@ -302,3 +302,17 @@ def test_registry_names_the_known_baselines():
         make_baseline("mlp", depth=3)
     with pytest.raises(DataError, match="feature 'macs'"):
         FlopsBaseline(feature="macs").fit(GRAPHS, TARGETS, _rows(GRAPHS, TRAIN_KEYS[:5], [GPU]))
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_parameters_round_trip_and_a_second_fit_starts_clean(name):
+    small = {**SMALL[name], "epochs": 5} if name in SMALL else {}
+    model = make_baseline(name, **small)
+    assert type(model)(**model.get_params()).get_params() == model.get_params()
+    with pytest.raises(CheckpointError, match="not fitted"):
+        model.predict(GRAPHS, TARGETS, [(TEST_KEYS[0], SEEN[0])])
+    rows = _rows(GRAPHS, TRAIN_KEYS[:90], SEEN)
+    pairs = [(r[0], r[1]) for r in _rows(GRAPHS, TEST_KEYS, SEEN)]
+    expected = make_baseline(name, **small).fit(GRAPHS, TARGETS, rows).predict(GRAPHS, TARGETS, pairs)
+    model.fit(GRAPHS, TARGETS, _rows(GRAPHS, TRAIN_KEYS[:30], SEEN[:1]))
+    np.testing.assert_array_equal(model.fit(GRAPHS, TARGETS, rows).predict(GRAPHS, TARGETS, pairs), expected)

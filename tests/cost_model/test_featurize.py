@@ -1,5 +1,7 @@
 """Operator text template and numeric features."""
 
+import hashlib
+import json
 import math
 
 import pytest
@@ -9,6 +11,7 @@ from ledg_graphs import branching_dag, other_topological_order
 from cost_model.featurize import (
     FEATURE_NAMES,
     NODE_FEATURE_NAMES,
+    TEXT_TEMPLATE_VERSION,
     feature_schema_hash,
     graph_tensors,
     node_numeric_features,
@@ -130,3 +133,35 @@ def test_graph_tensors():
 def test_schema_hash_is_stable_hex():
     digest = feature_schema_hash()
     assert digest == feature_schema_hash() and len(digest) == 16 and int(digest, 16) >= 0
+
+
+def _template_nodes() -> list[OpNode]:
+    """One node of each kind the featurizer renders: operators, a fused kernel, program loops and blocks."""
+    loop = OpNode(1, "tir.loop.parallel", attrs={"extent": 32, "pragma_auto_unroll_max_step": 64},
+                  outputs=[TensorSpec((32,), "int32")])
+    block = OpNode(2, "tir.block", attrs={"iters": "SSR", "reads": 2, "writes": 1, "scope": "global", "init": True,
+                                          "predicated": False, "read_strides": [0, 1], "write_strides": [1]},
+                   inputs=[TensorSpec((64, 64), "float32")] * 2, outputs=[TensorSpec((64, 64), "float32")],
+                   flops=2 * 64 ** 3, bytes_read=2 * 64 ** 3 * 4, bytes_written=64 ** 3 * 4)
+    fused = OpNode(3, "fused_conv2d_add_relu", members=["relax.nn.conv2d", "relax.add", "relax.nn.relu"],
+                   inputs=[ACT, TensorSpec((16, 16, 1, 1), "float32")], outputs=[ACT], flops=10, macs=5)
+    softmax = OpNode(4, "relax.nn.softmax", attrs={"axis": -1}, inputs=[ACT], outputs=[ACT])
+    return [_conv(), _conv(groups=16), fused, softmax, loop, block]
+
+
+# Checkpoints record the schema hash and are refused when it changes, so a change of the node
+# text or of the features must change the hash: bump TEXT_TEMPLATE_VERSION (text) or edit the
+# feature names, then update both pins here and retrain the shipped checkpoints.
+PINNED_SCHEMA_HASH = "3985a386639e4785"  # what the shipped checkpoints record
+PINNED_TEMPLATE = (1, "ca2d987702715136")
+
+
+def test_feature_schema_hash_is_pinned():
+    assert feature_schema_hash() == PINNED_SCHEMA_HASH
+
+
+def test_node_text_and_features_cannot_change_without_a_new_template_version():
+    rendered = [(node_text(n), [round(v, 6) for v in node_numeric_features(n)]) for n in _template_nodes()]
+    digest = hashlib.sha256(json.dumps(rendered).encode()).hexdigest()[:16]
+    assert (TEXT_TEMPLATE_VERSION, digest) == PINNED_TEMPLATE, (
+        "node text or features changed: bump TEXT_TEMPLATE_VERSION, update the pins and retrain checkpoints")

@@ -103,7 +103,42 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     resumed.fit(graphs, TARGETS, rows, val_rows, resume_dir=resume)
     assert len(validations) == 2  # epochs 0 and 1 were not trained again
     assert [h["epoch"] for h in resumed.history_] == [0, 1, 2, 3]
-    np.testing.assert_allclose(resumed.predict(graphs, TARGETS, pairs), straight, rtol=1e-5)
+    np.testing.assert_array_equal(resumed.predict(graphs, TARGETS, pairs), straight)
+
+
+def test_a_second_fit_starts_clean():
+    from cost_model.adapt import adapt
+
+    graphs, rows = _data(0)
+    fresh = _small(epochs=2).fit(graphs, TARGETS, rows)
+    again = _small(epochs=2).fit(graphs, TARGETS, rows[:20])
+    new = targets.load("galaxy-a50-tflite")
+    keys = sorted(graphs)[:3]
+    adapt(again, new, [(k, 2.0 * graphs[k].total_flops / 1e6) for k in keys], graphs, offset=False)
+    assert again.adaptations_
+    again.fit(graphs, TARGETS, rows)
+    assert again.adaptations_ == {} and [h["epoch"] for h in again.history_] == [0, 1]
+    assert again.history_ == fresh.history_ and again.data_summary_ == fresh.data_summary_
+    for key, value in fresh.model_.state_dict().items():
+        assert torch.equal(value, again.model_.state_dict()[key]), key
+
+
+def test_constructor_parameters_keep_their_names():
+    cfg = TrainConfig(epochs=3)
+    cache = {}
+    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 16}, model={"dim": 16}, train=cfg,
+                             feature_cache=cache, granularity="program")
+    assert model.get_params() == {"encoder": {"kind": "builtin", "dim": 16}, "model": {"dim": 16}, "train": cfg,
+                                  "feature_cache": cache, "granularity": "program"}
+    assert LatencyPredictor(**model.get_params()).get_params() == model.get_params()
+
+
+def test_a_loaded_checkpoint_reports_the_parameters_that_rebuild_it(tmp_path):
+    graphs, rows = _data(0)
+    _small(epochs=1).fit(graphs, TARGETS, rows).save_pretrained(tmp_path / "c")
+    loaded = LatencyPredictor.from_pretrained(tmp_path / "c")
+    rebuilt = LatencyPredictor(**loaded.get_params()).fit(graphs, TARGETS, rows)
+    assert rebuilt.model_.config == loaded.model_.config and loaded.model["dim"] == 16
 
 
 def test_resume_state_of_another_run_is_refused(tmp_path):

@@ -155,6 +155,37 @@ def test_featurizer_and_predictor_accept_program_graphs():
     assert pred.shape == (4,) and np.isfinite(pred).all() and (pred > 0).all()
 
 
+def test_fine_tuning_steps_from_the_current_weights_and_keeps_the_training_history():
+    func = matmul()
+    schedules = [tiled(func, ti, tj, par, True) for ti in (2, 8, 32) for tj in (4, 16) for par in (False, True)]
+    graphs = {f"s{i}": program_graph(s.mod["main"]) for i, s in enumerate(schedules)}
+    desc = targets.load(TARGET)
+    truth = {k: 0.5 + 0.25 * i for i, k in enumerate(graphs)}
+
+    def start() -> LeDGCostModel:
+        model = LatencyPredictor(encoder={"kind": "builtin", "dim": 16, "vocab_size": 256},
+                                 model={"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0},
+                                 train=TrainConfig(epochs=1, batch_size=4), granularity="program")
+        model.fit(graphs, {TARGET: desc}, [(k, TARGET, 1.0) for k in graphs])
+        cost = LeDGCostModel(desc, checkpoint=model, online=OnlineConfig(retrain_first=0, steps=40, batch_size=8))
+        cost.graphs_ = graphs
+        cost.records_ = [("w0" if i < 6 else "w1", k, ms) for i, (k, ms) in enumerate(truth.items())]
+        return cost
+
+    def error(cost: LeDGCostModel) -> float:
+        pred = cost.predictor_.predict(graphs, {TARGET: desc}, [(k, TARGET) for k in graphs])
+        return float(np.sqrt(np.mean((np.log(pred) - np.log(list(truth.values()))) ** 2)))
+
+    tuned, again = start(), start()
+    before, history = error(tuned), list(tuned.predictor_.history_)
+    for cost in (tuned, again):
+        cost._train()
+    assert error(tuned) < 0.5 * before, (before, error(tuned))
+    assert tuned.predictor_.history_ == history  # online steps are not epochs of the recorded training
+    weights = again.predictor_.model_.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in tuned.predictor_.model_.state_dict().items())
+
+
 def test_online_schedule_trains_often_first_then_every_k():
     cfg = OnlineConfig(retrain_first=3, retrain_every=4)
     assert [u for u in range(1, 16) if cfg.due(u)] == [1, 2, 3, 7, 11, 15]

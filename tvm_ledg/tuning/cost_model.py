@@ -42,12 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 import targets as target_registry
 from cost_model.graph import OpGraph, read_json, write_text_atomic
-from cost_model.losses import latency_loss
 from cost_model.predictor import LatencyPredictor, TrainConfig
+from cost_model.trainer import LoopSettings, run_training
 from targets.errors import CheckpointError, DataError
 from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import derived_object, ms, structural_hash
@@ -235,30 +234,21 @@ class LeDGCostModel(ms.cost_model.PyCostModel):
         return predictor.fit(self.graphs_, {self.target.name: self.target}, rows)
 
     def _fine_tune(self, rows: list[tuple[str, str, float]]) -> None:
-        """``steps`` AdamW steps from the current weights; ranking pairs only within a workload."""
+        """``steps`` AdamW steps from the current weights, each on ``batch_size`` records drawn without
+        replacement (one-batch epochs of the shared loop); ranking pairs only within a workload."""
         cfg, predictor = self.online, self.predictor_
         workloads = {w: i for i, w in enumerate(sorted({w for w, _, _ in self.records_}))}
-        group = torch.tensor([workloads[w] for w, _, _ in self.records_])
-        y = torch.tensor([r[2] for r in rows], dtype=torch.float32)
-        model, encoder = predictor.model_, predictor.encoder_
-        params = [*model.parameters(), *(encoder.parameters() if encoder.trainable else [])]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
-        rng = np.random.default_rng([cfg.seed, self.updates_])
-        torch.manual_seed(cfg.seed * 100_003 + self.updates_)
-        model.train()
-        encoder.train(encoder.trainable)
+        task = predictor.training_task(self.graphs_, {self.target.name: self.target}, rows,
+                                       groups=[workloads[w] for w, _, _ in self.records_],
+                                       rank_weight=cfg.rank_weight, history=[])
+        settings = LoopSettings(epochs=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=1e-4,
+                                optimizer="adamw", clip_norm=1.0, seed=cfg.seed * 100_003 + self.updates_,
+                                rows_per_epoch=min(cfg.batch_size, len(rows)))
         try:
-            for _ in range(cfg.steps):
-                idx = rng.choice(len(rows), size=min(cfg.batch_size, len(rows)), replace=False)
-                out = predictor.forward([rows[i][0] for i in idx], [self.target] * len(idx), self.graphs_)
-                loss = latency_loss(out, y[idx], group[idx], rank_weight=cfg.rank_weight).total
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
+            run_training(task, settings, describe="fine-tune", log_level=logging.DEBUG)
         finally:
-            model.eval()
-            encoder.eval()
+            predictor.model_.eval()
+            predictor.encoder_.eval()
 
 
 def _workload_key(context: Any) -> str:

@@ -1,0 +1,53 @@
+"""Data-parallel training under ``torchrun``: the process group, this process's rank, who writes.
+
+``torchrun --nproc_per_node N`` starts N copies of a command with ``RANK``,
+``WORLD_SIZE`` and ``MASTER_ADDR``/``MASTER_PORT`` set. ``init_from_environment``
+joins them into one process group (gloo on CPU, NCCL when training on CUDA);
+started without ``torchrun`` it does nothing and every helper here answers as
+for a single process, so library code calls them unconditionally.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch.distributed as dist
+
+__all__ = ["init_from_environment", "rank", "world_size", "is_main_process", "barrier", "shutdown"]
+
+
+def init_from_environment(device: str = "cpu") -> bool:
+    """Join the process group ``torchrun`` describes; False (and nothing done) outside ``torchrun``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return True
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if _active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if _active() else 1
+
+
+def is_main_process() -> bool:
+    """Only this process writes checkpoints, resume state and output."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every process (a no-op for one), e.g. until rank 0 has written a file the others read."""
+    if _active():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group, if this process joined one."""
+    if _active():
+        dist.destroy_process_group()
