@@ -189,10 +189,14 @@ class LatencyPredictor(LatencyEstimator):
             keys = list(distinct)
         batch = collate([self._graph(k, graphs) for k in keys], self.model_.config.relations)
         node_emb = self.encoder_(batch.texts)
-        target_emb = self.encoder_([d.to_text() for d in descs])
-        feats = [d.to_features() for d in descs]
-        values = torch.tensor([f[0] for f in feats], dtype=torch.float32)
-        mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)
+        # a batch repeats a few targets over many rows: embed and featurize each distinct one once
+        distinct_descs = list({id(d): d for d in descs}.values())
+        row_of = {id(d): i for i, d in enumerate(distinct_descs)}
+        index = torch.tensor([row_of[id(d)] for d in descs], dtype=torch.long)
+        target_emb = self.encoder_([d.to_text() for d in distinct_descs])[index]
+        feats = [d.to_features() for d in distinct_descs]
+        values = torch.tensor([f[0] for f in feats], dtype=torch.float32)[index]
+        mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)[index]
         if offsets is None and self.adaptations_:
             offsets = self._stored_offsets(descs)
         known = self._known_offsets(descs)
