@@ -53,7 +53,9 @@ RECIPES: dict[str, dict[str, float]] = {
     # Adreno 630: 768 FP32 units of the Adreno 640 / 1.5, at 0.71 GHz; fp16 at twice the rate
     "pixel3xl-tflite-gpu": {"peak_tops.fp32": 512 * 2 * 0.71e9 / 1e12, "peak_tops.fp16": 2 * 512 * 2 * 0.71e9 / 1e12,
                             "memory.bandwidth_gbps": dram_bandwidth_gbps(3733, 64)},
-    "pixel3-tflite": {"memory.bandwidth_gbps": dram_bandwidth_gbps(3733, 64)},
+    "pixel3-tflite": {"peak_tops.fp32": derived_peak_tops([Cluster("cortex-a75", 4, 2.8), Cluster("cortex-a55", 4, 1.8)],
+                                                          "fp32"),
+                      "memory.bandwidth_gbps": dram_bandwidth_gbps(3733, 64)},
 }
 
 # Targets whose spec sheets do not settle a roofline input, with the reason their notes give. Filling
@@ -66,7 +68,6 @@ UNRESOLVED: dict[str, str] = {
     "galaxy-a50-tflite": "no cited Cortex-A73/A53 FLOP/cycle or Exynos 9610 memory figures",
     "galaxy-s7-tflite": "SoC unknown (Exynos 8890 or Snapdragon 820)",
     "ncs2-openvino-vpu": "Myriad X: '1 TOPS' of unnamed precision, no memory bandwidth",
-    "pixel3-tflite": "no cited Cortex-A75 FLOP/cycle",
     "snapdragon855-cpu-int8": "no cited int8 dot-product throughput for Cortex-A76/A55",
     "snapdragon855-dsp-int8": "no int8 peak published for the Hexagon 690 alone",
     "snapdragon855-gpu-int8": "no int8 rate published for the Adreno 640",
@@ -117,7 +118,8 @@ def test_unknown_row_or_uncited_precision_is_an_error():
 
 def test_every_table_row_is_cited_and_positive():
     table = load_microarchitectures()
-    assert {"skylake-sp-avx512-2fma", "skylake-sp-avx512-1fma", "zen3", "cortex-a76", "cortex-a55"} <= set(table)
+    assert {"skylake-sp-avx512-2fma", "skylake-sp-avx512-1fma", "zen3", "cortex-a76", "cortex-a75", "cortex-a55",
+            "cortex-a53"} <= set(table)
     for row in table.values():
         assert row.sources and all(s.strip() for s in row.sources), row.name
         assert row.ops_per_cycle["fp32"] and row.ops_per_cycle["fp32"] > 0, row.name
