@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tvm_ledg", "tvm_ledg.*", "cost_model", "cost_model.*", "targets", "targets.*"]),
-    package_data={"targets": ["descriptors/*.yaml"], "cost_model": ["checkpoints/**/*"]},
+    package_data={"targets": ["descriptors/*.yaml", "microarchitectures.yaml"], "cost_model": ["checkpoints/**/*"]},
     include_package_data=True,
     # Compatible ranges for users; CI installs the exact pins of requirements-ci.txt.
     install_requires=[

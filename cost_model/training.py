@@ -54,7 +54,7 @@ from cost_model.measurement_store import MeasurementStore
 from cost_model.predictor import LatencyPredictor, Row, TrainConfig
 from cost_model.tuning_records import read_tuning_records
 from cost_model.tuning_records import training_rows as tuning_rows
-from targets.errors import DataError
+from targets.errors import DataError, TargetError
 from targets.schema import TargetDescriptor
 
 __all__ = ["RunConfig", "LatencyData", "load_run_config", "load_latency_data", "train_from_config"]
@@ -174,7 +174,7 @@ def load_latency_data(config: RunConfig) -> LatencyData:
     descs: dict[str, TargetDescriptor] = {}
     in_store: dict[str, bool] = {}
     for table in tables:
-        descs[table.target_alias] = measured_descs.get(table.target_alias) or targets.load(table.target_alias)
+        descs[table.target_alias] = _descriptor_for(table.target_alias, measured_descs)
         per_split: dict[str, list[Row]] = {"train": [], "val": [], "test": []}
         for arch, ms, ok in zip(table.archs, table.latency_ms, table.valid):
             if not ok:
@@ -198,6 +198,28 @@ def load_latency_data(config: RunConfig) -> LatencyData:
         raise DataError(f"{config.source}: no measured architecture has a graph in {data.get('graph_store')}; "
                         "run `tvm-ledg graphs` on the architectures first")
     return LatencyData(store, descs, rows, missing)
+
+
+def _descriptor_for(alias: str, measured: Mapping[str, TargetDescriptor]) -> TargetDescriptor:
+    """The descriptor to train a target's rows with.
+
+    Measured datasets embed the descriptor they were collected under. When the registered
+    descriptor of the same name refines it (the same setting with more specs filled in, e.g.
+    peak compute or bandwidth added later), the registered one is used so training sees the
+    new numbers; the stored one otherwise (a user's target, or a changed setting).
+    """
+    stored = measured.get(alias)
+    if stored is None:
+        return targets.load(alias)
+    try:
+        registered = targets.load(stored.name)
+    except TargetError:
+        return stored
+    if registered.content_hash() != stored.content_hash() and registered.refines(stored):
+        log.info("target %s: using the registered descriptor, which refines the one stored with its measurements",
+                    stored.name)
+        return registered
+    return stored
 
 
 @dataclass

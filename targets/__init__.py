@@ -2,7 +2,9 @@
 
 ``targets.load(name_or_alias_or_path)`` returns a validated ``TargetDescriptor``;
 ``targets.list()`` names the shipped ones. A user target is just a YAML file
-passed by path. This package imports neither torch nor TVM.
+passed by path. ``targets.peaks`` derives peak compute and memory bandwidth where no
+spec sheet gives them and lists what a descriptor lacks for the latency model's roofline.
+This package imports neither torch nor TVM.
 """
 
 from targets.errors import TargetError

@@ -36,6 +36,14 @@ Schema, version 1 (``*`` = key required; ``!`` = value must not be null)::
                       required iff runtime == "tvm"
     notes             free text (caveats, provenance)
     sources           list of citations, one per line
+    derived           field paths whose values are computed rather than read off a spec sheet
+                      (``peak_tops.<key>``, ``memory.bandwidth_gbps``): cores x clock x operations
+                      per cycle from ``targets/microarchitectures.yaml``, or memory transfer rate x
+                      bus width; the notes say which inputs were used (``targets.peaks``)
+
+Peak compute and memory bandwidth feed the latency model's roofline bound; use
+:meth:`TargetDescriptor.peak_flops_per_s` and
+:meth:`TargetDescriptor.memory_bandwidth_bytes_per_s` rather than reading the fields.
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ __all__ = [
     "PEAK_KEYS",
     "TVM_TUNERS",
     "FEATURE_NAMES",
+    "DERIVABLE_FIELDS",
     "Memory",
     "Cache",
     "TvmConfig",
@@ -148,7 +157,10 @@ _ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 # Fields that document a descriptor but do not change what was measured; they are
 # left out of content_hash() so fixing a typo in a note keeps database keys valid.
-_UNHASHED_FIELDS = ("aliases", "notes", "sources")
+_UNHASHED_FIELDS = ("aliases", "notes", "sources", "derived")
+
+#: Field paths a descriptor may list under ``derived``: the roofline inputs.
+DERIVABLE_FIELDS: tuple[str, ...] = tuple(f"peak_tops.{k}" for k in PEAK_KEYS) + ("memory.bandwidth_gbps",)
 
 
 # ----------------------------------------------------------------------------- data
@@ -212,6 +224,7 @@ class TargetDescriptor:
     tvm: TvmConfig | None = None
     notes: str | None = None
     sources: tuple[str, ...] = ()
+    derived: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
     # -- construction / serialization ------------------------------------------------
@@ -251,6 +264,7 @@ class TargetDescriptor:
             "tvm": None,
             "notes": self.notes,
             "sources": list(self.sources),
+            "derived": list(self.derived),
         }
         if self.tvm is not None:
             d["tvm"] = {
@@ -267,8 +281,8 @@ class TargetDescriptor:
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of everything that defines the setting.
 
-        ``aliases``, ``notes`` and ``sources`` are excluded: they document the
-        descriptor without changing what was measured.
+        ``aliases``, ``notes``, ``sources`` and ``derived`` are excluded: they document
+        the descriptor without changing what was measured.
         """
         d = self.to_dict()
         for key in _UNHASHED_FIELDS:
@@ -278,6 +292,34 @@ class TargetDescriptor:
 
     def __hash__(self) -> int:
         return hash(self.content_hash())
+
+    # -- roofline inputs ---------------------------------------------------------------
+
+    def peak_flops_per_s(self) -> float | None:
+        """Peak operations per second at the descriptor's precision (fp32 when it is null); None if unknown.
+
+        ``fp16`` reads ``peak_tops.fp16``, the vector (non-tensor-core) rate, never
+        ``fp16_tensor``: no shipped setting states that its runtime used tensor cores, and for
+        kernels that do not use them a tensor-core peak makes the compute bound an order of
+        magnitude too optimistic. The learned efficiency absorbs the rest.
+        """
+        value = self.peak_tops.get(self.precision or "fp32")
+        return None if value is None else value * 1e12
+
+    def memory_bandwidth_bytes_per_s(self) -> float | None:
+        """Main-memory bandwidth in bytes per second; None if unknown."""
+        bw = self.memory.bandwidth_gbps
+        return None if bw is None else bw * 1e9
+
+    def refines(self, other: "TargetDescriptor") -> bool:
+        """True when ``self`` is ``other`` with some of its unknown (null or absent) specs filled in.
+
+        Every hashed field known in ``other`` must be equal in ``self``; documentation
+        fields (notes, sources, aliases, derived) are ignored. Used to read measurements
+        stored under an older, less complete descriptor of the same setting.
+        """
+        mine, theirs = _hashed_leaves(self), _hashed_leaves(other)
+        return all(value is None or mine.get(path) == value for path, value in theirs.items())
 
     # -- model inputs ------------------------------------------------------------------
 
@@ -382,6 +424,24 @@ class TargetDescriptor:
         values.append(1.0 if self.tvm is not None and self.tvm.tuned else 0.0)
         mask.append(1.0 if self.tvm is not None else 0.0)
         return values, mask
+
+
+def _hashed_leaves(desc: TargetDescriptor) -> dict[str, Any]:
+    """``{"memory.bandwidth_gbps": 484.0, ...}``: the hashed fields flattened to dotted paths."""
+    d = desc.to_dict()
+    for key in _UNHASHED_FIELDS:
+        del d[key]
+    leaves: dict[str, Any] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict) and path != "tvm.target":
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else k)
+        else:
+            leaves[path] = value
+
+    walk(d, "")
+    return leaves
 
 
 def _peak_fp16(d: TargetDescriptor) -> float | None:
@@ -609,6 +669,7 @@ _TOP_SPEC: Spec = {
     "tvm": (_section(_TVM_SPEC), False, True),
     "notes": (_string, False, True),
     "sources": (_string_list(_string), False, False),
+    "derived": (_string_list(_enum(DERIVABLE_FIELDS)), False, False),
 }
 
 
@@ -655,6 +716,10 @@ def _parse(data: Any, origin: str) -> TargetDescriptor:
         cores = tvm.target.get("num-cores")
         if cores is not None and cores != d.get("threads"):
             raise _fail(origin, "tvm.target.num-cores", f"{cores!r} disagrees with threads={d.get('threads')!r}")
+    for i, path in enumerate(d.get("derived") or ()):
+        section, key = path.split(".")
+        if (d.get(section) or {}).get(key) is None:
+            raise _fail(origin, f"derived[{i}]", f"{path!r} is marked derived but has no value")
     base, boost = d.get("base_clock_ghz"), d.get("clock_ghz")
     if base is not None and boost is not None and base > boost:
         raise _fail(origin, "base_clock_ghz", f"{base:g} exceeds clock_ghz {boost:g} (clock_ghz is the maximum clock)")
@@ -686,4 +751,5 @@ def _parse(data: Any, origin: str) -> TargetDescriptor:
         tvm=tvm,
         notes=d.get("notes"),
         sources=tuple(d.get("sources") or ()),
+        derived=tuple(d.get("derived") or ()),
     )

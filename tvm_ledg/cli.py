@@ -118,6 +118,10 @@ def _cmd_targets(args: argparse.Namespace) -> int:
         print(f"# text: {desc.to_text()}", file=sys.stderr)
         return 0
     print(f"{args.name}: valid ({desc.name}, hash {desc.content_hash()})")
+    from targets.peaks import roofline_gaps
+
+    for gap in roofline_gaps(desc):
+        print(f"warning: {gap}", file=sys.stderr)
     return 0
 
 
@@ -620,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts = tsub.add_parser("show", help="show one target (name, alias or YAML path)")
     ts.add_argument("name", help="target name, alias (help:pixel3) or YAML file")
     ts.add_argument("--json", action="store_true", help="print the descriptor as JSON instead of YAML")
-    tv = tsub.add_parser("validate", help="validate a target YAML file")
+    tv = tsub.add_parser("validate", help="validate a target YAML file; warn (exit 0) when it lacks the peak "
+                         "compute or memory bandwidth the latency model's roofline bound needs")
     tv.add_argument("name", metavar="FILE", help="target descriptor YAML file")
     t.set_defaults(func=_cmd_targets)
     return parser

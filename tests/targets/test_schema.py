@@ -189,6 +189,73 @@ def test_content_hash_ignores_documentation_fields(minimal):
     before = _desc(minimal).content_hash()
     minimal.update(notes="measured on a Tuesday", sources=["somewhere"], aliases=["lab:board"])
     assert _desc(minimal).content_hash() == before
+    minimal.update(peak_tops={"fp32": 1.0})
+    with_peak = _desc(minimal).content_hash()
+    minimal.update(derived=["peak_tops.fp32"])
+    assert _desc(minimal).content_hash() == with_peak
+
+
+# ------------------------------------------------------------------------ roofline inputs
+
+
+def test_derived_lists_filled_roofline_fields(minimal):
+    minimal.update(peak_tops={"fp32": 0.5}, memory={"bandwidth_gbps": 25.6},
+                   derived=["peak_tops.fp32", "memory.bandwidth_gbps"])
+    d = _desc(minimal)
+    assert d.derived == ("peak_tops.fp32", "memory.bandwidth_gbps")
+    assert TargetDescriptor.from_dict(d.to_dict()) == d
+
+
+@pytest.mark.parametrize(
+    "derived, match",
+    [(["peak_tops.fp16"], r"field 'derived\[0\]': 'peak_tops.fp16' is marked derived but has no value"),
+     (["memory.bandwidth_gbps"], r"field 'derived\[0\]': 'memory.bandwidth_gbps' is marked derived"),
+     (["clock_ghz"], r"field 'derived\[0\]': expected one of peak_tops.fp64"),
+     (["peak_tops.fp32", "peak_tops.fp32"], r"field 'derived\[1\]': duplicate entry")],
+)
+def test_derived_must_name_a_filled_roofline_field(minimal, derived, match):
+    minimal.update(peak_tops={"fp32": 0.5}, derived=derived)
+    with pytest.raises(TargetError, match=match):
+        _desc(minimal)
+
+
+@pytest.mark.parametrize(
+    "precision, peaks, expected",
+    [("fp32", {"fp32": 2.0}, 2e12),
+     (None, {"fp32": 2.0, "fp16": 4.0}, 2e12),                    # unknown precision: fp32
+     ("fp16", {"fp32": 2.0, "fp16": 4.0, "fp16_tensor": 64.0}, 4e12),  # vector rate, not tensor cores
+     ("int8", {"fp32": 2.0}, None),                               # no int8 peak: unknown, not fp32
+     ("fp16", {"fp16_tensor": 64.0}, None)],
+)
+def test_peak_flops_per_s_reads_the_precision(minimal, precision, peaks, expected):
+    minimal.update(precision=precision, peak_tops=peaks)
+    assert _desc(minimal).peak_flops_per_s() == expected
+
+
+def test_memory_bandwidth_bytes_per_s(minimal):
+    assert _desc(minimal).memory_bandwidth_bytes_per_s() is None
+    minimal["memory"] = {"bandwidth_gbps": 25.6}
+    assert _desc(minimal).memory_bandwidth_bytes_per_s() == pytest.approx(25.6e9)
+
+
+def test_refines_accepts_filled_nulls_only(minimal):
+    old = _desc(minimal)
+    minimal.update(peak_tops={"fp32": 0.5}, memory={"bandwidth_gbps": 25.6, "type": "LPDDR4"},
+                   notes="new note", sources=["a spec sheet"], derived=["peak_tops.fp32"])
+    new = _desc(minimal)
+    assert new.refines(old) and old.refines(old)
+    assert not old.refines(new)                         # dropping known specs is not a refinement
+    minimal["batch_size"] = 8
+    assert not _desc(minimal).refines(old)              # a changed known field is another setting
+    minimal.update(batch_size=1, peak_tops={"fp32": 0.6})
+    assert not _desc(minimal).refines(new)              # a changed peak too
+
+
+def test_refines_compares_the_tvm_target_whole(minimal):
+    minimal.update(runtime="tvm", threads=1, tvm={"target": {"kind": "llvm"}, "tuned": False})
+    generic = _desc(minimal)
+    minimal["tvm"]["target"]["mcpu"] = "znver3"
+    assert not _desc(minimal).refines(generic)
 
 
 # ------------------------------------------------------------------------ text

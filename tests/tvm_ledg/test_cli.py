@@ -32,6 +32,22 @@ def test_targets_list_show_validate(tmp_path, capsys):
     assert err.startswith("error:") and "bad.yaml" in err and len(err.strip().splitlines()) == 1
 
 
+def test_targets_validate_warns_about_missing_roofline_inputs(tmp_path, capsys):
+    board = tmp_path / "board.yaml"
+    board.write_text("schema_version: 1\nname: board\ndevice_class: embedded-cpu\nmodel: Board\n"
+                     "runtime: tflite\nprecision: int8\nbatch_size: 1\npeak_tops: {fp32: 0.1}\n")
+    assert main(["targets", "validate", str(board)]) == 0
+    captured = capsys.readouterr()
+    assert "valid (board" in captured.out
+    warnings = captured.err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: board:") for w in warnings)
+    assert "no peak_tops.int8" in warnings[0] and "learned estimate" in warnings[0] and "derive" in warnings[0]
+    assert "no memory.bandwidth_gbps" in warnings[1] and "transfer rate x bus width" in warnings[1]
+    board.write_text(board.read_text().replace("fp32: 0.1", "int8: 0.4") + "memory: {bandwidth_gbps: 12.8}\n")
+    assert main(["targets", "validate", str(board)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
