@@ -56,7 +56,6 @@ SPEC_FEATURE_NAMES: tuple[str, ...] = (
 """Target features that *are* the roofline specs: an estimate of a missing spec must not read them."""
 
 _PRECISION_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
-_TERA, _GIGA = 1e12, 1e9
 _LOG_MS_PER_S = math.log(1e3)
 
 
@@ -97,22 +96,14 @@ class TargetRoofline:
 
 
 def target_roofline(desc: TargetDescriptor) -> TargetRoofline:
-    """Read peak and bandwidth from the descriptor, for the precision the target runs at.
+    """The descriptor's peak and bandwidth for the precision the target runs at.
 
-    A null precision is read as fp32 (the graphs' own dtype); fp16 takes the
-    larger of the plain and tensor-core peaks, since frameworks use tensor
-    cores for fp16 convolutions and matmuls whenever the hardware has them.
+    The precision rules (null reads as fp32; fp16 is the plain, not the tensor-core,
+    rate) are the descriptor's own: ``TargetDescriptor.peak_flops_per_s``.
     """
-    precision = desc.precision or "fp32"
-    if precision == "fp16":
-        known = [v for v in (desc.peak_tops.get("fp16"), desc.peak_tops.get("fp16_tensor")) if v is not None]
-        tops = max(known) if known else None
-    else:
-        tops = desc.peak_tops.get(precision)
-    bandwidth = desc.memory.bandwidth_gbps
     return TargetRoofline(
-        peak_flops=None if tops is None else float(tops) * _TERA,
-        bandwidth=None if bandwidth is None else float(bandwidth) * _GIGA,
+        peak_flops=desc.peak_flops_per_s(),
+        bandwidth=desc.memory_bandwidth_bytes_per_s(),
         batch_size=desc.batch_size,
         elem_bytes=_PRECISION_BYTES.get(desc.precision) if desc.precision is not None else None,
     )

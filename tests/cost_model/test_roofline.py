@@ -46,7 +46,7 @@ def _target(name: str = "toy", *, tops: dict | None = None, bandwidth: float | N
             precision: str | None = "fp16") -> TargetDescriptor:
     return TargetDescriptor.from_dict({
         "schema_version": 1, "name": name, "device_class": "desktop-gpu", "model": "Toy GPU",
-        "peak_tops": {"fp32": 0.5, "fp16": 0.25, "fp16_tensor": 1.0} if tops is None else tops,
+        "peak_tops": {"fp32": 0.5, "fp16": 1.0, "fp16_tensor": 4.0} if tops is None else tops,
         "memory": {"bandwidth_gbps": bandwidth}, "runtime": "pytorch", "precision": precision, "batch_size": batch,
     })
 
@@ -69,7 +69,7 @@ def test_graph_tensors_refuse_work_of_the_wrong_shape():
 
 
 def test_target_numbers_follow_the_precision():
-    fp16 = target_roofline(_target())
+    fp16 = target_roofline(_target())  # the plain fp16 rate: no setting states that it used tensor cores
     assert (fp16.peak_flops, fp16.bandwidth, fp16.batch_size, fp16.elem_bytes) == (1e12, 1e12, 32, 2)
     fp32 = target_roofline(_target(precision=None, batch=None))  # null precision is read as fp32
     assert (fp32.peak_flops, fp32.batch_size, fp32.elem_bytes) == (0.5e12, None, None)
