@@ -28,7 +28,7 @@ PHONE, PHONE2 = "pixel3-tflite", "pixel4-tflite-cpu"
 TARGETS = {n: targets.load(n) for n in (GPU, GPU2, GPU3, PHONE, PHONE2)}
 # ms = factor * MFLOPs + overhead * nodes: GPUs are fast per FLOP but pay per kernel launch
 LAW = {GPU: (0.002, 0.05), GPU2: (0.0015, 0.04), GPU3: (0.0025, 0.05), PHONE: (0.08, 0.01), PHONE2: (0.05, 0.01)}
-SMALL = {"mlp": {"hidden": 32, "epochs": 40, "lr": 3e-3, "batch_size": 32},
+SMALL = {"mlp": {"hidden": 32, "epochs": 40, "lr": 3e-3, "batch_size": 32, "patience": 40},
          "graphsage": {"dim": 16, "layers": 2, "epochs": 25, "lr": 5e-3, "batch_size": 32, "patience": 10}}
 
 
