@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,9 +369,11 @@ class LatencyPredictor:
         })
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], *, granularity: str | None = None) -> "LatencyPredictor":
+    def from_pretrained(cls, directory: str | os.PathLike[str], *, granularity: str | None = None,
+                        feature_cache: MutableMapping[str, GraphTensors] | None = None) -> "LatencyPredictor":
         """Load a checkpoint; ``granularity`` ("network" or "program"), when given, must match the one it was
-        trained for, since a program-level model returns plausible-looking nonsense for whole networks."""
+        trained for, since a program-level model returns plausible-looking nonsense for whole networks.
+        ``feature_cache`` as in the constructor (a bounded mapping keeps a long-lived predictor's memory flat)."""
         state, config = load_checkpoint(directory)
         source = Path(directory) / "config.json"
         check_compatible(config, _schemas(), source=str(directory))
@@ -389,7 +391,7 @@ class LatencyPredictor:
         encoder = config["encoder"]
         encoder_spec = config_field(encoder, "config", (dict, str), source, where="encoder")
         encoder_id = config_field(encoder, "id", str, source, where="encoder")
-        self = cls(encoder=encoder_spec, train=train, granularity=found)
+        self = cls(encoder=encoder_spec, train=train, granularity=found, feature_cache=feature_cache)
         try:
             self.encoder_ = make_encoder(encoder_spec)
             self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))
