@@ -91,3 +91,26 @@ def test_feature_cache_keeps_the_most_recent_graphs():
     for i in range(5):
         cache[str(i)] = i
     assert list(cache) == ["2", "3", "4"]
+
+
+def test_cli_prints_small_tables_and_writes_large_ones(checkpoint, tmp_path, capsys):
+    from tvm_ledg.cli import main
+
+    listing = tmp_path / "many.txt"
+    listing.write_text("\n".join(SPECS) + "\n")  # 24 models x 3 targets = 72 rows, over the printing limit
+    three = [*TARGETS, "galaxy-a50-tflite"]
+    base = ["predict", f"@{listing}", "-t", *three, "--checkpoint", str(checkpoint)]
+    assert main([*base, "--csv", str(tmp_path / "p.csv"), "--json", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr()
+    assert SPECS[0] not in out.out and "latency ms" not in out.out  # no row per model
+    with (tmp_path / "p.csv").open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == 72
+    import json
+
+    assert len(json.loads((tmp_path / "p.json").read_text())) == 72
+    assert main(base) == 0
+    assert "72 predictions" in capsys.readouterr().err
+    assert main([*base, "--show"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 73  # header + one row per prediction
+    assert main(["predict", SPECS[0], "-t", *TARGETS, "--checkpoint", str(checkpoint)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
