@@ -114,3 +114,13 @@ def test_cli_prints_small_tables_and_writes_large_ones(checkpoint, tmp_path, cap
     assert len(capsys.readouterr().out.splitlines()) == 73  # header + one row per prediction
     assert main(["predict", SPECS[0], "-t", *TARGETS, "--checkpoint", str(checkpoint)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_the_prediction_path_imports_neither_scipy_nor_tvm():
+    """Both cost a cold `tvm-ledg predict` seconds; a space string needs neither."""
+    import subprocess
+
+    code = ("import sys; import tvm_ledg.cli, tvm_ledg.predict, cost_model.predictor, tvm_ledg.spaces.synth; "
+            "print(sorted(m for m in ('scipy', 'tvm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
