@@ -169,18 +169,37 @@ def _measuring(specs: list[str]) -> float:
 
 
 def _run_cli(argv: list[str], cache_root: Path) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one ``tvm-ledg`` process with its own cache root."""
+    """Wall seconds and peak resident MiB of one ``tvm-ledg`` process with its own cache root.
+
+    The peak is the child's ``VmHWM``, polled until it exits: ``wait4``'s ``ru_maxrss``
+    would report this (larger) process's peak, inherited through ``fork``.
+    """
     env = {**os.environ, "TVM_LEDG_CACHE_DIR": str(cache_root)}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "tvm_ledg.cli", *argv], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"tvm-ledg {' '.join(argv[:3])} ... failed ({proc.returncode}): {stderr.decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "tvm_ledg.cli", *argv], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        peak_kib = 0
+        while proc.poll() is None:
+            peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        if proc.returncode:
+            err.seek(0)
+            raise SystemExit(f"tvm-ledg {' '.join(argv[:3])} ... failed ({proc.returncode}): "
+                             f"{err.read().decode()[-2000:]}")
+    return elapsed, peak_kib / 1024
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """Peak resident set of a running process (``/proc/PID/status``), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _goal(value: float, goal: float, higher_is_better: bool = True) -> str:
