@@ -39,7 +39,7 @@ __all__ = ["DEFAULT_CHECKPOINT", "LatencyPrediction", "PredictionTable", "load_p
            "predict_latency", "predict_table", "read_measurements"]
 
 DEFAULT_CHECKPOINT = Path(cost_model.__file__).resolve().parent / "checkpoints" / "ledg-default"
-FEATURE_CACHE_GRAPHS = 4096  # featurized graphs kept per predictor (~50 KB each for NB201)
+FEATURE_CACHE_GRAPHS = 1024  # featurized graphs kept per predictor (~90 KB each for NB201: 4096 cost 0.3 GiB more)
 CHUNK_MODELS = 1024  # models resolved, featurized and predicted together by predict_table
 
 
