@@ -30,6 +30,7 @@ import itertools
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -326,6 +327,7 @@ def main() -> None:
                   {"target": TARGET, "threads": args.threads, "spaces": results, "template_s": template_s,
                    "cold_predict": cold, "all_nb201_cli": all_nb201, "peak_rss_mib": peak_mib, "goals": GOALS,
                    "load_average": load}, started)
+    shutil.rmtree(scratch, ignore_errors=True)
     print("\n".join(body))
 
 
