@@ -13,7 +13,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from targets.errors import DataError
 
@@ -61,6 +60,8 @@ def spearman(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
     t, p = _arrays(y_true, y_pred)
     if t.size < 2:
         return math.nan
+    from scipy import stats  # here, not at the top: scipy.stats costs a cold `tvm-ledg predict` ~1 s
+
     return float(stats.spearmanr(t, p).statistic)
 
 
@@ -68,6 +69,8 @@ def kendall(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
     t, p = _arrays(y_true, y_pred)
     if t.size < 2:
         return math.nan
+    from scipy import stats
+
     return float(stats.kendalltau(t, p).statistic)
 
 

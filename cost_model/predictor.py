@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,7 @@ class LatencyPredictor(LatencyEstimator):
     _how_to_fit = "call fit() or from_pretrained() first"
 
     def __init__(self, encoder: str | dict = "builtin", model: dict | None = None, train: TrainConfig | None = None,
-                 feature_cache: dict[str, GraphTensors] | None = None, granularity: str = "network"):
+                 feature_cache: MutableMapping[str, GraphTensors] | None = None, granularity: str = "network"):
         """``encoder``: the text encoder's spec (``make_encoder``); ``model``: ``LeDGFormerConfig`` options;
         ``train``: optimisation settings. ``feature_cache``: featurized graphs shared by predictors that
         see the same graph keys (benchmarks train one model per fold on one graph store). ``granularity``:
@@ -155,7 +155,7 @@ class LatencyPredictor(LatencyEstimator):
         self.encoder = encoder
         self.model = dict(model or {})
         self.train = train or TrainConfig()
-        self.feature_cache: dict[str, GraphTensors] = {} if feature_cache is None else feature_cache
+        self.feature_cache: MutableMapping[str, GraphTensors] = {} if feature_cache is None else feature_cache
         self.granularity = granularity
         self._reset_fitted()
 
@@ -459,9 +459,11 @@ class LatencyPredictor(LatencyEstimator):
         })
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], *, granularity: str | None = None) -> "LatencyPredictor":
+    def from_pretrained(cls, directory: str | os.PathLike[str], *, granularity: str | None = None,
+                        feature_cache: MutableMapping[str, GraphTensors] | None = None) -> "LatencyPredictor":
         """Load a checkpoint; ``granularity`` ("network" or "program"), when given, must match the one it was
-        trained for, since a program-level model returns plausible-looking nonsense for whole networks."""
+        trained for, since a program-level model returns plausible-looking nonsense for whole networks.
+        ``feature_cache`` as in the constructor (a bounded mapping keeps a long-lived predictor's memory flat)."""
         state, config = load_checkpoint(directory)
         source = Path(directory) / "config.json"
         check_compatible(config, _schemas(), source=str(directory))
@@ -479,7 +481,8 @@ class LatencyPredictor(LatencyEstimator):
         encoder = config["encoder"]
         encoder_spec = config_field(encoder, "config", (dict, str), source, where="encoder")
         encoder_id = config_field(encoder, "id", str, source, where="encoder")
-        self = cls(encoder=encoder_spec, model=_model_options(config["model"]), train=train, granularity=found)
+        self = cls(encoder=encoder_spec, model=_model_options(config["model"]), train=train, granularity=found,
+                   feature_cache=feature_cache)
         try:
             self.encoder_ = make_encoder(encoder_spec)
             self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))

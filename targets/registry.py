@@ -29,11 +29,16 @@ DESCRIPTOR_DIR = Path(__file__).resolve().parent / "descriptors"
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
+def _strict(base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
+    """``base`` rejecting duplicate mapping keys (PyYAML silently keeps the last one) and reading
+    ``1e3`` as a float (YAML 1.1 wants ``1.0e+3``)."""
+    loader = type(f"Strict{base.__name__}", (base,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    loader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_EXPONENT_FLOAT, YAML_EXPONENT_FLOAT_FIRST)
+    return loader
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     seen: set[Any] = set()
     for key_node, _ in node.value:
@@ -46,13 +51,19 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     return loader.construct_mapping(node, deep=deep)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_EXPONENT_FLOAT, YAML_EXPONENT_FLOAT_FIRST)
+_StrictLoader = _strict(yaml.SafeLoader)
+# The shipped descriptors are indexed by every cold `tvm-ledg predict`; libyaml's parser reads them
+# about 10x faster. User files keep the pure-Python parser, whose recursion limit turns absurdly
+# nested YAML into a clear error.
+_ShippedLoader = _strict(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def load_file(path: str | os.PathLike[str]) -> TargetDescriptor:
     """Read and validate one descriptor YAML; errors name the file (and the field)."""
+    return _read_descriptor(path, _StrictLoader)
+
+
+def _read_descriptor(path: str | os.PathLike[str], loader: type[yaml.SafeLoader]) -> TargetDescriptor:
     path = Path(path)
     origin = str(path)
     try:
@@ -62,7 +73,7 @@ def load_file(path: str | os.PathLike[str]) -> TargetDescriptor:
     except (OSError, UnicodeDecodeError) as exc:
         raise TargetError(f"{origin}: cannot read target file: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:  # PyYAML builds nested collections recursively
         raise TargetError(f"{origin}: invalid YAML: collections nested too deeply") from None
     except yaml.YAMLError as exc:
@@ -96,7 +107,7 @@ class TargetRegistry:
         alias_to_name: dict[str, str] = {}
         owner: dict[str, str] = {}  # every name and alias -> the target that claims it
         for path in sorted(self.directory.glob("*.yaml")):
-            desc = load_file(path)
+            desc = _read_descriptor(path, _ShippedLoader)
             if desc.name != path.stem:
                 raise TargetError(f"{path}: field 'name': {desc.name!r} must match the file name {path.stem!r}")
             for key in (desc.name, *desc.aliases):

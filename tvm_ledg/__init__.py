@@ -7,6 +7,8 @@ costs ~5 s to import and is only loaded by the functions that need it):
 - ``to_op_graph(mod, fused=False)`` -> ``OpGraph``; ``fuse_module(mod)`` -> the fused Relax module
 - ``load_network(spec)`` -> Relax ``IRModule`` from an ONNX path or a space string (``nb201:...``)
 - ``predict_latency(models, targets, checkpoint=None, breakdown=False)`` -> ``[LatencyPrediction]``
+- ``predict_table(models, targets, checkpoint=None)`` -> ``PredictionTable`` (``latency_ms`` shaped
+  (models, targets), ``records()``, ``to_csv``, ``to_pandas``): thousands of models at once, for search loops
 - ``rank_targets(model, targets, checkpoint=None)`` -> ``[LatencyPrediction]``, fastest target first
 - ``LeDGCostModel(target)``: a MetaSchedule cost model; ``PredictedRunner(model)``: a runner that predicts
   (more in ``tvm_ledg.tuning``)
@@ -38,6 +40,8 @@ _LAZY = {
     "load_network": "tvm_ledg.networks",
     "network_graph": "tvm_ledg.networks",
     "predict_latency": "tvm_ledg.predict",
+    "predict_table": "tvm_ledg.predict",
+    "PredictionTable": "tvm_ledg.predict",
     "load_predictor": "tvm_ledg.predict",
     "rank_targets": "tvm_ledg.tuning.ranking",
     "LeDGCostModel": "tvm_ledg.tuning.cost_model",

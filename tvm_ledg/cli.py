@@ -17,6 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from targets.errors import DataError, LedgError
 
@@ -162,7 +163,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import targets
     from tvm_ledg.networks import expand_model_args
-    from tvm_ledg.predict import predict_latency
+    from tvm_ledg.predict import predict_latency, predict_table
 
     if args.plot:
         from tvm_ledg.plots import MAX_PANELS, check_plot_path
@@ -174,13 +175,59 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if n > MAX_PANELS:
             raise DataError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; these models and "
                             f"targets make {n}: plot fewer, or write them all with --csv")
-    with _progress_bar("lowering", "net") as progress:
-        results = predict_latency(args.models, args.target, checkpoint=args.checkpoint, breakdown=args.breakdown,
-                                  graph_store=args.graph_store, batch_size=args.batch_size, workers=args.workers,
-                                  progress=progress)
+    options = dict(checkpoint=args.checkpoint, graph_store=args.graph_store, batch_size=args.batch_size,
+                   workers=args.workers)
+    with _progress_bar("lowering", "net") as lowering:
+        if args.breakdown:
+            results = predict_latency(args.models, args.target, breakdown=True, progress=lowering, **options)
+            table = None
+        else:
+            with _progress_bar("predicting", "model") as predicting:
+                table = predict_table(args.models, args.target, progress=predicting, lowering_progress=lowering,
+                                      **options)
+            results = table.predictions() if args.show or len(table) <= MAX_PRINTED_ROWS else []
+    if results:
+        _print_predictions(results, args)
+    elif table is not None and not (args.csv or args.json):
+        print(f"{len(table)} predictions ({len(table.models)} models x {len(table.targets)} targets) not printed "
+              f"(more than {MAX_PRINTED_ROWS}): write them with --csv/--json, or print them with --show",
+              file=sys.stderr)
+    if args.csv:
+        if table is not None:
+            table.to_csv(args.csv)
+        else:
+            _write_predictions_csv(args.csv, results, args.breakdown)
+        print(f"wrote {args.csv}")
+    if args.json:
+        from cost_model.graph import write_text_atomic
+
+        records = table.records() if table is not None else [
+            {"model": r.model, "target": r.target, "latency_ms": r.latency_ms, "std_log": r.std_log,
+             "adapted": r.adapted, "operators": [{"id": n, "op": op, "ms": ms, "bound": r.bounds.get(n)}
+                                                    for n, op, ms in r.operators]}
+            for r in results]
+        write_text_atomic(args.json, json.dumps(records, indent=1))
+        print(f"wrote {args.json}")
+    if args.plot:
+        from tvm_ledg.plots import plot_breakdown
+
+        plot_breakdown(results, args.plot, labels=_labels(results, args.wide))
+        print(f"wrote {args.plot}")
+    return 0
+
+
+MAX_PRINTED_ROWS = 50  # predict prints its table up to this many (model, target) rows, or with --show
+
+
+def _labels(results: Sequence[Any], wide: bool) -> dict[str, str]:
     names = list(dict.fromkeys(r.model for r in results))
-    index = {name: i for i, name in enumerate(names, start=1)}
-    labels = {name: name for name in names} if args.wide else _model_labels(names, _MODEL_WIDTH)
+    return {name: name for name in names} if wide else _model_labels(names, _MODEL_WIDTH)
+
+
+def _print_predictions(results: Sequence[Any], args: argparse.Namespace) -> None:
+    """The predictions as a table on stdout: models numbered in the order given, operators under each row."""
+    index = {name: i for i, name in enumerate(dict.fromkeys(r.model for r in results), start=1)}
+    labels = _labels(results, args.wide)
     model_w = max([5, *(len(label) for label in labels.values())])
     target_w = max([6, *(len(r.target) for r in results)])
     print(f"{'#':>4}  {'model':<{model_w}} {'target':<{target_w}} {'latency ms':>11} {'x/ std':>7}")
@@ -191,15 +238,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for node_id, op, ms in r.operators[: args.top]:
             print(f"      {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%  "
                   f"{r.bounds.get(node_id, '')}".rstrip())
-    if args.csv:
-        _write_predictions_csv(args.csv, results, args.breakdown)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        from tvm_ledg.plots import plot_breakdown
-
-        plot_breakdown(results, args.plot, labels=labels)
-        print(f"wrote {args.plot}")
-    return 0
 
 
 _MODEL_WIDTH = 48  # model column of the predict table without --wide
@@ -284,7 +322,8 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"rank": i, "target": r.target, "latency_ms": r.latency_ms, "std_log": r.std_log,
                            "adapted": r.adapted,
-                           "operators": [{"id": n, "op": op, "ms": ms} for n, op, ms in r.operators]}
+                           "operators": [{"id": n, "op": op, "ms": ms, "bound": r.bounds.get(n)}
+                                                    for n, op, ms in r.operators]}
                           for i, r in enumerate(ranked, start=1)], indent=1))
     else:
         target_w = max([6, *(len(r.target) for r in ranked)])
@@ -539,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--breakdown", action="store_true", help="per-operator latencies")
     p.add_argument("--top", type=int, default=5, help="operators to print per prediction with --breakdown")
     p.add_argument("--csv", type=_output_file, help="write all predictions (and the breakdown) as CSV")
+    p.add_argument("--json", type=_output_file, help="write all predictions (and the breakdown) as JSON records")
+    p.add_argument("--show", action="store_true",
+                   help=f"print the table even when it has more than {MAX_PRINTED_ROWS} rows")
     p.add_argument("--batch-size", type=int, help="override the models' batch size")
     p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
     p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
