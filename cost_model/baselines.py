@@ -43,6 +43,7 @@ from cost_model.data.specs import (
 from cost_model.early_stopping import EarlyStopping
 from cost_model.featurize import graph_tensors
 from cost_model.graph import OpGraph
+from cost_model.linear_baselines import AdditiveLinearBaseline, OneHotRidgeBaseline
 from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import log_rmse
 from cost_model.rows import Row, validate_rows
@@ -579,7 +580,8 @@ class GraphSAGEBaseline(_TorchBaseline):
 # ---------------------------------------------------------------------- registry
 
 BASELINES: dict[str, type] = {cls.name: cls for cls in (FlopsBaseline, ProxyDeviceBaseline, OneHotMLP,
-                                                          GraphSAGEBaseline)}
+                                                          GraphSAGEBaseline, AdditiveLinearBaseline,
+                                                          OneHotRidgeBaseline)}
 
 
 def make_baseline(name: str, **kw: Any) -> Any:

@@ -296,7 +296,7 @@ def test_mlp_refuses_keys_that_are_not_spec_strings():
 def test_registry_names_the_known_baselines():
     assert make_baseline("flops", feature="params").feature == "params"
     assert {cls.name: cls for cls in BASELINES.values()} == BASELINES
-    with pytest.raises(DataError, match="unknown baseline 'xgb'; known baselines: flops, graphsage, mlp, proxy"):
+    with pytest.raises(DataError, match="unknown baseline 'xgb'; known baselines: additive, flops, graphsage, mlp, onehot-ridge, proxy"):
         make_baseline("xgb")
     with pytest.raises(DataError, match="baseline 'mlp'.*'depth'"):
         make_baseline("mlp", depth=3)
