@@ -3,8 +3,10 @@
 Every baseline follows ``LatencyPredictor``'s interface: rows are
 ``(graph_key, target_name, latency_ms)``; ``fit(graphs, targets, rows, val_rows)``
 returns the baseline, ``predict(graphs, targets, pairs)`` returns float64 ms.
-Each one can predict a target it never saw in training (zero-shot) from the
-target's descriptor alone, which is what the hardware-transfer benchmark asks.
+Each one here can predict a target it never saw in training (zero-shot) from the
+target's descriptor alone, which is what the hardware-transfer benchmark asks;
+the per-device models of ``cost_model.linear_baselines``, registered alongside,
+cannot (their ``covers(target)`` says which targets they predict).
 
 - ``FlopsBaseline``: ``log y = a_t + b_t log(FLOPs)`` per target: the roofline
   intuition with no learning beyond two numbers per device.

@@ -212,8 +212,8 @@ def test_trained_baselines_are_deterministic_given_the_seed(name):
     assert not np.allclose(a, c)
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_zero_shot_prediction_is_finite_and_positive(name):
+@pytest.mark.parametrize("name", sorted(n for n in BASELINES if not hasattr(BASELINES[n], "covers")))
+def test_zero_shot_prediction_is_finite_and_positive(name):  # per-device models (``covers``) refuse unseen targets
     rows = _rows(GRAPHS, TRAIN_KEYS[:40], SEEN)
     kw = {**SMALL.get(name, {}), "epochs": 2} if name in SMALL else {}
     model = make_baseline(name, **kw).fit(GRAPHS, TARGETS, rows)
