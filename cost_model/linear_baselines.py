@@ -8,7 +8,8 @@ is *not applicable* (``covers`` is False and ``predict`` refuses it), because
 any rule to invent its weights would be a different baseline (the proxy device).
 
 - ``AdditiveLinearBaseline``: features = per kernel kind (op name plus kernel
-  size), the count, total FLOPs and total bytes; works on any operator graph.
+  size), log1p of the count, total FLOPs and total bytes; works on any operator
+  graph.
   ``adapt`` fits a device from a few samples by ridge toward the mean of the
   fitted devices' weights (the prior), the few-shot variant.
 - ``OneHotRidgeBaseline``: NAS-Bench-201 only: the 30 one-hot edge-op features
@@ -175,7 +176,8 @@ class _PerDeviceRidge:
         self.models_, self._cache = {}, {}
         keys = sorted({r[0] for r in rows})
         self._setup(graphs, keys)
-        raw = np.stack([self._raw(k, graphs) for k in keys])
+        self._cache = {k: self._raw(k, graphs) for k in keys}
+        raw = np.stack([self._cache[k] for k in keys])
         self.range_ = (raw.min(axis=0), raw.max(axis=0))
         std = raw.std(axis=0)
         self.scale_ = ((raw.mean(axis=0), np.where(std > 0, std, 1.0)) if self.standardize
