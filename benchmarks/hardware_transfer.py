@@ -324,13 +324,20 @@ def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def _done(fold_info: list[dict[str, Any]], folds: list[list[str]]) -> str:
+    """How many folds the tables hold: all of them, or which of the planned ones are missing."""
+    missing = [", ".join(f) for f in folds if f not in [i["held"] for i in fold_info]]
+    return f"{len(folds)} folds" if not missing else \
+        f"{len(fold_info)} of {len(folds)} folds (not run yet: {'; '.join(missing)})"
+
+
 def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
     devices = sorted(per_device)
     methods = sorted({m for d in per_device.values() for part in (d["zero_shot"], *d["few_shot"].values())
                       for m in part}, key=lambda m: (m != "ledg", m))
     lines = [
         "Zero-shot: a model trained on the other hardware predicts each device from its descriptor only. "
-        f"Few-shot: plus k measured architectures of that device. {len(devices)} devices in {len(folds)} folds "
+        f"Few-shot: plus k measured architectures of that device. {len(devices)} devices in {_done(fold_info, folds)} "
         f"({HELD_OUT[args.grouping]}), {n_graphs} architectures with graphs, "
         f"at most {args.max_train_archs} training architectures per device, metrics on test-split architectures "
         f"(at most {args.max_test_archs} per device).",

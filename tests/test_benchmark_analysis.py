@@ -92,3 +92,11 @@ def test_transfer_means_add_the_median_over_devices_of_median_ape_and_accept_old
     assert mean["median_ape"] == pytest.approx(11.0) and mean["median_median_ape"] == pytest.approx(2.0)
     older = ht._mean([row, *rows])  # a fold written before median APE was recorded
     assert "median_ape" not in older and older["spearman"] == pytest.approx(0.9)
+
+
+def test_transfer_report_names_the_folds_not_run_yet() -> None:
+    import hardware_transfer as ht
+
+    folds = [["a"], ["b", "c"], ["d"]]
+    assert ht._done([{"held": ["a"]}, {"held": ["b", "c"]}, {"held": ["d"]}], folds) == "3 folds"
+    assert ht._done([{"held": ["b", "c"]}], folds) == "1 of 3 folds (not run yet: a; d)"
