@@ -56,6 +56,9 @@ def main() -> None:
              "(same splits, folds and metrics). MAPE and median APE are in %; `median APE` columns are means over "
              "devices of each device's median absolute percentage error unless said otherwise. `-`: not "
              "applicable (a per-device model has no rows of a device it never measured).", "", METHODS, "", NOT_RUN, "",
+             "A protocol's folds may come from several processes of the same command, each given part of the "
+             "devices with `--hold`; its tables are then written from the fold files with `--report-only` (the "
+             "command shown). Every fold file records the settings it was made with.", "",
              "## Summary", ""]
     summary: dict[str, Any] = {}
     if "in_domain_nb201" in found:
