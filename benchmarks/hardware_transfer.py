@@ -276,7 +276,8 @@ def main() -> None:
                 res["few_shot"][str(k)] = shot
             devices[alias] = res
             z = res["zero_shot"]
-            print(f"fold {fi} {alias:<28} zero-shot Spearman " + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items()))
+            print(f"fold {fi} {alias:<28} zero-shot Spearman "
+                  + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items()))
         info = {"fold": fi, "held": held, "train_rows": len(train), "val_rows": len(val),
                 "train_seconds": round(train_s, 1), "epochs_run": 0 if model is None else len(model.history_)}
         write_text_atomic(path, json.dumps({"held": held, "devices": devices, "info": info,

@@ -187,7 +187,8 @@ def _splits(protocol: str, rows, families: dict[str, str], seed: int):
 def _report(args, results, noise, started) -> None:
     trained = ("baselines only, no LeDG-Former" if args.baselines_only
                else f"LeDG-Former trained per fold ({args.epochs} epochs x {args.rows_per_epoch} rows)")
-    lines = [(f"Data: `{args.data}`. {trained}; see the script's docstring for the splits. MAPE and Spearman are means over the fold's "
+    lines = [(f"Data: `{args.data}`. {trained}; see the script's docstring for the splits. "
+              "MAPE and Spearman are means over the fold's "
               "targets. Noise floor, averaged over the same targets, in %: the repeat-run MAPE floor (what a "
               "predictor of the true latency would still score against one measurement; `noise_floor.md`) and "
               "the median within-run CV of single samples (for reference; not an error of the median)."), ""]

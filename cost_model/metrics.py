@@ -17,8 +17,8 @@ from scipy import stats
 
 from targets.errors import DataError
 
-__all__ = ["latency_metrics", "log_rmse", "mape", "median_ape", "rmse", "acc_within", "spearman", "kendall", "aggregate",
-           "topk_score", "pairwise_accuracy"]
+__all__ = ["latency_metrics", "log_rmse", "mape", "median_ape", "rmse", "acc_within", "spearman", "kendall",
+           "aggregate", "topk_score", "pairwise_accuracy"]
 
 
 def _arrays(y_true: Sequence[float], y_pred: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

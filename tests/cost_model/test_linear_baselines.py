@@ -192,7 +192,8 @@ def test_registry_builds_the_linear_baselines():
 
 # Published reference of the one-hot ridge on NAS-Bench-201 (train on the first 1,000 of
 # default_rng(0).permutation(15625), test on [1200:6200]): Spearman to 3 digits, MAPE % to 1 digit.
-REFERENCE = {"1080ti_1": (0.986, 2.2), "2080ti_32": (0.984, 2.6), "samsung_a50": (0.970, 7.1), "gold_6240": (0.951, 8.3)}
+REFERENCE = {"1080ti_1": (0.986, 2.2), "2080ti_32": (0.984, 2.6), "samsung_a50": (0.970, 7.1),
+             "gold_6240": (0.951, 8.3)}
 
 
 @pytest.mark.data
