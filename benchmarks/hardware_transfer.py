@@ -12,8 +12,18 @@ exactly once, and never together with another setting of the same hardware,
 which is stricter than leave-one-device-out (a GTX 1080 Ti at batch 32 would
 otherwise teach the model the GTX 1080 Ti at batch 1). ``--grouping class``
 holds out one device class per fold (all phones CPUs, all desktop GPUs, ...),
-``--grouping device`` is plain leave-one-device-out; ``--hold`` restricts a run
-to the folds holding the named devices.
+``--grouping device`` is plain leave-one-device-out (every device held out in
+turn: 43 folds); ``--hold`` restricts a run to the folds holding the named devices.
+
+Baselines: ``proxy``, ``flops``, ``params`` predict held-out devices zero-shot;
+per-device models that need the device's own rows (``additive``, see
+``cost_model.linear_baselines``) are not applicable zero-shot (the tables say
+"-") and enter at k shots, fitted on the k samples with the training devices'
+mean weights as the prior. ``--baselines-only`` skips LeDG-Former, so the
+baseline rows of a protocol cost seconds per fold, e.g.::
+
+    python benchmarks/hardware_transfer.py --graph-store .cache/graphs --grouping device --baselines-only \
+        --baselines proxy flops additive --out docs/results/baselines.parts/leave_one_device_out
 
 Architectures are split by spec string (``assign_arch_split``): metrics are on
 test-split architectures only, which no model has seen on any device. The
@@ -55,7 +65,8 @@ from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import aggregate, latency_metrics
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
-METRICS = ("spearman", "kendall", "mape", "acc10", "log_rmse")
+METRICS = ("spearman", "kendall", "mape", "median_ape", "acc10", "log_rmse")
+SHOT_ONLY_BASELINES = ("additive",)  # per-device models: need the device's own samples
 GROUPINGS = ("hardware", "class", "device")
 HELD_OUT = {"hardware": "whole hardware groups held out", "class": "one device class held out per fold",
             "device": "one device held out per fold, other settings of its hardware stay in training"}
@@ -66,25 +77,33 @@ ADAPT: dict[str, Any] = {"steps": 30, "folds": 3}
 
 
 class _Loaded(dict):
-    """Graphs read from the store once, on first use."""
+    """Graphs read from the store once, on first use; membership asks the store once per key."""
 
     def __init__(self, store: GraphStore) -> None:
         super().__init__()
         self.store = store
+        self.known: dict[str, bool] = {}
 
     def __missing__(self, key: str):
         self[key] = graph = self.store[key]
         return graph
 
     def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) or (isinstance(key, str) and key in self.store)
+        if dict.__contains__(self, key):
+            return True
+        if not isinstance(key, str):
+            return False
+        if key not in self.known:
+            self.known[key] = key in self.store
+        return self.known[key]
 
 
 def fold_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What a fold's results depend on besides the devices it holds out (paths and threads aside)."""
     keys = ("max_train_archs", "max_test_archs", "seed", "epochs", "rows_per_epoch", "shots", "baselines")
+    only = {"baselines_only": True} if args.baselines_only else {}  # absent otherwise: older folds stay valid
     return {**{k: getattr(args, k) for k in keys}, "encoder": ENCODER, "model": MODEL, "train": TRAIN,
-            "adapt": ADAPT}
+            "adapt": ADAPT, **only}
 
 
 def fold_file(held: list[str]) -> str:
@@ -162,7 +181,9 @@ def load_protocol(args: argparse.Namespace) -> Protocol:
         if unknown:
             raise SystemExit(f"--hold: unknown devices {sorted(unknown)}; known: {sorted(descs)}")
         folds = [f for f in folds if set(f) & set(args.hold)]
-    return Protocol(descs, measured, have, split, folds, _Loaded(store), args.seed)
+    graphs = _Loaded(store)
+    graphs.known = {a: a in have for a in all_archs}
+    return Protocol(descs, measured, have, split, folds, graphs, args.seed)
 
 
 def main() -> None:
@@ -173,6 +194,7 @@ def main() -> None:
     ap.add_argument("--rows-per-epoch", type=int, default=4000)
     ap.add_argument("--shots", type=int, nargs="*", default=[10, 20])
     ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
+    ap.add_argument("--baselines-only", action="store_true", help="skip LeDG-Former: baseline rows only")
     ap.add_argument("--report-only", action="store_true", help="write the tables from the folds finished so far")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -180,6 +202,7 @@ def main() -> None:
     proto = load_protocol(args)
     descs, measured, graphs, folds, rows_of = proto.descs, proto.measured, proto.graphs, proto.folds, proto.rows_of
     cache: dict[str, Any] = {}
+    histograms: dict[str, Any] = {}  # the additive baseline's per-graph features, shared by the folds
     fold_dir = args.out.with_name(args.out.name + ".folds")
     fold_dir.mkdir(parents=True, exist_ok=True)
     settings = fold_settings(args)
@@ -198,11 +221,13 @@ def main() -> None:
             continue
         train_devices, train, val = proto.train_val(held, args.max_train_archs)
         t0 = time.time()
-        model = LatencyPredictor(encoder=ENCODER, model=MODEL,
-                                 train=TrainConfig(epochs=args.epochs, seed=args.seed,
-                                                   rows_per_epoch=args.rows_per_epoch, **TRAIN),
-                                 feature_cache=cache)
-        model.fit(graphs, descs, train, val, progress=True)
+        model = None
+        if not args.baselines_only:
+            model = LatencyPredictor(encoder=ENCODER, model=MODEL,
+                                     train=TrainConfig(epochs=args.epochs, seed=args.seed,
+                                                       rows_per_epoch=args.rows_per_epoch, **TRAIN),
+                                     feature_cache=cache)
+            model.fit(graphs, descs, train, val, progress=True)
         train_s = time.time() - t0
         baselines = {}
         for name in args.baselines:
@@ -212,6 +237,8 @@ def main() -> None:
                 baselines[name] = make_baseline("proxy").fit(graphs, descs, reference)
             elif name in ("flops", "params"):
                 baselines[name] = make_baseline("flops", feature=name).fit(graphs, descs, train)
+            elif name == "additive":
+                baselines[name] = make_baseline(name, histogram_cache=histograms).fit(graphs, descs, train, val)
             else:
                 baselines[name] = make_baseline(name).fit(graphs, descs, train, val)
             print(f"fold {fi}: baseline {name} fitted in {time.time() - t1:.0f} s")
@@ -224,27 +251,35 @@ def main() -> None:
             y = np.array([r[2] for r in test])
             res: dict[str, Any] = {"n_test": len(test), "class": descs[alias].device_class,
                                    "hardware": descs[alias].model, "zero_shot": {}, "few_shot": {}}
-            res["zero_shot"]["ledg"] = latency_metrics(y, model.predict(graphs, descs, pairs))
+            if model is not None:
+                res["zero_shot"]["ledg"] = latency_metrics(y, model.predict(graphs, descs, pairs))
             for name, base in baselines.items():
-                res["zero_shot"][name] = latency_metrics(y, base.predict(graphs, descs, pairs))
+                if name not in SHOT_ONLY_BASELINES:
+                    res["zero_shot"][name] = latency_metrics(y, base.predict(graphs, descs, pairs))
             pool = rows_of(alias, "train", None)
             for k in args.shots:
                 if len(pool) < k:
                     continue
                 pick = np.random.default_rng([args.seed, k, len(alias)]).choice(len(pool), k, replace=False)
                 samples = [(pool[i][0], pool[i][2]) for i in sorted(pick)]
-                adaptation = adapt(model, descs[alias], samples, graphs, seed=args.seed, **ADAPT)
-                shot = {"ledg": {**latency_metrics(y, model.predict(graphs, descs, pairs)),
-                                 "method": adaptation.method}}
-                model.adaptations_.clear()
+                shot: dict[str, Any] = {}
+                if model is not None:
+                    adaptation = adapt(model, descs[alias], samples, graphs, seed=args.seed, **ADAPT)
+                    shot["ledg"] = {**latency_metrics(y, model.predict(graphs, descs, pairs)),
+                                    "method": adaptation.method}
+                    model.adaptations_.clear()
                 shot.update(_few_shot_baselines(samples, test, measured, train_devices, graphs))
+                for name in SHOT_ONLY_BASELINES:
+                    if name in baselines:
+                        baselines[name].adapt(alias, samples, graphs)
+                        shot[name] = latency_metrics(y, baselines[name].predict(graphs, descs, pairs))
                 res["few_shot"][str(k)] = shot
             devices[alias] = res
             z = res["zero_shot"]
-            print(f"fold {fi} {alias:<28} zero-shot Spearman ledg {z['ledg']['spearman']:.3f} "
-                  + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items() if n != "ledg"))
+            print(f"fold {fi} {alias:<28} zero-shot Spearman "
+                  + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items()))
         info = {"fold": fi, "held": held, "train_rows": len(train), "val_rows": len(val),
-                "train_seconds": round(train_s, 1), "epochs_run": len(model.history_)}
+                "train_seconds": round(train_s, 1), "epochs_run": 0 if model is None else len(model.history_)}
         write_text_atomic(path, json.dumps({"held": held, "devices": devices, "info": info,
                                             "settings": settings}))
         per_device.update(devices)
@@ -279,15 +314,31 @@ def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[
 
 
 def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
-    return aggregate([{k: r[k] for k in METRICS} for r in rows]) if rows else {}
+    """Mean of each metric over devices, and ``median_median_ape``: the median over devices of their median APE
+    (folds written before median APE was recorded lack both)."""
+    if not rows:
+        return {}
+    keys = [k for k in METRICS if all(k in r for r in rows)]
+    out = aggregate([{k: r[k] for k in keys} for r in rows])
+    if "median_ape" in keys:
+        out["median_median_ape"] = float(np.median([r["median_ape"] for r in rows]))
+    return out
+
+
+def _done(fold_info: list[dict[str, Any]], folds: list[list[str]]) -> str:
+    """How many folds the tables hold: all of them, or which of the planned ones are missing."""
+    missing = [", ".join(f) for f in folds if f not in [i["held"] for i in fold_info]]
+    return f"{len(folds)} folds" if not missing else \
+        f"{len(fold_info)} of {len(folds)} folds (not run yet: {'; '.join(missing)})"
 
 
 def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
     devices = sorted(per_device)
-    methods = sorted({m for d in per_device.values() for m in d["zero_shot"]}, key=lambda m: (m != "ledg", m))
+    methods = sorted({m for d in per_device.values() for part in (d["zero_shot"], *d["few_shot"].values())
+                      for m in part}, key=lambda m: (m != "ledg", m))
     lines = [
         "Zero-shot: a model trained on the other hardware predicts each device from its descriptor only. "
-        f"Few-shot: plus k measured architectures of that device. {len(devices)} devices in {len(folds)} folds "
+        f"Few-shot: plus k measured architectures of that device. {len(devices)} devices in {_done(fold_info, folds)} "
         f"({HELD_OUT[args.grouping]}), {n_graphs} architectures with graphs, "
         f"at most {args.max_train_archs} training architectures per device, metrics on test-split architectures "
         f"(at most {args.max_test_archs} per device).",
@@ -305,25 +356,29 @@ def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
                 k = setting[2:]
                 rows = [per_device[d]["few_shot"][k][m] for d in devices
                         if k in per_device[d]["few_shot"] and m in per_device[d]["few_shot"][k]]
-            if not rows:
+            if not rows:  # a per-device model zero-shot: not applicable
+                table.append([setting.replace("_", "-"), m, 0, *["-"] * 6])
                 continue
             mean = _mean(rows)
             summary[f"{setting}/{m}"] = {**mean, "devices": len(rows)}
             table.append([setting.replace("_", "-"), m, len(rows), mean["spearman"], mean["kendall"], mean["mape"],
-                          mean["acc10"]])
-    lines.append(md_table(["setting", "method", "devices", "Spearman", "Kendall", "MAPE %", "Acc10"], table))
+                          mean.get("median_ape", "-"), mean.get("median_median_ape", "-"), mean["acc10"]])
+    lines.append(md_table(["setting", "method", "devices", "Spearman", "Kendall", "MAPE %", "mean median APE %",
+                           "median of median APE %", "Acc10"], table))
+    lines += ["", "`-`: not applicable (a per-device model has no rows of a device it has never measured)."]
     lines += ["", "## Zero-shot mean by device class", ""]
     by_class: dict[str, list[str]] = defaultdict(list)
     for d in devices:
         by_class[per_device[d]["class"]].append(d)
+    zero_shot = [m for m in methods if any(m in per_device[d]["zero_shot"] for d in devices)]
     class_rows = []
     for cls, ds in sorted(by_class.items()):
         row = [cls, len(ds)]
-        for m in methods:
+        for m in zero_shot:
             rs = [per_device[d]["zero_shot"][m] for d in ds if m in per_device[d]["zero_shot"]]
             row.append(_mean(rs).get("spearman", float("nan")))
         class_rows.append(row)
-    lines.append(md_table(["class", "devices", *[f"{m} Spearman" for m in methods]], class_rows))
+    lines.append(md_table(["class", "devices", *[f"{m} Spearman" for m in zero_shot]], class_rows))
     lines += ["", "## Per device (Spearman; MAPE % in parentheses)", ""]
     dev_rows = []
     for d in devices:
@@ -333,11 +388,12 @@ def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
             z = r["zero_shot"].get(m)
             row.append("-" if z is None else f"{z['spearman']:.3f} ({z['mape']:.0f})")
         for k in args.shots:
-            f = r["few_shot"].get(str(k), {}).get("ledg")
-            row.append("-" if f is None else f"{f['spearman']:.3f} ({f['mape']:.0f})")
+            for m in methods:
+                f = r["few_shot"].get(str(k), {}).get(m)
+                row.append("-" if f is None else f"{f['spearman']:.3f} ({f['mape']:.0f})")
         dev_rows.append(row)
     lines.append(md_table(["device", "class", "n", *[f"zero-shot {m}" for m in methods],
-                           *[f"ledg k={k}" for k in args.shots]], dev_rows))
+                           *[f"{m} k={k}" for k in args.shots for m in methods]], dev_rows))
     lines += ["", "## Folds", "", md_table(["fold", "held out", "train rows", "epochs", "train s"],
                                             [[f["fold"], ", ".join(f["held"]), f["train_rows"], f["epochs_run"],
                                               f["train_seconds"]] for f in fold_info])]

@@ -12,6 +12,19 @@ training-split architectures that have graphs are capped, and the table says
 so. Usage::
 
     python benchmarks/in_domain.py --graph-store .cache/graphs --sizes 100 1000 --out docs/results/in_domain
+
+``--protocol nb201-permutation`` is the fixed NAS-Bench-201 split the baseline
+bar uses: architectures in NAS-Bench-201 index order, permuted by
+``numpy.random.default_rng(--seed).permutation(15625)``; the first N (``--sizes``,
+at most 1000) train, ``[1000:1200]`` validate (early stopping, the additive
+model's ridge penalty) and ``[1200:6200]`` test, on every HELP NB201 device.
+Graphs are assembled from block templates (``tvm_ledg.networks.network_graph``),
+so no graph store is needed. ``--methods`` picks the rows (``ledg``: LeDG-Former
+trained jointly on every device as above; any name of ``make_baseline``; ``flops``
+and ``params``: the per-device log-linear fits), e.g.::
+
+    python benchmarks/in_domain.py --protocol nb201-permutation --sizes 1000 \
+        --methods onehot-ridge additive flops --out docs/results/baselines.parts/in_domain_nb201
 """
 
 from __future__ import annotations
@@ -35,11 +48,20 @@ from cost_model.predictor import LatencyPredictor
 from cost_model.training import load_latency_data, load_run_config
 
 COLUMNS = ("mape", "acc5", "acc10", "spearman", "kendall")
+PROTOCOLS = ("joint", "nb201-permutation")
+NB201_VAL = slice(1000, 1200)  # of the permutation: between the largest training set and the test range
+NB201_TEST = slice(1200, 6200)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--graph-store", type=Path, required=True)
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="joint",
+                    help="joint: the config's arch split, graphs from --graph-store; nb201-permutation: the fixed "
+                         "NAS-Bench-201 split of the docstring")
+    ap.add_argument("--methods", nargs="+", default=["ledg", "onehot-ridge", "additive", "flops"],
+                    help="rows of the nb201-permutation protocol (ledg, flops, params or a baseline name)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the nb201-permutation split")
+    ap.add_argument("--graph-store", type=Path, default=None, help="graph store (joint protocol)")
     ap.add_argument("--out", type=Path, default=Path("docs/results/in_domain"))
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
@@ -51,6 +73,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
+    if args.protocol == "nb201-permutation":
+        _nb201_permutation(args, started)
+        return
+    if args.graph_store is None:
+        ap.error("--graph-store is required by the joint protocol")
     part_dir = args.out.with_name(args.out.name + ".parts")
     part_dir.mkdir(parents=True, exist_ok=True)
     cache: dict[str, Any] = {}
@@ -93,6 +120,92 @@ def main() -> None:
         m = entry["methods"]["ledg"]["mean"]
         print(f"N={size}: ledg mean MAPE {m['mape']:.2f}% Acc10 {m['acc10']:.3f} Spearman {m['spearman']:.3f}")
     _report(args, results, started)
+
+
+def _nb201_permutation(args: argparse.Namespace, started: float) -> None:
+    """The fixed NAS-Bench-201 split (module docstring): every method on every HELP NB201 device."""
+    import targets
+    from cost_model.data import load_all
+    from cost_model.data.specs import NB201_NUM_ARCHS
+    from tvm_ledg.networks import network_graph
+
+    if max(args.sizes) > NB201_VAL.start:
+        raise SystemExit(f"--sizes: at most {NB201_VAL.start} training architectures on this split, "
+                         f"got {max(args.sizes)}")
+    tables = load_all(root=args.data_root, sources=["help-nb201"])
+    perm = np.random.default_rng(args.seed).permutation(NB201_NUM_ARCHS)
+    archs = tables[0].archs  # NAS-Bench-201 index order, the same list in every table
+    t0 = time.time()
+    graphs = {archs[i]: network_graph(archs[i]) for i in perm[:NB201_TEST.stop]}
+    print(f"{len(graphs)} graphs assembled in {time.time() - t0:.0f} s")
+    descs = {t.target_alias: targets.load(t.target_alias) for t in tables}
+
+    def rows(index: np.ndarray) -> list[tuple[str, str, float]]:
+        return [(archs[i], t.target_alias, float(t.latency_ms[i])) for t in tables for i in index if t.valid[i]]
+
+    val, test = rows(perm[NB201_VAL]), rows(perm[NB201_TEST])
+    results: dict[str, Any] = {}
+    for size in args.sizes:
+        train = rows(perm[:size])
+        entry: dict[str, Any] = {"train_archs": size, "methods": {}, "fit_seconds": {}}
+        for method in args.methods:
+            t1 = time.time()
+            predictor = _fit_method(method, args, graphs, descs, train, val)
+            entry["fit_seconds"][method] = round(time.time() - t1, 1)
+            entry["methods"][method] = evaluate_rows(predictor, graphs, descs, test)
+            m = entry["methods"][method]["mean"]
+            print(f"N={size} {method}: mean Spearman {m['spearman']:.3f} MAPE {m['mape']:.2f}% "
+                  f"median APE {m['median_ape']:.2f}%")
+        results[str(size)] = entry
+    _report_nb201(args, results, len(tables), started)
+
+
+def _fit_method(method: str, args: argparse.Namespace, graphs, descs, train, val) -> Any:
+    """One fitted predictor of the nb201-permutation protocol (``ledg`` calibrated per device as in joint)."""
+    if method in ("flops", "params"):
+        return make_baseline("flops", feature=method).fit(graphs, descs, train, val)
+    if method != "ledg":
+        return make_baseline(method).fit(graphs, descs, train, val)
+    from cost_model.predictor import TrainConfig
+
+    train_config = TrainConfig(epochs=args.epochs, batch_size=64, lr=0.003, seed=args.seed, patience=3,
+                               rows_per_epoch=args.rows_per_epoch)
+    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
+                             model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}, train=train_config)
+    model.fit(graphs, descs, train, val, progress=True)
+    for alias, samples in _samples_by_target(train).items():
+        adapt(model, descs[alias], samples, graphs, offset=False)
+    return model
+
+
+NB201_COLUMNS = ("spearman", "mape", "median_ape", "acc10")
+NB201_HEADER = ("Spearman", "MAPE %", "median APE %", "Acc10")
+
+
+def _report_nb201(args: argparse.Namespace, results: dict[str, Any], devices: int, started: float) -> None:
+    lines = [f"NAS-Bench-201, every HELP NB201 device ({devices}): train on the first N of "
+             f"`numpy.random.default_rng({args.seed}).permutation(15625)` (NAS-Bench-201 index order), validate on "
+             f"[{NB201_VAL.start}:{NB201_VAL.stop}], test on [{NB201_TEST.start}:{NB201_TEST.stop}]. "
+             "Means are over devices; `median APE` is each device's median absolute percentage error.", ""]
+    for size, entry in results.items():
+        lines += [f"## N = {size}: mean over devices", ""]
+        rows = [[m, *[rep["mean"][c] for c in NB201_COLUMNS],
+                 float(np.median([t["median_ape"] for t in rep["per_target"].values()])), entry["fit_seconds"][m]]
+                for m, rep in entry["methods"].items()]
+        lines += [md_table(["method", *[f"mean {h}" for h in NB201_HEADER], "median over devices of median APE %",
+                            "fit s"], rows), ""]
+        lines += [f"## N = {size}: per device (Spearman / MAPE % / median APE % / Acc10)", ""]
+        methods = list(entry["methods"])
+        devices_ = list(next(iter(entry["methods"].values()))["per_target"])
+        dev_rows = [[d, *[_cell4(entry["methods"][m]["per_target"][d]) for m in methods]] for d in devices_]
+        lines += [md_table(["device", *methods], dev_rows), ""]
+    write_results(args.out, "In-domain NAS-Bench-201 on a fixed permutation split", "\n".join(lines),
+                  {"results": results, "settings": {k: str(v) for k, v in vars(args).items()}}, started)
+    print("\n".join(lines))
+
+
+def _cell4(m: dict[str, float]) -> str:
+    return f"{m['spearman']:.3f} / {m['mape']:.1f} / {m['median_ape']:.1f} / {m['acc10']:.2f}"
 
 
 def _samples_by_target(rows) -> dict[str, list[tuple[str, float]]]:

@@ -19,7 +19,10 @@ Baselines in the same splits: FLOPs and params (per-target log-linear fits;
 zero-shot through the descriptor ridge), GraphSAGE (its own defaults: 15
 epochs x 4000 rows) and, for the held-out target only, the proxy device (the
 most similar training target's measurement of the same network, rescaled; on
-a seen target it is the FLOPs fit). Next to every MAPE the table gives the
+a seen target it is the FLOPs fit). The additive linear model
+(``cost_model.linear_baselines``: per-target ridge on kernel-kind histograms)
+predicts only targets it has rows for, so leave-one-target-out shows "-" for it.
+``--baselines-only`` skips LeDG-Former. Next to every MAPE the table gives the
 noise floor of the fold's targets (averaged as MAPE is): the repeat-run MAPE
 floor measured by ``noise_floor.py`` (``--noise-floor``), and the store's
 median within-measurement CV for reference. Fold means skip folds whose metric
@@ -52,8 +55,9 @@ from cost_model.graph import write_text_atomic
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
 PROTOCOLS = ("in-domain", "leave-one-family-out", "leave-one-target-out")
-BASELINES = ("flops", "params", "graphsage", "proxy")
+BASELINES = ("flops", "params", "graphsage", "proxy", "additive")
 TARGET_ONLY_BASELINES = ("proxy",)  # meaningful only where the test networks are measured on other targets
+SEEN_TARGET_BASELINES = ("additive",)  # per-target models: not applicable to a held-out target
 TRAINED_BASELINES = ("graphsage",)
 VAL_FRACTION = 0.1
 SPLIT_VERSION = "graph-hash buckets; in-domain 10 % per family"
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/results/measured_dataset"))
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     ap.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES))
+    ap.add_argument("--baselines-only", action="store_true", help="skip LeDG-Former: baseline rows only")
     ap.add_argument("--noise-floor", type=Path, default=REPO / "docs" / "results" / "noise_floor.json",
                     help="noise_floor.py's results (repeat-run MAPE floor per target)")
     ap.add_argument("--epochs", type=int, default=8)
@@ -84,7 +89,7 @@ def main() -> None:
                 "targets": _digest(sorted((n, d.content_hash()) for n, d in descs.items())),
                 "features": feature_schema_hash(), "split": SPLIT_VERSION, "val_fraction": VAL_FRACTION,
                 "model": MODEL, "encoder": ENCODER, "train": dataclasses.asdict(train_config),
-                "baselines": baseline_kw}
+                "baselines": baseline_kw, **({"baselines_only": True} if args.baselines_only else {})}
     part_dir = args.out.with_name(args.out.name + ".parts")
     part_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
@@ -97,14 +102,17 @@ def main() -> None:
                 continue
             val = [r for r in train if _bucket(r[0], args.seed + 1) < VAL_FRACTION]  # whole networks, like test
             train = [r for r in train if _bucket(r[0], args.seed + 1) >= VAL_FRACTION]
-            model = LatencyPredictor(encoder=ENCODER, model=MODEL, train=train_config)
             t0 = time.time()
-            model.fit(graphs, descs, train, val, progress=True)
-            entry = {"settings": settings, "train_rows": len(train), "test_rows": len(test),
-                     "train_seconds": round(time.time() - t0, 1),
-                     "methods": {"ledg": _evaluate(model, graphs, descs, test, protocol, families)}}
+            entry = {"settings": settings, "train_rows": len(train), "test_rows": len(test), "methods": {}}
+            if not args.baselines_only:
+                model = LatencyPredictor(encoder=ENCODER, model=MODEL, train=train_config)
+                model.fit(graphs, descs, train, val, progress=True)
+                entry["methods"]["ledg"] = _evaluate(model, graphs, descs, test, protocol, families)
+            entry["train_seconds"] = round(time.time() - t0, 1)
             for b in args.baselines:
                 if b in TARGET_ONLY_BASELINES and protocol != "leave-one-target-out":
+                    continue
+                if b in SEEN_TARGET_BASELINES and protocol == "leave-one-target-out":
                     continue
                 base = make_baseline("flops", feature=b) if b in ("flops", "params") else make_baseline(b, **baseline_kw[b])
                 # Trained baselines stop early on the validation rows like LeDG; closed-form fits use them too.
@@ -112,7 +120,8 @@ def main() -> None:
                 entry["methods"][b] = _evaluate(base, graphs, descs, test, protocol, families)
             write_text_atomic(path, json.dumps(entry))
             results.setdefault(protocol, {})[name] = entry
-            print(f"{protocol} {name}: ledg MAPE {entry['methods']['ledg']['mean']['mape']:.1f}%")
+            print(f"{protocol} {name}: " + ", ".join(f"{m} MAPE {r['mean']['mape']:.1f}%"
+                                                     for m, r in entry["methods"].items()))
     _report(args, results, noise, started)
 
 
@@ -176,8 +185,10 @@ def _splits(protocol: str, rows, families: dict[str, str], seed: int):
 
 
 def _report(args, results, noise, started) -> None:
-    lines = [(f"Data: `{args.data}`. LeDG-Former trained per fold ({args.epochs} epochs x {args.rows_per_epoch} "
-              "rows); see the script's docstring for the splits. MAPE and Spearman are means over the fold's "
+    trained = ("baselines only, no LeDG-Former" if args.baselines_only
+               else f"LeDG-Former trained per fold ({args.epochs} epochs x {args.rows_per_epoch} rows)")
+    lines = [(f"Data: `{args.data}`. {trained}; see the script's docstring for the splits. "
+              "MAPE and Spearman are means over the fold's "
               "targets. Noise floor, averaged over the same targets, in %: the repeat-run MAPE floor (what a "
               "predictor of the true latency would still score against one measurement; `noise_floor.md`) and "
               "the median within-run CV of single samples (for reference; not an error of the median)."), ""]
@@ -185,16 +196,19 @@ def _report(args, results, noise, started) -> None:
     for protocol, folds in results.items():
         lines += [f"## {protocol}", ""]
         methods = list(next(iter(folds.values()))["methods"])
+        absent = [b for b in args.baselines if b in SEEN_TARGET_BASELINES and b not in methods]  # not applicable
         table, floors = [], []
         for name, entry in folds.items():
-            parts = entry["methods"]["ledg"].get("by_family") or {name: entry["methods"]["ledg"]}
+            first = entry["methods"][methods[0]]
+            parts = first.get("by_family") or {name: first}
             for part in parts:
                 reports = [entry["methods"][m].get("by_family", {}).get(part, entry["methods"][m]) for m in methods]
                 per_target = reports[0]["per_target"]
                 floor = _mean_floor(noise, per_target, "repeat_mape_floor")
                 floors.append(floor)
                 n = sum(int(m.get("n", 0)) for m in per_target.values()) or entry["test_rows"]
-                table.append([part, n, *[r["mean"]["mape"] for r in reports], *[r["mean"]["spearman"] for r in reports],
+                table.append([part, n, *[r["mean"]["mape"] for r in reports], *["-"] * len(absent),
+                              *[r["mean"]["spearman"] for r in reports], *["-"] * len(absent),
                               floor, _mean_floor(noise, per_target, "within_cv")])
         means = {m: {k: _nanmean([e["methods"][m]["mean"][k] for e in folds.values()]) for k in ("mape", "spearman")}
                  for m in methods}
@@ -203,11 +217,16 @@ def _report(args, results, noise, started) -> None:
         label = f"**mean over folds** ({len(folds)})" if len(folds) > 1 else "**all test networks**"
         rows = "" if len(folds) > 1 else next(iter(folds.values()))["test_rows"]
         floor, counted, _ = _nanmean(floors)
-        table.append([label, rows, *[_with_count(means[m]["mape"]) for m in methods],
-                      *[_with_count(means[m]["spearman"]) for m in methods], floor if counted else "-", ""])
-        lines += [md_table(["fold", "test rows", *[f"{m} MAPE %" for m in methods],
-                            *[f"{m} Spearman" for m in methods], "noise floor: repeat MAPE %",
+        table.append([label, rows, *[_with_count(means[m]["mape"]) for m in methods], *["-"] * len(absent),
+                      *[_with_count(means[m]["spearman"]) for m in methods], *["-"] * len(absent),
+                      floor if counted else "-", ""])
+        shown = methods + absent
+        lines += [md_table(["fold", "test rows", *[f"{m} MAPE %" for m in shown],
+                            *[f"{m} Spearman" for m in shown], "noise floor: repeat MAPE %",
                             "within-run CV %"], table), ""]
+        if absent:
+            lines += [f"`-`: {', '.join(absent)} not applicable (a per-target model has no rows of a held-out "
+                      "target).", ""]
     write_results(args.out, "Measured dataset: in-domain, leave-one-family-out, leave-one-target-out",
                   "\n".join(lines), {"summary": summary, "results": results, "noise_floor": noise,
                                      "settings": {k: str(v) for k, v in vars(args).items()}}, started)

@@ -4,8 +4,10 @@ Every baseline is a ``LatencyEstimator`` (``cost_model.estimator``), as
 ``LatencyPredictor`` is: rows are ``(graph_key, target_name, latency_ms)``;
 ``fit(graphs, targets, rows, val_rows)`` starts clean and returns the baseline,
 ``predict(graphs, targets, pairs)`` returns float64 ms.
-Each one can predict a target it never saw in training (zero-shot) from the
-target's descriptor alone, which is what the hardware-transfer benchmark asks.
+Each one here can predict a target it never saw in training (zero-shot) from the
+target's descriptor alone, which is what the hardware-transfer benchmark asks;
+the per-device models of ``cost_model.linear_baselines``, registered alongside,
+cannot (their ``covers(target)`` says which targets they predict).
 
 - ``FlopsBaseline``: ``log y = a_t + b_t log(FLOPs)`` per target: the roofline
   intuition with no learning beyond two numbers per device.
@@ -44,6 +46,7 @@ from cost_model.data.specs import (
 from cost_model.estimator import LatencyEstimator
 from cost_model.featurize import graph_tensors
 from cost_model.graph import OpGraph
+from cost_model.linear_baselines import AdditiveLinearBaseline, OneHotRidgeBaseline
 from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import log_rmse
 from cost_model.rows import Row, validate_rows
@@ -582,7 +585,8 @@ class GraphSAGEBaseline(_TorchBaseline):
 # ---------------------------------------------------------------------- registry
 
 BASELINES: dict[str, type] = {cls.name: cls for cls in (FlopsBaseline, ProxyDeviceBaseline, OneHotMLP,
-                                                          GraphSAGEBaseline)}
+                                                          GraphSAGEBaseline, AdditiveLinearBaseline,
+                                                          OneHotRidgeBaseline)}
 
 
 def make_baseline(name: str, **kw: Any) -> Any:

@@ -1,6 +1,6 @@
 """Standard latency-prediction metrics, one definition for every benchmark.
 
-MAPE, RMSE, Acc(δ) (fraction of predictions with relative error below δ),
+MAPE, median APE, RMSE, Acc(δ) (fraction of predictions with relative error below δ),
 Spearman's rho and Kendall's tau (scipy.stats), and the error in log space
 (robust to the sub-millisecond outliers of some public devices). For ranking
 candidate schedules of one tuning task: TenSet's top-k score and pairwise
@@ -16,8 +16,8 @@ import numpy as np
 
 from targets.errors import DataError
 
-__all__ = ["latency_metrics", "log_rmse", "mape", "rmse", "acc_within", "spearman", "kendall", "aggregate",
-           "topk_score", "pairwise_accuracy"]
+__all__ = ["latency_metrics", "log_rmse", "mape", "median_ape", "rmse", "acc_within", "spearman", "kendall",
+           "aggregate", "topk_score", "pairwise_accuracy"]
 
 
 def _arrays(y_true: Sequence[float], y_pred: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +36,12 @@ def mape(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
     """Mean absolute percentage error, in percent."""
     t, p = _arrays(y_true, y_pred)
     return float(np.mean(np.abs(p - t) / t) * 100.0)
+
+
+def median_ape(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+    """Median absolute percentage error, in percent: unlike MAPE, not ruled by a few tiny latencies."""
+    t, p = _arrays(y_true, y_pred)
+    return float(np.median(np.abs(p - t) / t) * 100.0)
 
 
 def rmse(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
@@ -81,6 +87,7 @@ def latency_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[st
     return {
         "n": int(t.size),
         "mape": mape(t, p),
+        "median_ape": median_ape(t, p),
         "rmse": rmse(t, p),
         "acc5": acc_within(t, p, 0.05),
         "acc10": acc_within(t, p, 0.10),

@@ -81,3 +81,22 @@ def test_seed_spread_and_paired_comparison_with_xgb() -> None:
     assert analysis["suite"]["xgb"][-1] == pytest.approx(math.sqrt(8.0))
     assert analysis["versus_xgb"]["ledg-cold"] == {"wins": 1, "ties": 1, "losses": 0}  # 2.1 vs 2.0 ms: a tie
     assert analysis["versus_xgb"]["random"] == {"wins": 0, "ties": 0, "losses": 1}
+
+
+def test_transfer_means_add_the_median_over_devices_of_median_ape_and_accept_older_folds() -> None:
+    import hardware_transfer as ht
+
+    row = {"spearman": 0.9, "kendall": 0.8, "mape": 10.0, "acc10": 0.5, "log_rmse": 0.1}
+    rows = [{**row, "median_ape": v} for v in (1.0, 2.0, 30.0)]
+    mean = ht._mean(rows)
+    assert mean["median_ape"] == pytest.approx(11.0) and mean["median_median_ape"] == pytest.approx(2.0)
+    older = ht._mean([row, *rows])  # a fold written before median APE was recorded
+    assert "median_ape" not in older and older["spearman"] == pytest.approx(0.9)
+
+
+def test_transfer_report_names_the_folds_not_run_yet() -> None:
+    import hardware_transfer as ht
+
+    folds = [["a"], ["b", "c"], ["d"]]
+    assert ht._done([{"held": ["a"]}, {"held": ["b", "c"]}, {"held": ["d"]}], folds) == "3 folds"
+    assert ht._done([{"held": ["b", "c"]}], folds) == "1 of 3 folds (not run yet: a; d)"

@@ -10,6 +10,7 @@ from cost_model.metrics import (
     aggregate,
     kendall,
     latency_metrics,
+    median_ape,
     mape,
     pairwise_accuracy,
     rmse,
@@ -37,6 +38,14 @@ def test_metrics_dict_and_log_error():
     assert m["n"] == 3
     assert m["log_rmse"] == pytest.approx(1.0)
     assert m["acc10"] == 0.0
+    assert m["median_ape"] == pytest.approx((math.e - 1) * 100)
+
+
+def test_median_ape_ignores_a_few_huge_errors_that_rule_mape():
+    t = [1.0, 1.0, 1.0, 0.01]
+    p = [1.1, 0.9, 1.05, 1.0]  # the tiny true latency is off by 9900 %
+    assert median_ape(t, p) == pytest.approx(10.0)
+    assert mape(t, p) > 2000
 
 
 def test_aggregate_is_unweighted_mean():
