@@ -134,7 +134,17 @@ class MeasurementStore:
                               max_rel_err, numerics_note))
 
     def add_target(self, desc: TargetDescriptor) -> str:
+        """The hash measurements of ``desc`` are stored under.
+
+        A descriptor that only fills in specs a stored one of the same name left unknown
+        (``desc.refines(stored)``: a vendor peak added later) describes the same setting, so
+        its measurements continue under the stored hash: collection resumes instead of
+        measuring everything again, and training reads them with the refined descriptor.
+        """
         h = desc.content_hash()
+        for stored_hash, stored in self.targets().items():
+            if stored_hash != h and stored.name == desc.name and desc.refines(stored):
+                return stored_hash
         with self._transaction():
             self._db.execute("INSERT OR IGNORE INTO targets VALUES (?, ?, ?)",
                              (h, desc.name, json.dumps(desc.to_dict(), sort_keys=True)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -48,6 +49,17 @@ def test_one_row_per_graph_target_protocol(filled: MeasurementStore) -> None:
     assert [m.median_ms for m in filled.measurements() if m.spec == "a" and m.target_hash == t1] == [1.0]
     stats = filled.stats()
     assert stats["measurements"] == 6 and stats["numerics_flagged"] == 1 and stats["failures"] == {"build": 1}
+
+
+def test_a_refined_descriptor_resumes_under_the_stored_hash(filled: MeasurementStore) -> None:
+    old = targets.load("local-zen3-onnxruntime-t1")
+    stored = old.content_hash()
+    refined = dataclasses.replace(old, tdp_w=999.0) if old.tdp_w is None else None
+    assert refined is not None and refined.refines(old) and refined.content_hash() != stored
+    assert filled.add_target(refined) == stored  # same setting: "a" is not measured again
+    assert filled.has_measurement("a", filled.add_target(refined), "p1")
+    other = dataclasses.replace(old, threads=2)  # a changed (not filled-in) field is another setting
+    assert filled.add_target(other) == other.content_hash() != stored
 
 
 def test_a_measurement_clears_an_earlier_failure(filled: MeasurementStore) -> None:
