@@ -1,4 +1,4 @@
-"""Ablations and trained baselines under the zero-shot hardware-transfer protocol (issue 3, benchmark 5).
+"""Ablations and trained baselines under the zero-shot hardware-transfer protocol.
 
 Same folds, splits and budget as ``hardware_transfer.py`` (import of its
 ``Protocol``); every variant is trained per fold from scratch with the same

@@ -1,4 +1,4 @@
-"""Accuracy prediction on NAS-Bench-201 with the same backbone (issue 3, benchmark 4).
+"""Accuracy prediction on NAS-Bench-201 with the same backbone.
 
 The LeDG-Former is trained on (architecture, CIFAR-10 validation accuracy)
 pairs of 1%, 5% and 10% of the 15,625 architectures and ranks a fixed set of

@@ -1,4 +1,4 @@
-"""What a measurement store (or its export) holds and what it cost to collect: the dataset card (issue 4).
+"""What a measurement store (or its export) holds and what it cost to collect: the dataset card.
 
 Reads a store or a ``tvm-ledg db export`` file and reports:
 

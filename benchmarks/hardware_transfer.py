@@ -1,4 +1,4 @@
-"""Zero-shot and few-shot prediction on hardware never trained on (issue 3, benchmarks 1, 2 and 5).
+"""Zero-shot and few-shot prediction on hardware never trained on.
 
 Protocol. Devices are grouped by hardware (the descriptor's ``model``: the
 three HELP batch sizes of a GTX 1080 Ti, the HELP-NB201 and HELP-OFA tables of

@@ -1,4 +1,4 @@
-"""In-domain prediction: every device seen in training, test architectures unseen (issue 3, benchmark 3).
+"""In-domain prediction: every device seen in training, test architectures unseen.
 
 For each training size N (architectures per device), one LeDG-Former is trained
 jointly on all devices with the same N training architectures per device, and

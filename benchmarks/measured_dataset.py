@@ -1,4 +1,4 @@
-"""Benchmarks on the project's own measured dataset (issue 4, section 5).
+"""Benchmarks on the project's own measured dataset.
 
 Three protocols on a measurement store or its export (``tvm-ledg db export``):
 

@@ -1,4 +1,4 @@
-"""Repeat-run noise floor of each target: the error no latency predictor can beat (issue 4).
+"""Repeat-run noise floor of each target: the error no latency predictor can beat.
 
 Takes ``--networks`` networks that a store holds on every local target
 (``--targets``, default: every target of the store measurable here: runtime

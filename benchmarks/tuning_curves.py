@@ -1,4 +1,4 @@
-"""Tuning curves, candidate ranking and predicted-runner tuning on the workload suite (issue 5, section 3).
+"""Tuning curves, candidate ranking and predicted-runner tuning on the workload suite.
 
 Four searches tune each workload of ``tvm_ledg.tuning.workloads`` on one local
 CPU target with the project's builder/runner pair, the same evolutionary search
@@ -37,7 +37,7 @@ runner call as the best schedule of XGB's run with the same seed (measured
 again, so that both are one fresh timing: XGB's recorded best is the minimum
 of many noisy ones); the top-1 is compared with that.
 
-The goals of issue 5 are evaluated from these numbers: LeDG reaches XGB's
+The tuning goals are evaluated from these numbers: LeDG reaches XGB's
 best-at-N latency with <= N/2 measured trials on the suite mean (geometric mean
 over workloads and seeds of the best latency relative to the best any run
 found for that workload), and the predicted runner's chosen schedules are
@@ -608,7 +608,7 @@ def report(args: argparse.Namespace, settings: dict[str, Any], pretrain: dict[st
     methods = [m for m in METHODS if any(c["method"] == m for c in curves)]
     analysis = analyse(curves, trials, methods)
     goals = evaluate_goals(analysis, predicted, curves, trials)
-    lines = ["## Goals (issue 5), computed from the runs below", ""]
+    lines = ["## Goals, computed from the runs below", ""]
     lines += [f"- {g['text']}" for g in goals]
     lines += ["", "## Setup", "",
               f"Target `{settings['target']}`; {trials} measured trials per run in rounds of "

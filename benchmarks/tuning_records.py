@@ -1,4 +1,4 @@
-"""Tuning-record database for the program-level cost model (issue 5): MetaSchedule on the workload suite.
+"""Tuning-record database for the program-level cost model: MetaSchedule on the workload suite.
 
 For every workload of ``tvm_ledg.tuning.workloads`` and every local CPU target,
 ``ms.tune_tir`` measures ``--trials`` candidates with the project's CPU

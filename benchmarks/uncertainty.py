@@ -1,4 +1,4 @@
-"""Is the variance head calibrated? Coverage of predicted intervals on unseen architectures (issue 3).
+"""Is the variance head calibrated? Coverage of predicted intervals on unseen architectures.
 
 The shipped checkpoint predicts a log-latency mean and standard deviation.
 For a calibrated Gaussian in log space, ``|log y - log ŷ| <= z·σ`` should hold

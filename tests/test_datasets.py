@@ -1,4 +1,4 @@
-"""The committed measured dataset (issue 4): `tvm-ledg db import` loads it, it holds what the docs say, and
+"""The committed measured dataset: `tvm-ledg db import` loads it, it holds what the docs say, and
 its networks are the ones the zoo builds today (so a zoo change that would silently re-label it fails here)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The committed tuning-record database and the program-level checkpoint trained on it (issue 5): the records
+"""The committed tuning-record database and the program-level checkpoint trained on it: the records
 cover the whole workload suite on both tuned targets as the manifest says, and the shipped checkpoint orders
 schedules it never saw better than chance (so a featurizer or checkpoint change that breaks it fails here)."""
 
