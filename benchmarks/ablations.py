@@ -38,7 +38,7 @@ from common import load_fold, md_table, write_results
 from hardware_transfer import TRAIN, add_protocol_arguments, fold_file, load_protocol
 
 from cost_model.baselines import make_baseline
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.metrics import aggregate, latency_metrics
 from cost_model.predictor import LatencyPredictor, TrainConfig
 

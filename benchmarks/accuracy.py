@@ -33,7 +33,7 @@ from common import md_table, write_results
 import targets
 from cost_model.baselines import make_baseline
 from cost_model.data import load_nb201_accuracy
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.graph_store import GraphStore
 from cost_model.predictor import LatencyPredictor, TrainConfig
 

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from cost_model.graph import write_text_atomic  # noqa: E402
+from cost_model.io import write_text_atomic  # noqa: E402
 from targets.errors import DataError  # noqa: E402
 from tvm_ledg.measure.environment import environment as measure_environment  # noqa: E402
 

@@ -59,7 +59,7 @@ import targets
 from cost_model.adapt import adapt
 from cost_model.baselines import make_baseline
 from cost_model.data import assign_arch_split, load_all
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.graph_store import GraphStore
 from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import aggregate, latency_metrics

@@ -43,7 +43,7 @@ from common import md_table, write_results
 from cost_model.adapt import adapt
 from cost_model.baselines import make_baseline
 from cost_model.evaluation import evaluate_rows
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.predictor import LatencyPredictor
 from cost_model.training import load_latency_data, load_run_config
 

@@ -51,7 +51,7 @@ from common import REPO, load_fold, md_table, open_store, write_results
 from cost_model.baselines import make_baseline
 from cost_model.evaluation import evaluate_rows
 from cost_model.featurize import feature_schema_hash
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
 PROTOCOLS = ("in-domain", "leave-one-family-out", "leave-one-target-out")

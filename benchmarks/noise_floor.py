@@ -44,7 +44,7 @@ import numpy as np
 
 from common import REPO, load_fold, md_table, write_results
 
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.measurement_store import MeasurementStore
 from targets.errors import DataError
 from targets.schema import TargetDescriptor

@@ -29,7 +29,7 @@ from common import REPO, load_fold, md_table, write_results
 
 import torch
 
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.metrics import aggregate, latency_metrics
 from cost_model.predictor import LatencyPredictor, TrainConfig
 from cost_model.rows import Row

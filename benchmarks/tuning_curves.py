@@ -80,7 +80,7 @@ from common import load_fold, md_table, write_results
 from tuning_records import TARGETS, quiet_metaschedule, search_cost_model, stop_busy, tune
 
 import targets as target_registry
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.metrics import pairwise_accuracy, topk_score
 from cost_model.predictor import LatencyPredictor, TrainConfig
 from cost_model.tuning_records import ProgramRecord, read_tuning_records, training_rows

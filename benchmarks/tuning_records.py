@@ -49,7 +49,7 @@ from tqdm import tqdm
 from common import environment
 
 import targets as target_registry
-from cost_model.graph import write_text_atomic
+from cost_model.io import write_text_atomic
 from cost_model.tuning_records import ProgramRecord, read_tuning_records, write_tuning_records
 from targets.errors import DataError
 from targets.schema import TargetDescriptor

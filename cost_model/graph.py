@@ -15,13 +15,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from targets.errors import GraphError, LedgError, OutputError
+from cost_model.io import read_json, write_text_atomic
+from targets.errors import GraphError
 
 __all__ = ["OpNode", "TensorSpec", "OpGraph", "GRAPH_FORMAT_VERSION", "canonical_order"]
 
@@ -328,47 +328,3 @@ def canonical_order(arg_producers: list[list[int]], outputs: list[int]) -> list[
                 done[nxt] = True
                 stack.append((nxt, iter(arg_producers[nxt])))
     return order
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
-
-    A crash leaves either the old file or the new one, never half of one. Missing
-    folders are created, as for every output; a path that cannot be written is an
-    ``OutputError`` naming it, found before anything is written when a folder is
-    in the way.
-    """
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder; give a file path")
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            where = f": {exc.filename}" if exc.filename and exc.filename not in (str(path), tmp) else ""
-            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}{where})") from exc
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Text form of ``write_bytes_atomic`` (UTF-8)."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def read_json(path: Path, error: type[LedgError], missing: str = "no such file") -> Any:
-    """The parsed JSON in ``path``; a missing file (``missing`` says why it should be there) or invalid JSON
-    raises ``error`` naming the path, so each caller reports in its own error class."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise error(f"{path}: {missing}") from exc
-    except json.JSONDecodeError as exc:
-        raise error(f"{path}: invalid JSON ({exc})") from exc

@@ -18,7 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from cost_model.graph import OpGraph, paused_gc, write_bytes_atomic
+from cost_model.graph import OpGraph, paused_gc
+from cost_model.io import write_bytes_atomic
 from targets.errors import GraphError
 
 __all__ = ["GraphStore"]

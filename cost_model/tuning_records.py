@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cost_model.graph import OpGraph, write_bytes_atomic
+from cost_model.graph import OpGraph
+from cost_model.io import write_bytes_atomic
 from targets.errors import DataError, GraphError
 
 __all__ = ["ProgramRecord", "TUNING_RECORDS_FORMAT_VERSION", "write_tuning_records", "read_tuning_records",

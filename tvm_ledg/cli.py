@@ -154,7 +154,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate_checkpoint(args.checkpoint, load_run_config(args.config), split=args.split)
     print(format_metrics_table(report))
     if args.json:
-        from cost_model.graph import write_text_atomic
+        from cost_model.io import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(report, indent=1))
     return 0
@@ -199,7 +199,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             _write_predictions_csv(args.csv, results, args.breakdown)
         print(f"wrote {args.csv}")
     if args.json:
-        from cost_model.graph import write_text_atomic
+        from cost_model.io import write_text_atomic
 
         records = table.records() if table is not None else [
             {"model": r.model, "target": r.target, "latency_ms": r.latency_ms, "std_log": r.std_log,
@@ -376,7 +376,7 @@ def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
     import csv
     import io
 
-    from cost_model.graph import write_text_atomic
+    from cost_model.io import write_text_atomic
 
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cost_model.graph import write_bytes_atomic
+from cost_model.io import write_bytes_atomic
 from targets.errors import DataError
 from tvm_ledg.predict import LatencyPrediction
 

@@ -30,7 +30,8 @@ import numpy as np
 
 import cost_model
 from cost_model.cache_dir import default_cache_root
-from cost_model.graph import OpGraph, paused_gc, write_text_atomic
+from cost_model.graph import OpGraph, paused_gc
+from cost_model.io import write_text_atomic
 from cost_model.graph_store import GraphStore
 from targets.errors import CheckpointError, DataError, ModelImportError
 from targets.schema import TargetDescriptor

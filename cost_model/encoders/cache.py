@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from cost_model.cache_dir import default_cache_root
-from cost_model.graph import write_bytes_atomic, write_text_atomic
+from cost_model.io import write_bytes_atomic, write_text_atomic
 
 __all__ = ["EmbeddingCache", "default_cache_root", "text_key", "CACHE_FORMAT"]
 

@@ -86,7 +86,7 @@ def test_dtype_bytes():
 
 
 def test_atomic_write_errors_name_the_path_and_leave_nothing(tmp_path):
-    from cost_model.graph import write_text_atomic
+    from cost_model.io import write_text_atomic
     from targets.errors import OutputError
 
     with pytest.raises(OutputError, match="is a folder"):

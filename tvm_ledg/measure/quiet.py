@@ -283,7 +283,7 @@ class HostSpeed:
         identity = self._identity()
         if identity is None:
             return
-        from cost_model.graph import write_text_atomic
+        from cost_model.io import write_text_atomic
 
         try:
             write_text_atomic(self.memory, json.dumps({"identity": identity, "best_s": self.best}))

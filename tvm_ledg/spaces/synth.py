@@ -32,7 +32,8 @@ from importlib import metadata
 from typing import Any
 
 from cost_model.cache_dir import default_cache_root
-from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order, read_json, write_text_atomic
+from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order
+from cost_model.io import read_json, write_text_atomic
 from targets.errors import GraphError
 from tvm_ledg import op_costs
 from tvm_ledg.spaces import fbnet, nb201, ofa

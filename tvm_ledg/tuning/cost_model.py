@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 
 import targets as target_registry
-from cost_model.graph import OpGraph, read_json, write_text_atomic
+from cost_model.graph import OpGraph
+from cost_model.io import read_json, write_text_atomic
 from cost_model.predictor import LatencyPredictor, TrainConfig
 from cost_model.trainer import LoopSettings, run_training
 from targets.errors import CheckpointError, DataError
