@@ -66,7 +66,7 @@ def _fit_offsets(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
     owner = torch.from_numpy(np.repeat(np.arange(len(subsets)), [len(s) for s in subsets]))
     bounds = np.cumsum([0, *(len(s) for s in subsets)])
     offsets = torch.zeros(len(subsets), model.config.dim, requires_grad=True)
-    target = torch.tensor(y[rows], dtype=torch.float32)
+    target = torch.tensor(y[rows], dtype=torch.float32, device=predictor.device_)
     row_keys = [keys[i] for i in rows]
 
     def full_batch_loss(idx: np.ndarray) -> torch.Tensor:
@@ -98,7 +98,7 @@ def _log_predict_each(predictor: LatencyPredictor, desc: TargetDescriptor, keys:
     n = len(keys)
     rows = predictor.forward(list(keys) * len(offsets), [desc] * (n * len(offsets)), graphs,
                              offsets=offsets.repeat_interleave(n, dim=0))
-    return rows.log_latency_ms.double().numpy().reshape(len(offsets), n)
+    return rows.log_latency_ms.double().cpu().numpy().reshape(len(offsets), n)
 
 
 @torch.no_grad()
@@ -106,7 +106,8 @@ def _log_predict(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
                  graphs: Mapping[str, OpGraph], offset: torch.Tensor | None) -> np.ndarray:
     predictor.model_.eval()
     offsets = torch.zeros(len(keys), predictor.model_.config.dim) if offset is None else offset.expand(len(keys), -1)
-    return predictor.forward(list(keys), [desc] * len(keys), graphs, offsets=offsets).log_latency_ms.double().numpy()
+    out = predictor.forward(list(keys), [desc] * len(keys), graphs, offsets=offsets)
+    return out.log_latency_ms.double().cpu().numpy()
 
 
 def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence[Sample],

@@ -31,7 +31,7 @@ Conventions, used everywhere in ``cost_model``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -192,6 +192,17 @@ class GraphBatch:
     relations: tuple[str, ...]
     work: Tensor | None = None
     input_batch: Tensor | None = None
+
+    def to(self, device: torch.device) -> "GraphBatch":
+        """This batch's tensors on ``device`` (a CPU batch is returned as it is). Index structures are
+        built from the CPU batch (numpy) before moving."""
+        if device.type == "cpu":
+            return self
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, x_num=move(self.x_num), node_text_index=move(self.node_text_index),
+                                   edge_index=move(self.edge_index), batch=move(self.batch), ptr=move(self.ptr),
+                                   rel_index=move(self.rel_index), work=move(self.work),
+                                   input_batch=move(self.input_batch))
 
     @property
     def num_graphs(self) -> int:

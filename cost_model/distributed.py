@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import os
 
+import torch
 import torch.distributed as dist
 
 __all__ = ["init_from_environment", "rank", "world_size", "is_main_process", "barrier", "shutdown"]
 
 
 def init_from_environment(device: str = "cpu") -> bool:
-    """Join the process group ``torchrun`` describes; False (and nothing done) outside ``torchrun``."""
+    """Join the process group ``torchrun`` describes; False (and nothing done) outside ``torchrun``.
+    ``device``: "cuda" (NCCL, this process on ``cuda:$LOCAL_RANK``) or "cpu" (gloo)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # NCCL binds each process to its own GPU
     dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return True
 

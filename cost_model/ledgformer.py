@@ -278,14 +278,21 @@ class LeDGFormer(nn.Module):
         self._check_inputs(batch, node_text_emb, target_text_emb, target_features, target_mask, roofline, pairs,
                            pair_graph)
         s = batch.num_nodes
-        cond, values, mask = self._condition(target_text_emb, target_features, target_mask, target_offset)
-        h = self._encode(batch, node_text_emb, cond if c.fusion == "film" else None)
-        summary = h[s:] if c.global_token else _segment_sum(h[:s], batch.counts) / batch.counts[:, None]
+        # index structures are built from the CPU batch (numpy), then moved with it to the model's device
+        device = self.x_num_mean.device
+        structure = self._structure(batch, device)
         if pair_graph is None:
             pair_graph = torch.arange(batch.num_graphs)
             node_index, pair_row, counts = None, batch.batch, batch.counts
         else:
             node_index, pair_row, counts = _expand_pairs(batch, pair_graph)
+        if device.type != "cpu":
+            batch, roofline = batch.to(device), None if roofline is None else roofline.to(device)
+            pair_graph, pair_row, counts = pair_graph.to(device), pair_row.to(device), counts.to(device)
+            node_index = None if node_index is None else node_index.to(device)
+        cond, values, mask = self._condition(target_text_emb, target_features, target_mask, target_offset)
+        h = self._encode(batch, node_text_emb, cond if c.fusion == "film" else None, structure)
+        summary = h[s:] if c.global_token else _segment_sum(h[:s], batch.counts) / batch.counts[:, None]
         bound = None
         if c.head == "free":
             offset = self.graph_head(summary).squeeze(-1) + self.target_scale(cond).squeeze(-1)
@@ -316,7 +323,14 @@ class LeDGFormer(nn.Module):
             cond = cond + target_offset
         return self.cond_norm(cond), values, mask
 
-    def _encode(self, batch: GraphBatch, node_text_emb: Tensor, cond: Tensor | None) -> Tensor:
+    def _structure(self, batch: GraphBatch, device: torch.device) -> tuple[RelationIndex, Adjacency]:
+        """The attention index and adjacency of a CPU batch, on ``device``."""
+        rows = batch.num_nodes + (batch.num_graphs if self.config.global_token else 0)
+        index = RelationIndex.from_batch(batch, self.config.global_token).to(device, self.config.heads)
+        return index, Adjacency.from_edges(batch.edge_index, rows).to(device)
+
+    def _encode(self, batch: GraphBatch, node_text_emb: Tensor, cond: Tensor | None,
+                structure: tuple[RelationIndex, Adjacency]) -> Tensor:
         """Node states (then one global row per graph): ``(S [+ G], dim)``; ``cond`` (G, dim) only with FiLM."""
         c = self.config
         x = self.node_text_proj(node_text_emb)[batch.node_text_index]
@@ -325,9 +339,8 @@ class LeDGFormer(nn.Module):
         if c.global_token:
             seed = self.global_embed.expand(batch.num_graphs, -1) if cond is None else cond + self.global_embed
             x = torch.cat([x, seed])
-            row_graph = torch.cat([batch.batch, torch.arange(batch.num_graphs)])
-        index = RelationIndex.from_batch(batch, c.global_token)
-        adjacency = Adjacency.from_edges(batch.edge_index, x.shape[0])
+            row_graph = torch.cat([batch.batch, torch.arange(batch.num_graphs, device=x.device)])
+        index, adjacency = structure
         for block in self.blocks:
             x = block(x, index, adjacency, cond, row_graph)
         return self.final_norm(x)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from cost_model import distributed
 from cost_model.batch import GraphTensors, collate
 from cost_model.checkpoint import check_compatible, config_field, load_checkpoint, save_checkpoint
+from cost_model.device import resolve_device
 from cost_model.encoders import TextEncoder, make_encoder
 from cost_model.estimator import LatencyEstimator
 from cost_model.featurize import FEATURE_NAMES, feature_schema_hash, graph_tensors
@@ -144,12 +145,15 @@ class LatencyPredictor(LatencyEstimator):
     _how_to_fit = "call fit() or from_pretrained() first"
 
     def __init__(self, encoder: str | dict = "builtin", model: dict | None = None, train: TrainConfig | None = None,
-                 feature_cache: MutableMapping[str, GraphTensors] | None = None, granularity: str = "network"):
+                 feature_cache: MutableMapping[str, GraphTensors] | None = None, granularity: str = "network",
+                 device: str = "auto"):
         """``encoder``: the text encoder's spec (``make_encoder``); ``model``: ``LeDGFormerConfig`` options;
         ``train``: optimisation settings. ``feature_cache``: featurized graphs shared by predictors that
         see the same graph keys (benchmarks train one model per fold on one graph store). ``granularity``:
         what a row's graph is, "network" (a whole model) or "program" (one scheduled TIR function); saved,
-        and checked by whoever loads the checkpoint for one use."""
+        and checked by whoever loads the checkpoint for one use. ``device``: where ``fit`` trains and the
+        fitted model predicts ("auto": CUDA when available, else the CPU; "cpu", "cuda", "cuda:N"); not a
+        training setting, so a run may resume on another device, and checkpoints are saved from the CPU."""
         if granularity not in _GRANULARITIES:
             raise DataError(f"granularity {granularity!r}: expected one of {sorted(_GRANULARITIES)}")
         self.encoder = encoder
@@ -157,6 +161,7 @@ class LatencyPredictor(LatencyEstimator):
         self.train = train or TrainConfig()
         self.feature_cache: MutableMapping[str, GraphTensors] = {} if feature_cache is None else feature_cache
         self.granularity = granularity
+        self.device = device
         self._reset_fitted()
 
     def _reset_fitted(self) -> None:
@@ -166,6 +171,7 @@ class LatencyPredictor(LatencyEstimator):
         self.adaptations_: dict[str, Adaptation] = {}
         self.known_targets_: dict[str, int] = {}  # descriptor content hash -> row of model_.target_table
         self.data_summary_: dict[str, Any] = {}
+        self.device_ = torch.device("cpu")  # where model_ and encoder_ live
 
     # ------------------------------------------------------------ helpers
     def _graph(self, key: str, graphs: Mapping[str, OpGraph]) -> GraphTensors:
@@ -193,7 +199,7 @@ class LatencyPredictor(LatencyEstimator):
         distinct_descs = list({id(d): d for d in descs}.values())
         row_of = {id(d): i for i, d in enumerate(distinct_descs)}
         index = torch.tensor([row_of[id(d)] for d in descs], dtype=torch.long)
-        target_emb = self.encoder_([d.to_text() for d in distinct_descs])[index]
+        target_emb = self.encoder_([d.to_text() for d in distinct_descs])[index.to(self.device_)]
         feats = [d.to_features() for d in distinct_descs]
         values = torch.tensor([f[0] for f in feats], dtype=torch.float32)[index]
         mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)[index]
@@ -201,7 +207,10 @@ class LatencyPredictor(LatencyEstimator):
             offsets = self._stored_offsets(descs)
         known = self._known_offsets(descs)
         if known is not None:
-            offsets = known if offsets is None else known + offsets
+            offsets = known if offsets is None else known + offsets.to(self.device_)
+        elif offsets is not None:
+            offsets = offsets.to(self.device_)
+        values, mask = values.to(self.device_), mask.to(self.device_)
         roofline = None
         if self.model_.config.head == "roofline":
             _warn_estimated_specs(descs)
@@ -215,7 +224,7 @@ class LatencyPredictor(LatencyEstimator):
         if table is None or not self.known_targets_:
             return None
         hashes = {id(d): d.content_hash() for d in descs}
-        rows = torch.tensor([self.known_targets_.get(hashes[id(d)], -1) for d in descs])
+        rows = torch.tensor([self.known_targets_.get(hashes[id(d)], -1) for d in descs], device=table.device)
         if not bool((rows >= 0).any()):
             return None
         return table[rows.clamp_min(0)] * (rows >= 0).unsqueeze(-1).to(table.dtype)
@@ -225,7 +234,7 @@ class LatencyPredictor(LatencyEstimator):
         if not any(a is not None and a.offset is not None for a in rows):
             return None
         zero = torch.zeros(self.model_.config.dim)
-        return torch.stack([a.offset if a is not None and a.offset is not None else zero for a in rows])
+        return torch.stack([a.offset.cpu() if a is not None and a.offset is not None else zero for a in rows])
 
     def _fit_spec_prior(self, names: Sequence[str], targets: Mapping[str, TargetDescriptor]) -> None:
         """Fit the model's estimate of missing peak compute / bandwidth on the training targets."""
@@ -261,6 +270,7 @@ class LatencyPredictor(LatencyEstimator):
         validate_rows(rows, graphs, targets, "training rows")
         validate_rows(val_rows, graphs, targets, "validation rows")
         self._reset_fitted()
+        device = resolve_device(self.device)
         torch.manual_seed(cfg.seed)
         train_targets = sorted({r[1] for r in rows})
         if cfg.target_offsets is not None:
@@ -277,6 +287,7 @@ class LatencyPredictor(LatencyEstimator):
         self._fit_spec_prior(train_targets, targets)
         log_y = np.log([r[2] for r in rows])
         self.model_.init_output_bias(float(log_y.mean()), float(np.mean([t.num_nodes for t in tensors])))
+        self._move(device)
         run_training(self.training_task(graphs, targets, rows, val_rows), self.loop_settings(), progress=progress,
                      state=None if resume_dir is None else TrainingState(resume_dir, self._fingerprint(rows, val_rows)))
         self.data_summary_ = {"train_rows": len(rows), "val_rows": len(val_rows), "graphs": len(keys),
@@ -303,8 +314,8 @@ class LatencyPredictor(LatencyEstimator):
         if groups is None:
             target_ids = {t: i for i, t in enumerate(sorted(targets))}
             groups = [target_ids[r[1]] for r in rows]
-        group_all = torch.tensor(list(groups))
-        y_all = torch.tensor([r[2] for r in rows], dtype=torch.float32)
+        group_all = torch.tensor(list(groups), device=self.device_)
+        y_all = torch.tensor([r[2] for r in rows], dtype=torch.float32, device=self.device_)
         trained = [self.model_, *([self.encoder_] if self.encoder_.trainable else [])]
         if not self.encoder_.trainable:
             self.encoder_.eval()  # a frozen encoder's dropout stays off while the model trains
@@ -314,7 +325,7 @@ class LatencyPredictor(LatencyEstimator):
         def batch_loss(idx: np.ndarray) -> torch.Tensor:
             chunk = [rows[i] for i in idx]
             out = self.forward([r[0] for r in chunk], [targets[r[1]] for r in chunk], graphs)
-            index = torch.from_numpy(idx)
+            index = torch.from_numpy(idx).to(self.device_)
             loss = latency_loss(out, y_all[index], group_all[index], huber_delta=cfg.huber_delta,
                                 rank_weight=rank_weight).total
             if table is not None and cfg.target_offsets:
@@ -377,18 +388,19 @@ class LatencyPredictor(LatencyEstimator):
             descs = [targets[p[1]] for p in chunk]
             res = self.forward([p[0] for p in chunk], descs, graphs)
             a, b = self._calibration(descs)
-            scale = b * res.log_latency_ms.double() + a
+            log_ms = res.log_latency_ms.double().cpu()
+            scale = b * log_ms + a
             lat.append(torch.exp(scale).numpy())
             if res.log_var is not None:
-                std.append((torch.exp(0.5 * res.log_var.double()) * b.abs()).numpy())
+                std.append((torch.exp(0.5 * res.log_var.double().cpu()) * b.abs()).numpy())
             if breakdown:
                 # per-op shares are kept; the calibrated total is split in the same proportions
-                factor = torch.exp(scale - res.log_latency_ms.double())
+                factor = torch.exp(scale - log_ms)
                 counts = [self._graph(p[0], graphs).num_nodes for p in chunk]
-                for ops, f in zip(torch.split(res.per_op_ms.double(), counts), factor):
+                for ops, f in zip(torch.split(res.per_op_ms.double().cpu(), counts), factor):
                     per_op.append((ops * f).numpy())
                 if res.bound is not None:
-                    bound.extend(_LABELS[part.numpy()] for part in torch.split(res.bound, counts))
+                    bound.extend(_LABELS[part.numpy()] for part in torch.split(res.bound.cpu(), counts))
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         latency = np.concatenate(lat)[back] if lat else np.zeros(0)
@@ -422,10 +434,17 @@ class LatencyPredictor(LatencyEstimator):
         return a, b
 
     # ---------------------------------------------------------- persistence
+    def _move(self, device: torch.device) -> None:
+        """Put the model and encoder on ``device``; batches follow them in ``forward``."""
+        self.model_.to(device)
+        self.encoder_.to(device)
+        self.device_ = device
+
     def _state(self) -> dict[str, torch.Tensor]:
-        state = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        """The weights as CPU tensors, so checkpoints and resume state load anywhere."""
+        state = {f"model.{k}": v.cpu() for k, v in self.model_.state_dict().items()}
         if self.encoder_.trainable:
-            state.update({f"encoder.{k}": v for k, v in self.encoder_.state_dict().items()})
+            state.update({f"encoder.{k}": v.cpu() for k, v in self.encoder_.state_dict().items()})
         return state
 
     def _load_state(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -444,7 +463,7 @@ class LatencyPredictor(LatencyEstimator):
         state = self._state()
         for key, adaptation in self.adaptations_.items():
             if adaptation.offset is not None:
-                state[f"adapt.{key}.offset"] = adaptation.offset
+                state[f"adapt.{key}.offset"] = adaptation.offset.cpu()
         save_checkpoint(directory, state, {
             "kind": "ledgformer-latency",
             "granularity": self.granularity,
@@ -460,10 +479,13 @@ class LatencyPredictor(LatencyEstimator):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], *, granularity: str | None = None,
-                        feature_cache: MutableMapping[str, GraphTensors] | None = None) -> "LatencyPredictor":
+                        feature_cache: MutableMapping[str, GraphTensors] | None = None,
+                        device: str = "cpu") -> "LatencyPredictor":
         """Load a checkpoint; ``granularity`` ("network" or "program"), when given, must match the one it was
         trained for, since a program-level model returns plausible-looking nonsense for whole networks.
-        ``feature_cache`` as in the constructor (a bounded mapping keeps a long-lived predictor's memory flat)."""
+        ``feature_cache`` as in the constructor (a bounded mapping keeps a long-lived predictor's memory flat).
+        ``device``: where it predicts (and fine-tunes); the CPU unless asked, whatever it was trained on."""
+        where = resolve_device(device)
         state, config = load_checkpoint(directory)
         source = Path(directory) / "config.json"
         check_compatible(config, _schemas(), source=str(directory))
@@ -482,7 +504,7 @@ class LatencyPredictor(LatencyEstimator):
         encoder_spec = config_field(encoder, "config", (dict, str), source, where="encoder")
         encoder_id = config_field(encoder, "id", str, source, where="encoder")
         self = cls(encoder=encoder_spec, model=_model_options(config["model"]), train=train, granularity=found,
-                   feature_cache=feature_cache)
+                   feature_cache=feature_cache, device=device)
         try:
             self.encoder_ = make_encoder(encoder_spec)
             self.model_ = LeDGFormer(LeDGFormerConfig.from_dict(config["model"]))
@@ -497,6 +519,7 @@ class LatencyPredictor(LatencyEstimator):
         for key, entry in config.get("adaptations", {}).items():
             self.adaptations_[key] = _adaptation_from_json(key, entry, state.get(f"adapt.{key}.offset"), source)
         self.known_targets_ = _known_targets_from_json(config.get("known_targets", {}), self.model_.config, source)
+        self._move(where)
         return self
 
 

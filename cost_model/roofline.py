@@ -124,6 +124,13 @@ class RooflineTargets:
     batch_size: Tensor
     elem_bytes: Tensor
 
+    def to(self, device: torch.device) -> "RooflineTargets":
+        """These numbers on ``device`` (CPU ones are returned as they are)."""
+        if device.type == "cpu":
+            return self
+        return RooflineTargets(self.log_specs.to(device), self.specs_known.to(device), self.batch_size.to(device),
+                               self.elem_bytes.to(device))
+
 
 def roofline_targets(descs: Sequence[TargetDescriptor]) -> RooflineTargets:
     """Stack ``target_roofline`` of each row's descriptor into tensors (read once per distinct descriptor)."""

@@ -190,7 +190,7 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
             if on_step is not None and steps_known:
                 on_step(done, settings.epochs * steps_per_epoch)
             bar.set_postfix(loss=f"{float(scaled.detach()):.3f}")
-        entry: dict[str, float] = {"epoch": epoch, "train_loss": _global_mean(loss_sum, seen, world)}
+        entry: dict[str, float] = {"epoch": epoch, "train_loss": _global_mean(loss_sum, seen, world, params[0].device)}
         if task.evaluate is not None:
             entry["val_log_rmse"] = task.evaluate()
             stopper.update(entry["val_log_rmse"], _state_of(task))
@@ -220,10 +220,11 @@ def _permutation_batches(rng: np.random.Generator, num_rows: int, per_epoch: int
         yield order[start:start + batch_size]
 
 
-def _global_mean(loss_sum: float, seen: int, world: int) -> float:
-    """The epoch's mean training loss over every process's rows."""
+def _global_mean(loss_sum: float, seen: int, world: int, device: torch.device) -> float:
+    """The epoch's mean training loss over every process's rows, summed on ``device`` (NCCL reduces CUDA
+    tensors only)."""
     if world > 1:
-        total = torch.tensor([loss_sum], dtype=torch.float64)
+        total = torch.tensor([loss_sum], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(total)
         loss_sum = float(total)
     return loss_sum / max(seen, 1)
@@ -254,7 +255,7 @@ class TrainingState:
         opt_state = opt.state_dict()
         for pid, slots in opt_state["state"].items():
             for name, value in slots.items():
-                tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value)
+                tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value).cpu()  # loads onto the params' device
         meta = {"fingerprint": self.fingerprint, "next_epoch": next_epoch,
                 "best": stopper.best if math.isfinite(stopper.best) else None, "bad_epochs": stopper.bad_epochs,
                 "has_best": stopper.best_state is not None, "history": task.history,

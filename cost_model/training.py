@@ -15,7 +15,11 @@ A config has four sections (every key optional except ``data.graph_store``)::
       tuning_records: []        # program records (.jsonl.gz, benchmarks/tuning_records.py): a program-level model
     encoder: {kind: builtin, dim: 32}
     model: {dim: 32, layers: 2, heads: 4}
-    train: {epochs: 10, batch_size: 64, lr: 0.003, seed: 0}
+    train: {epochs: 10, batch_size: 64, lr: 0.003, seed: 0, device: auto}
+
+``train.device`` ("auto": CUDA when available, else the CPU; "cpu", "cuda",
+"cuda:N") says where to train; it is not part of the run's identity, so an
+interrupted run may resume on another device.
 
 Architectures are split by spec string (``assign_arch_split``), so one
 architecture is in the same split on every device and test architectures are
@@ -48,6 +52,7 @@ import targets
 from cost_model import distributed
 from cost_model.checkpoint import check_replaceable
 from cost_model.data import assign_arch_split, load_all
+from cost_model.device import DEVICE_CHOICES
 from cost_model.graph import OpGraph
 from cost_model.graph_store import GraphStore
 from cost_model.measurement_store import MeasurementStore
@@ -74,6 +79,7 @@ class RunConfig:
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     source: str = "<dict>"
+    device: str = "auto"
 
     def split(self) -> tuple[int, float, float]:
         s = {"seed": 0, "test_fraction": 0.2, "val_fraction": 0.1, **(self.data.get("split") or {})}
@@ -110,9 +116,13 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     for key in ("model", "train"):
         if not isinstance(raw.get(key) or {}, dict):
             raise DataError(f"{origin}: section {key!r} must be a mapping")
-    train = TrainConfig.from_dict(raw.get("train") or {}, source=f"{origin}: train")
+    train_section = dict(raw.get("train") or {})
+    device = train_section.pop("device", "auto")
+    if not isinstance(device, str):
+        raise DataError(f"{origin}: train.device must be a string ({DEVICE_CHOICES}), got {device!r}")
+    train = TrainConfig.from_dict(train_section, source=f"{origin}: train")
     return RunConfig(data, raw.get("encoder") or {"kind": "builtin", "dim": 32}, dict(raw.get("model") or {}),
-                     train, origin)
+                     train, origin, device)
 
 
 @dataclass
@@ -297,7 +307,7 @@ def train_from_config(config: RunConfig, out: str | os.PathLike[str], *, progres
     distributed.barrier()  # nobody reads resume state that rank 0 is deleting
     granularity = "program" if config.data.get("tuning_records") else "network"
     predictor = LatencyPredictor(encoder=config.encoder, model=config.model, train=config.train,
-                                 granularity=granularity)
+                                 granularity=granularity, device=config.device)
     predictor.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], resume_dir=resume_dir,
                   progress=progress)
     if distributed.is_main_process():

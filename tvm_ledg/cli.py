@@ -131,8 +131,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cost_model import distributed
     from cost_model.training import load_run_config, train_from_config
 
+    from cost_model.device import resolve_device
+
     config = load_run_config(args.config)
-    distributed.init_from_environment()
+    if args.device is not None:
+        config.device = args.device
+    device = resolve_device(config.device, "--device" if args.device is not None else f"{args.config}: train.device")
+    distributed.init_from_environment(device.type)
     writes = distributed.is_main_process()
     try:
         predictor, data = train_from_config(config, args.out, resume=not args.restart)
@@ -176,7 +181,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise DataError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; these models and "
                             f"targets make {n}: plot fewer, or write them all with --csv")
     options = dict(checkpoint=args.checkpoint, graph_store=args.graph_store, batch_size=args.batch_size,
-                   workers=args.workers)
+                   workers=args.workers, device=args.device)
     with _progress_bar("lowering", "net") as lowering:
         if args.breakdown:
             results = predict_latency(args.models, args.target, breakdown=True, progress=lowering, **options)
@@ -318,7 +323,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     ranked = rank_targets(args.model, args.target, checkpoint=args.checkpoint, top_ops=args.top,
-                          graph_store=args.graph_store)
+                          graph_store=args.graph_store, device=args.device)
     if args.json:
         print(json.dumps([{"rank": i, "target": r.target, "latency_ms": r.latency_ms, "std_log": r.std_log,
                            "adapted": r.adapted,
@@ -560,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", type=Path, required=True, help="training config (see cost_model/training.py)")
     tr.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     tr.add_argument("--restart", action="store_true", help="ignore an interrupted run's state and start over")
+    tr.add_argument("--device", help="where to train: auto (CUDA when available, else the CPU; the default), cpu, "
+                    "cuda or cuda:N; overrides the config's train.device")
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="metrics of a checkpoint on a config's test (or held-out) split")
@@ -575,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"ONNX files, space strings ({_SPACE_FORMS}) or @list files (one MODEL a line)")
     p.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda or cuda:N")
     p.add_argument("--breakdown", action="store_true", help="per-operator latencies")
     p.add_argument("--top", type=int, default=5, help="operators to print per prediction with --breakdown")
     p.add_argument("--csv", type=_output_file, help="write all predictions (and the breakdown) as CSV")
@@ -596,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("model", metavar="MODEL", help=f"ONNX file or space string ({_SPACE_FORMS})")
     rk.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
     rk.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
+    rk.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda or cuda:N")
     rk.add_argument("--top", type=int, default=3, help="slowest operators to show per target (0: none)")
     rk.add_argument("--json", action="store_true", help="print the ranking as JSON")
     rk.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")

@@ -135,11 +135,12 @@ class _RecentGraphs(OrderedDict):
             self.popitem(last=False)
 
 
-_PREDICTORS: dict[Path, Any] = {}
+_PREDICTORS: dict[tuple[Path, str], Any] = {}
 
 
-def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: bool = True):
-    """A ``LatencyPredictor`` from a checkpoint directory (the shipped default when None).
+def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: bool = True, device: str = "cpu"):
+    """A ``LatencyPredictor`` from a checkpoint directory (the shipped default when None), on ``device``
+    ("cpu", "auto", "cuda", "cuda:N").
 
     Cached per process for repeated predictions; pass ``cached=False`` for a private
     copy that may be modified (adaptation).
@@ -152,11 +153,11 @@ def load_predictor(checkpoint: str | os.PathLike[str] | None = None, *, cached: 
                               "pass --checkpoint DIR (train one with `tvm-ledg train`)")
     path = path.resolve()
     if not cached:
-        return LatencyPredictor.from_pretrained(path, granularity="network")
-    if path not in _PREDICTORS:
-        _PREDICTORS[path] = LatencyPredictor.from_pretrained(path, granularity="network",
-                                                             feature_cache=_RecentGraphs(FEATURE_CACHE_GRAPHS))
-    return _PREDICTORS[path]
+        return LatencyPredictor.from_pretrained(path, granularity="network", device=device)
+    if (path, device) not in _PREDICTORS:
+        _PREDICTORS[path, device] = LatencyPredictor.from_pretrained(
+            path, granularity="network", feature_cache=_RecentGraphs(FEATURE_CACHE_GRAPHS), device=device)
+    return _PREDICTORS[path, device]
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,8 @@ def _targets(targets: Iterable[str | os.PathLike[str] | TargetDescriptor] | str 
 def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[str] | None = None,
                     breakdown: bool = False, top_ops: int | None = None,
                     graph_store: str | os.PathLike[str] | None = None, batch_size: int | None = None,
-                    workers: int = 1, progress: Callable[[int, int], None] | None = None) -> list[LatencyPrediction]:
+                    workers: int = 1, progress: Callable[[int, int], None] | None = None,
+                    device: str = "cpu") -> list[LatencyPrediction]:
     """Predicted latency of every model on every target (models outer, targets inner).
 
     Args:
@@ -300,12 +302,13 @@ def predict_latency(models: Any, targets: Any, *, checkpoint: str | os.PathLike[
         breakdown: also return per-operator latencies (all, or the ``top_ops`` largest).
         batch_size: override the models' batch size (ONNX and spaces).
         progress: ``progress(done, total)`` after each graph lowered (see ``resolve_graphs``).
+        device: where the model runs ("cpu", "auto", "cuda", "cuda:N").
 
     For thousands of models without the breakdown, ``predict_table`` is faster and returns arrays.
     """
     expanded = _expand(models, batch_size)  # a mistyped MODEL fails before the checkpoint loads
     descs = _targets(targets)  # before any lowering: a bad target list fails at once
-    predictor = load_predictor(checkpoint)
+    predictor = load_predictor(checkpoint, device=device)
     store = _lower_missing(expanded, graph_store=graph_store, batch_size=batch_size, workers=workers,
                            progress=progress)
     graphs = _graphs(expanded, store, batch_size)
@@ -330,7 +333,8 @@ def predict_table(models: Any, targets: Any, *, checkpoint: str | os.PathLike[st
                   graph_store: str | os.PathLike[str] | None = None, batch_size: int | None = None,
                   workers: int = 1, chunk_models: int = CHUNK_MODELS,
                   progress: Callable[[int, int], None] | None = None,
-                  lowering_progress: Callable[[int, int], None] | None = None) -> PredictionTable:
+                  lowering_progress: Callable[[int, int], None] | None = None,
+                  device: str = "cpu") -> PredictionTable:
     """Predicted latency of every model on every target, as arrays (the search-loop API).
 
     Takes the same ``models`` and ``targets`` as ``predict_latency`` and gives the
@@ -338,13 +342,13 @@ def predict_table(models: Any, targets: Any, *, checkpoint: str | os.PathLike[st
     as ``predict_latency``'s ``progress``); then models are resolved, featurized
     and predicted ``chunk_models`` at a time, so memory does not grow with their
     number, and ``progress(done, total)`` counts models predicted after each
-    chunk. Nothing is printed.
+    chunk. ``device`` as ``predict_latency``'s. Nothing is printed.
     """
     if chunk_models < 1:
         raise DataError(f"chunk_models must be at least 1, got {chunk_models}")
     expanded = _expand(models, batch_size)
     descs = _targets(targets)
-    predictor = load_predictor(checkpoint)
+    predictor = load_predictor(checkpoint, device=device)
     store = _lower_missing(expanded, graph_store=graph_store, batch_size=batch_size, workers=workers,
                            progress=lowering_progress)
     names = list(descs)

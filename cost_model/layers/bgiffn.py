@@ -48,6 +48,12 @@ class Adjacency:
         parents = CSRPattern.from_coo(torch.from_numpy(dst[by_dst]), torch.from_numpy(src[by_dst]), num_rows, num_rows)
         return cls(children, parents, torch.ones(src.size))
 
+    def to(self, device: torch.device) -> "Adjacency":
+        """This adjacency on ``device`` (a CPU one is returned as it is)."""
+        if device.type == "cpu":
+            return self
+        return Adjacency(self.children.to(device), self.parents.to(device), self.ones.to(device))
+
 
 class BGIFFN(nn.Module):
     """Shapes: ``x``: ``(rows, dim)`` -> ``(rows, dim)``; ``adjacency`` over the same rows."""

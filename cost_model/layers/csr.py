@@ -72,6 +72,17 @@ class CSRPattern:
             _tile(self.row, times, self.num_rows), self.num_rows * times, self.num_cols * times, tiled_from=self,
         )
 
+    def to(self, device: torch.device) -> "CSRPattern":
+        """This pattern on ``device``. Its transpose is derived first, here on the CPU, since that
+        derivation (numpy) cannot read device memory; a CPU pattern is returned as it is."""
+        if device.type == "cpu":
+            return self
+        crow_t, col_t, perm_t = self.transposed
+        moved = CSRPattern(self.crow.to(device), self.col.to(device), self.row.to(device), self.num_rows,
+                           self.num_cols)
+        moved.__dict__["transposed"] = (crow_t.to(device), col_t.to(device), perm_t.to(device))
+        return moved
+
     def tensor(self, values: Tensor, *, transpose: bool = False) -> Tensor:
         """A torch sparse CSR tensor holding ``values`` (given in this pattern's entry order)."""
         if transpose:

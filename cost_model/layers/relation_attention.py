@@ -89,6 +89,16 @@ class RelationIndex:
         return cls(s, b, r, global_token, pattern, torch.from_numpy(entry_pair.reshape(-1)), torch.from_numpy(seg),
                    seg_len, torch.from_numpy(available))
 
+    def to(self, device: torch.device, heads: int) -> "RelationIndex":
+        """This index on ``device``, with the pattern for ``heads`` heads built (in numpy) beforehand;
+        a CPU index is returned as it is."""
+        if device.type == "cpu":
+            return self
+        return RelationIndex(self.num_nodes, self.num_graphs, self.num_relations, self.global_token,
+                             self.pattern.to(device), self.entry_pair.to(device), self.entry_seg.to(device),
+                             self.seg_len.to(device), self.available.to(device),
+                             {heads: self.heads_pattern(heads).to(device)})
+
     @property
     def slots(self) -> int:
         return self.num_relations + int(self.global_token)

@@ -129,7 +129,7 @@ def test_constructor_parameters_keep_their_names():
     model = LatencyPredictor(encoder={"kind": "builtin", "dim": 16}, model={"dim": 16}, train=cfg,
                              feature_cache=cache, granularity="program")
     assert model.get_params() == {"encoder": {"kind": "builtin", "dim": 16}, "model": {"dim": 16}, "train": cfg,
-                                  "feature_cache": cache, "granularity": "program"}
+                                  "feature_cache": cache, "granularity": "program", "device": "auto"}
     assert LatencyPredictor(**model.get_params()).get_params() == model.get_params()
 
 
