@@ -141,8 +141,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     writes = distributed.is_main_process()
     try:
         predictor, data = train_from_config(config, args.out, resume=not args.restart)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(wait=False)
+        raise
+    distributed.shutdown()
     if not writes:
         return 0
     summary = data.summary()
