@@ -26,7 +26,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from scipy.optimize import nnls
 
 from common import md_table, write_results
 from cost_model.data import load_all
+from cost_model.featurize import kind_key
 from cost_model.graph import OpGraph
 from cost_model.metrics import latency_metrics
 from tvm_ledg.networks import network_graph
@@ -48,8 +48,7 @@ def kind_counts(graphs: list[OpGraph]) -> tuple[np.ndarray, list[str]]:
     for graph in graphs:
         counts: dict[int, int] = {}
         for node in graph.nodes:
-            key = (node.op, json.dumps(node.attrs, sort_keys=True, default=str),
-                   tuple((t.shape, t.dtype) for t in node.inputs), tuple((t.shape, t.dtype) for t in node.outputs))
+            key = kind_key(node)
             if key not in kinds:
                 kinds[key] = len(kinds)
                 ops.append(node.op)

@@ -33,6 +33,7 @@ __all__ = [
     "node_text",
     "node_numeric_features",
     "position_features",
+    "kind_key",
     "graph_tensors",
 ]
 
@@ -335,8 +336,9 @@ def _position_array(num_nodes: int, edges: Sequence[tuple[int, int]]) -> np.ndar
     return out
 
 
-def _kind_key(node: OpNode) -> tuple:
-    """Everything ``node_text`` and ``node_numeric_features`` read (not ``id``, ``name``, ``member_ids``).
+def kind_key(node: OpNode) -> tuple:
+    """Everything ``node_text`` and ``node_numeric_features`` read (not ``id``, ``name``, ``member_ids``):
+    two operators with the same key are the same kind of kernel.
 
     ``repr`` of the attributes is exact for JSON values (``1``, ``1.0`` and
     ``True`` differ); two dicts with equal items in another order only miss
@@ -382,7 +384,7 @@ class _KindTable:
 
     def rows(self, nodes: Sequence[OpNode]) -> np.ndarray:
         """Table row of each node, adding the kinds not seen yet."""
-        keys = [_kind_key(n) for n in nodes]
+        keys = [kind_key(n) for n in nodes]
         found = list(map(self._ids.get, keys))  # one hash per key: tuple hashes are not cached
         if None in found:
             if len(self._ids) + len(keys) > self.max_kinds:

@@ -102,7 +102,7 @@ def test_kind_key_separates_what_the_features_read():
     nodes = _mixed_nodes()
     by_key: dict[tuple, tuple] = {}
     for n in nodes:
-        seen = by_key.setdefault(featurize._kind_key(n), (node_text(n), node_numeric_features(n)))
+        seen = by_key.setdefault(featurize.kind_key(n), (node_text(n), node_numeric_features(n)))
         assert seen == (node_text(n), node_numeric_features(n))
     assert len(by_key) == len(nodes) - 2  # the repeated conv and the renamed relu share their rows
 
