@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import load_fold, md_table, write_results
+from common import NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, load_fold, md_table, write_results
 
 import targets
 from cost_model.adapt import adapt
@@ -70,9 +70,9 @@ SHOT_ONLY_BASELINES = ("additive",)  # per-device models: need the device's own 
 GROUPINGS = ("hardware", "class", "device")
 HELD_OUT = {"hardware": "whole hardware groups held out", "class": "one device class held out per fold",
             "device": "one device held out per fold, other settings of its hardware stay in training"}
-ENCODER: dict[str, Any] = {"kind": "builtin", "dim": 32}
-MODEL: dict[str, Any] = {"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}
-TRAIN: dict[str, Any] = {"batch_size": 64, "lr": 3e-3, "patience": 3}  # with --epochs, --rows-per-epoch, --seed
+ENCODER = NETWORK_ENCODER
+MODEL = NETWORK_MODEL
+TRAIN = NETWORK_TRAIN  # with --epochs, --rows-per-epoch, --seed; patience = epochs (the best epoch is kept)
 ADAPT: dict[str, Any] = {"steps": 30, "folds": 3}
 
 
@@ -103,7 +103,7 @@ def fold_settings(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("max_train_archs", "max_test_archs", "seed", "epochs", "rows_per_epoch", "shots", "baselines")
     only = {"baselines_only": True} if args.baselines_only else {}  # absent otherwise: older folds stay valid
     return {**{k: getattr(args, k) for k in keys}, "encoder": ENCODER, "model": MODEL, "train": TRAIN,
-            "adapt": ADAPT, **only}
+            "adapt": ADAPT, "subsets": "shared", **only}
 
 
 def fold_file(held: list[str]) -> str:
@@ -129,16 +129,17 @@ class Protocol:
     split: dict[str, str]
     folds: list[list[str]]
     graphs: _Loaded
-    seed: int
+    rank: dict[str, int]  # a seeded order of the architectures, the same for every device
 
     def rows_of(self, alias: str, part: str, cap: int | None) -> list[tuple[str, str, float]]:
-        """(arch, device, ms) of one device and split part; a seeded subset of ``cap`` rows."""
-        rows = sorted((a, alias, ms) for a, ms in self.measured[alias].items()
+        """(arch, device, ms) of one device and split part: its first ``cap`` architectures in the shared
+        seeded order, so devices measured on one space train on the same graphs (a graph is encoded once
+        for all its devices)."""
+        rows = sorted((self.rank[a], a, alias, ms) for a, ms in self.measured[alias].items()
                       if a in self.have and self.split[a] == part)
-        if cap is not None and len(rows) > cap:
-            order = np.random.default_rng([self.seed, len(alias)]).permutation(len(rows))[:cap]
-            rows = [rows[i] for i in sorted(order)]
-        return rows
+        if cap is not None:
+            rows = rows[:cap]
+        return sorted(r[1:] for r in rows)
 
     def train_val(self, held: list[str], max_train: int) -> tuple[list[str], list, list]:
         train_devices = [a for a in self.descs if a not in held]
@@ -183,15 +184,17 @@ def load_protocol(args: argparse.Namespace) -> Protocol:
         folds = [f for f in folds if set(f) & set(args.hold)]
     graphs = _Loaded(store)
     graphs.known = {a: a in have for a in all_archs}
-    return Protocol(descs, measured, have, split, folds, graphs, args.seed)
+    order = np.random.default_rng(args.seed).permutation(len(all_archs))
+    rank = {all_archs[i]: r for r, i in enumerate(order)}
+    return Protocol(descs, measured, have, split, folds, graphs, rank)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_protocol_arguments(ap)
     ap.add_argument("--out", type=Path, default=Path("docs/results/hardware_transfer"))
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--rows-per-epoch", type=int, default=4000)
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
     ap.add_argument("--shots", type=int, nargs="*", default=[10, 20])
     ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
     ap.add_argument("--baselines-only", action="store_true", help="skip LeDG-Former: baseline rows only")
@@ -224,7 +227,7 @@ def main() -> None:
         model = None
         if not args.baselines_only:
             model = LatencyPredictor(encoder=ENCODER, model=MODEL,
-                                     train=TrainConfig(epochs=args.epochs, seed=args.seed,
+                                     train=TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
                                                        rows_per_epoch=args.rows_per_epoch, **TRAIN),
                                      feature_cache=cache)
             model.fit(graphs, descs, train, val, progress=True)
