@@ -73,8 +73,9 @@ def write_results(out: Path, title: str, markdown_body: str, payload: Mapping[st
 def load_fold(path: Path, settings: Mapping[str, Any], out: Path) -> dict[str, Any] | None:
     """A finished fold's results; None when absent. A fold made with other settings is an error, not reused.
 
-    Fold files written before folds recorded their settings are checked against the settings in
-    ``<out>.json``, the report of the run that made them (those it records: the command-line ones).
+    A fold file that records no settings of its own is checked against the settings in ``<out>.json``, the
+    report of the run that made it; the report records only the command-line settings, so only those are
+    compared.
     """
     if not path.is_file():
         return None

@@ -84,9 +84,11 @@ def tune(func: Any, desc: TargetDescriptor, work_dir: Path, trials: int, *, cost
 
 
 def stop_busy(run: str, exc: BaseException) -> NoReturn:
-    """End the invocation with exit code 3: the run is left for the next one. Later runs are not tried: here a
-    process that once read the host as slow (the runner's worker, or this one: ``StaleProcess``) went on reading
-    it so, and every run after it was refused within seconds, while a new invocation's fresh processes measured."""
+    """End the invocation with exit code 3 and leave the run for the next invocation.
+
+    The remaining runs are not tried in this invocation: a process that has read the host as slow (the runner's
+    worker, or this one: ``StaleProcess``) keeps reading it so and would refuse each of them within seconds,
+    while the fresh processes of a new invocation measure normally."""
     tqdm.write(f"{run}: machine busy, left for the next run ({exc})")
     print("nothing written beyond the finished runs: run the same command again (they are kept) on a quiet machine",
           file=sys.stderr)

@@ -43,15 +43,15 @@ from cost_model.data.specs import (
     parse_nb201_cell,
     parse_ofa_spec,
 )
-from cost_model.estimator import LatencyEstimator
+from cost_model.estimator import BASELINES, LatencyEstimator, register_baseline
 from cost_model.featurize import graph_tensors
 from cost_model.graph import OpGraph
-from cost_model.linear_baselines import AdditiveLinearBaseline, OneHotRidgeBaseline
+from cost_model.linear_baselines import AdditiveLinearBaseline, OneHotRidgeBaseline  # noqa: F401  (registers them)
 from cost_model.loglinear import fit_loglinear
 from cost_model.metrics import log_rmse
 from cost_model.rows import Row, validate_rows
 from cost_model.trainer import LoopSettings, TrainTask, run_training
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError
 from targets.schema import TargetDescriptor
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "OneHotMLP",
     "GraphSAGEBaseline",
     "BASELINES",
+    "list_baselines",
     "make_baseline",
 ]
 
@@ -115,6 +116,7 @@ def _by_target(rows: Sequence[Row]) -> dict[str, list[Row]]:
 # ------------------------------------------------------------------------- FLOPs
 
 
+@register_baseline
 class FlopsBaseline(LatencyEstimator):
     """``log y = a_t + b_t log x`` per training target, x = total FLOPs (or parameters).
 
@@ -177,6 +179,7 @@ class FlopsBaseline(LatencyEstimator):
 # ------------------------------------------------------------------------- proxy
 
 
+@register_baseline
 class ProxyDeviceBaseline(LatencyEstimator):
     """Predict a device from the measurements of the most similar device one has.
 
@@ -403,6 +406,7 @@ def _arch_encoding(key: str) -> np.ndarray:
     return out
 
 
+@register_baseline
 class OneHotMLP(_TorchBaseline):
     """MLP on the architecture's one-hot encoding (from its spec string, no graph) and the
     target's feature vector; keys must be ``nb201:`` or ``ofa:`` spec strings."""
@@ -477,6 +481,7 @@ def _mean_matrix(to: Tensor, frm: Tensor, n: int) -> Tensor:
                                    check_invariants=False).coalesce()
 
 
+@register_baseline
 class GraphSAGEBaseline(_TorchBaseline):
     """NNLP-style GNN over the operator graph, conditioned on the target's feature vector.
 
@@ -584,16 +589,15 @@ class GraphSAGEBaseline(_TorchBaseline):
 
 # ---------------------------------------------------------------------- registry
 
-BASELINES: dict[str, type] = {cls.name: cls for cls in (FlopsBaseline, ProxyDeviceBaseline, OneHotMLP,
-                                                          GraphSAGEBaseline, AdditiveLinearBaseline,
-                                                          OneHotRidgeBaseline)}
+def list_baselines() -> list[str]:
+    """Names of the registered baselines (``BASELINES``), sorted."""
+    return sorted(BASELINES)
 
 
 def make_baseline(name: str, **kw: Any) -> Any:
     """A baseline by registry name (``BASELINES``) with hyper-parameters ``kw``."""
-    if name not in BASELINES:
-        raise DataError(f"unknown baseline {name!r}; known baselines: {', '.join(sorted(BASELINES))}")
+    cls = BASELINES.lookup(name)
     try:
-        return BASELINES[name](**kw)
+        return cls(**kw)
     except TypeError as exc:
-        raise DataError(f"baseline {name!r}: {exc}") from exc
+        raise ArgumentError(f"baseline {name!r}: {exc}") from exc

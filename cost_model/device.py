@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from targets.errors import DataError
+from targets.errors import ArgumentError
 
 __all__ = ["DEVICE_CHOICES", "resolve_device"]
 
@@ -21,7 +21,7 @@ DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 def resolve_device(spec: str, option: str = "device") -> torch.device:
     """The device ``spec`` names; ``option`` (the setting or flag it came from) is named in errors."""
     if not isinstance(spec, str):
-        raise DataError(f"{option}: expected {DEVICE_CHOICES}, got {spec!r}")
+        raise ArgumentError(f"{option}: expected {DEVICE_CHOICES}, got {spec!r}")
     name = spec.strip().lower()
     if name == "cpu":
         return torch.device("cpu")
@@ -31,10 +31,10 @@ def resolve_device(spec: str, option: str = "device") -> torch.device:
         name = "cuda"
     kind, _, index = name.partition(":")
     if kind != "cuda" or (index and not index.isdigit()):
-        raise DataError(f"{option}: expected {DEVICE_CHOICES}, got {spec!r}")
+        raise ArgumentError(f"{option}: expected {DEVICE_CHOICES}, got {spec!r}")
     if not torch.cuda.is_available():
-        raise DataError(f"{option} {spec!r}: CUDA is not available here (choose cpu or auto)")
+        raise ArgumentError(f"{option} {spec!r}: CUDA is not available here (choose cpu or auto)")
     number = int(index) if index else int(os.environ.get("LOCAL_RANK", "0"))
     if number >= torch.cuda.device_count():
-        raise DataError(f"{option} {spec!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        raise ArgumentError(f"{option} {spec!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     return torch.device("cuda", number)

@@ -15,16 +15,17 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from cost_model.graph import OpGraph
+from cost_model.registry import Registry
 from cost_model.rows import Row
 from targets.errors import CheckpointError
 from targets.schema import TargetDescriptor
 
-__all__ = ["LatencyEstimator"]
+__all__ = ["LatencyEstimator", "BASELINES", "register_baseline"]
 
 
 class LatencyEstimator(ABC):
@@ -58,3 +59,17 @@ class LatencyEstimator(ABC):
     def _check_fitted(self) -> None:
         if getattr(self, self._fitted_attribute) is None:
             raise CheckpointError(f"this {type(self).__name__} is not fitted; {self._how_to_fit}")
+
+
+E = TypeVar("E", bound=type[LatencyEstimator])
+
+BASELINES: Registry[type[LatencyEstimator]] = Registry("baseline")
+"""Baseline classes by their ``name``; here, next to the contract they follow, so that every module
+defining baselines can register them without importing the others (``cost_model.baselines.make_baseline``
+builds one)."""
+
+
+def register_baseline(cls: E) -> E:
+    """Class decorator: register a baseline under its ``name`` attribute."""
+    BASELINES.add(cls.name, cls)  # type: ignore[attr-defined]
+    return cls

@@ -13,7 +13,7 @@ from cost_model.graph import OpGraph
 from cost_model.metrics import aggregate, latency_metrics
 from cost_model.predictor import LatencyPredictor, Row
 from cost_model.training import RunConfig, load_latency_data
-from targets.errors import DataError
+from targets.errors import ArgumentError
 from targets.schema import TargetDescriptor
 
 __all__ = ["Predictor", "evaluate_rows", "evaluate_checkpoint", "format_metrics_table"]
@@ -30,7 +30,7 @@ def evaluate_rows(predictor: Predictor, graphs: Mapping[str, OpGraph], targets: 
                   rows: Sequence[Row]) -> dict[str, Any]:
     """``{"per_target": {name: metrics}, "mean": metrics over targets}`` (every target counts once)."""
     if not rows:
-        raise DataError("nothing to evaluate: no rows")
+        raise ArgumentError("nothing to evaluate: no rows")
     pred = predictor.predict(graphs, targets, [(r[0], r[1]) for r in rows])
     by_target: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
@@ -44,7 +44,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], config: RunConfig, s
     """Metrics of a saved checkpoint on one split of the data a config describes."""
     data = load_latency_data(config)
     if split not in data.rows:
-        raise DataError(f"unknown split {split!r}; expected one of {sorted(data.rows)}")
+        raise ArgumentError(f"unknown split {split!r}; expected one of {sorted(data.rows)}")
     report = evaluate_rows(LatencyPredictor.from_pretrained(checkpoint), data.graphs, data.targets, data.rows[split])
     return {"checkpoint": str(checkpoint), "config": config.source, "split": split, **report}
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cost_model.data.specs import NB201_OPS, NB201_PREFIX, parse_nb201_cell
-from cost_model.estimator import LatencyEstimator
+from cost_model.estimator import LatencyEstimator, register_baseline
 from cost_model.graph import OpGraph, OpNode
 from cost_model.rows import Row, validate_rows
 from targets.errors import DataError
@@ -223,6 +223,7 @@ class _PerDeviceRidge(LatencyEstimator):
         return out
 
 
+@register_baseline
 class AdditiveLinearBaseline(_PerDeviceRidge):
     """Per-device ridge of log latency on the network's kernel-kind histogram (see the module docstring).
 
@@ -288,6 +289,7 @@ class AdditiveLinearBaseline(_PerDeviceRidge):
         self.models_[target] = fit_ridge(x, np.log([ms for _, ms in samples]), self.shot_alpha, self.prior_)
 
 
+@register_baseline
 class OneHotRidgeBaseline(_PerDeviceRidge):
     """Per-device ridge of log latency on ``nb201_pair_features`` (NB201 spec-string keys only).
 

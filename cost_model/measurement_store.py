@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cost_model.graph import OpGraph
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError, OutputError
 from targets.schema import TargetDescriptor
 
 __all__ = ["EXPORT_VERSION", "Measurement", "MeasurementStore", "STORE_VERSION"]
@@ -254,9 +254,9 @@ class MeasurementStore:
         """
         path = Path(path)
         if path.is_dir():
-            raise DataError(f"{path}: is a directory; export to a file (.jsonl.gz)")
+            raise ArgumentError(f"{path}: is a directory; export to a file (.jsonl.gz)")
         if path.exists() and not replace:
-            raise DataError(f"{path}: already exists (tvm-ledg db export --force replaces it)")
+            raise ArgumentError(f"{path}: already exists (tvm-ledg db export --force replaces it)")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         counts = dict.fromkeys(_FIELDS, 0)
         try:
@@ -288,7 +288,7 @@ class MeasurementStore:
             else:
                 _link_new(tmp, path)
         except OSError as exc:  # no room, no permission: the user's to fix, and nothing was written
-            raise DataError(f"{path}: cannot write the export ({exc})") from exc
+            raise OutputError(f"{path}: cannot write the export ({exc})") from exc
         finally:
             tmp.unlink(missing_ok=True)
         return counts
@@ -388,10 +388,10 @@ def _link_new(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise DataError(f"{path}: already exists (tvm-ledg db export --force replaces it)") from None
+        raise ArgumentError(f"{path}: already exists (tvm-ledg db export --force replaces it)") from None
     except OSError:
         if path.exists():
-            raise DataError(f"{path}: already exists (tvm-ledg db export --force replaces it)") from None
+            raise ArgumentError(f"{path}: already exists (tvm-ledg db export --force replaces it)") from None
         os.replace(tmp, path)
 
 

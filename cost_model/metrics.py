@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError
 
 __all__ = ["latency_metrics", "log_rmse", "mape", "median_ape", "rmse", "acc_within", "spearman", "kendall",
            "aggregate", "topk_score", "pairwise_accuracy"]
@@ -113,7 +113,7 @@ def topk_score(y_true: Sequence[float], y_pred: Sequence[float], k: int) -> floa
     """
     t, p = _arrays(y_true, y_pred)
     if not isinstance(k, int) or k < 1:
-        raise DataError(f"top-k score needs an integer k >= 1, got {k!r}")
+        raise ArgumentError(f"top-k score needs an integer k >= 1, got {k!r}")
     chosen = np.argsort(p, kind="stable")[:k]
     return float(t.min() / t[chosen].min())
 

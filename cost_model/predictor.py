@@ -45,7 +45,7 @@ from cost_model.metrics import log_rmse
 from cost_model.roofline import BOUND_LABELS, SPEC_FEATURE_NAMES, roofline_targets, target_roofline
 from cost_model.rows import Row, validate_rows
 from cost_model.trainer import LoopSettings, TrainingState, TrainTask, run_training
-from targets.errors import CheckpointError, DataError
+from targets.errors import ArgumentError, CheckpointError, DataError
 from targets.schema import FEATURE_NAMES as TARGET_FEATURE_NAMES
 from targets.schema import SCHEMA_VERSION, TargetDescriptor
 
@@ -79,7 +79,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise DataError(f"{source}: unknown training settings {unknown} (known: {sorted(known)})")
+            raise ArgumentError(f"{source}: unknown training settings {unknown} (known: {sorted(known)})")
         return cls(**d)
 
 
@@ -498,7 +498,7 @@ class LatencyPredictor(LatencyEstimator):
                 f"'ledgformer-latency/{granularity}' ({_GRANULARITIES[granularity]})")
         try:
             train = TrainConfig.from_dict(config.get("train", {}), source=f"{source} train")
-        except (DataError, TypeError) as exc:
+        except (ArgumentError, TypeError) as exc:
             raise CheckpointError(f"{source}: field 'train': {exc}") from exc
         encoder = config["encoder"]
         encoder_spec = config_field(encoder, "config", (dict, str), source, where="encoder")

@@ -59,7 +59,7 @@ from cost_model.measurement_store import MeasurementStore
 from cost_model.predictor import LatencyPredictor, Row, TrainConfig
 from cost_model.tuning_records import read_tuning_records
 from cost_model.tuning_records import training_rows as tuning_rows
-from targets.errors import DataError, TargetError
+from targets.errors import ArgumentError, DataError, TargetError
 from targets.schema import TargetDescriptor
 
 __all__ = ["RunConfig", "LatencyData", "load_run_config", "load_latency_data", "train_from_config"]
@@ -95,31 +95,31 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
         try:
             raw = yaml.safe_load(Path(source).read_text())
         except OSError as exc:
-            raise DataError(f"{origin}: cannot read config ({exc.strerror})") from exc
+            raise ArgumentError(f"{origin}: cannot read config ({exc.strerror})") from exc
         except yaml.YAMLError as exc:
-            raise DataError(f"{origin}: not valid YAML ({exc})") from exc
+            raise ArgumentError(f"{origin}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):
-        raise DataError(f"{origin}: expected a mapping with sections {list(_SECTIONS)}")
+        raise ArgumentError(f"{origin}: expected a mapping with sections {list(_SECTIONS)}")
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
-        raise DataError(f"{origin}: unknown sections {unknown} (expected {list(_SECTIONS)})")
+        raise ArgumentError(f"{origin}: unknown sections {unknown} (expected {list(_SECTIONS)})")
     data = raw.get("data") or {}
     own_data = data.get("measured") or data.get("tuning_records") if isinstance(data, dict) else None
     if not isinstance(data, dict) or ("graph_store" not in data and not (own_data and data.get("sources") == [])):
-        raise DataError(f"{origin}: data.graph_store is required (a directory filled by `tvm-ledg graphs`)")
+        raise ArgumentError(f"{origin}: data.graph_store is required (a directory filled by `tvm-ledg graphs`)")
     bad = sorted(set(data) - _DATA_KEYS)
     if bad:
-        raise DataError(f"{origin}: unknown keys data.{bad} (known: {sorted(_DATA_KEYS)})")
+        raise ArgumentError(f"{origin}: unknown keys data.{bad} (known: {sorted(_DATA_KEYS)})")
     bad = sorted(set(data.get("split") or {}) - _SPLIT_KEYS)
     if bad:
-        raise DataError(f"{origin}: unknown keys data.split.{bad} (known: {sorted(_SPLIT_KEYS)})")
+        raise ArgumentError(f"{origin}: unknown keys data.split.{bad} (known: {sorted(_SPLIT_KEYS)})")
     for key in ("model", "train"):
         if not isinstance(raw.get(key) or {}, dict):
-            raise DataError(f"{origin}: section {key!r} must be a mapping")
+            raise ArgumentError(f"{origin}: section {key!r} must be a mapping")
     train_section = dict(raw.get("train") or {})
     device = train_section.pop("device", "auto")
     if not isinstance(device, str):
-        raise DataError(f"{origin}: train.device must be a string ({DEVICE_CHOICES}), got {device!r}")
+        raise ArgumentError(f"{origin}: train.device must be a string ({DEVICE_CHOICES}), got {device!r}")
     train = TrainConfig.from_dict(train_section, source=f"{origin}: train")
     return RunConfig(data, raw.get("encoder") or {"kind": "builtin", "dim": 32}, dict(raw.get("model") or {}),
                      train, origin, device)
@@ -172,12 +172,12 @@ def load_latency_data(config: RunConfig) -> LatencyData:
         known = {t.target_alias for t in tables}
         unknown = sorted(set(wanted) - known)
         if unknown:
-            raise DataError(f"{config.source}: data.devices names unknown devices {unknown}")
+            raise ArgumentError(f"{config.source}: data.devices names unknown devices {unknown}")
         tables = [t for t in tables if t.target_alias in set(wanted)]
     holdout = set(data.get("holdout_targets") or [])
     unknown = sorted(holdout - {t.target_alias for t in tables})
     if unknown:
-        raise DataError(f"{config.source}: data.holdout_targets names unknown devices {unknown}")
+        raise ArgumentError(f"{config.source}: data.holdout_targets names unknown devices {unknown}")
     seed, test_fraction, val_fraction = config.split()
     cap = data.get("max_train_archs")
     rows: dict[str, list[Row]] = {"train": [], "val": [], "test": [], "holdout": []}

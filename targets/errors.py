@@ -15,6 +15,7 @@ __all__ = [
     "UnsupportedOperatorError",
     "CheckpointError",
     "DataError",
+    "ArgumentError",
     "OutputError",
 ]
 
@@ -45,6 +46,14 @@ class CheckpointError(LedgError):
 
 class DataError(LedgError):
     """A dataset file is missing or does not have the expected layout."""
+
+
+class ArgumentError(LedgError, ValueError):
+    """A command-line option, config entry or call argument is rejected (unknown name, bad value, bad combination).
+
+    Kept apart from :class:`DataError` so that a caller can tell "you asked for
+    something wrong" from "the data on disk is wrong"; the CLI prints both as one line.
+    """
 
 
 class OutputError(LedgError, OSError):

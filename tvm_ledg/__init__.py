@@ -21,6 +21,7 @@ from typing import Any
 
 from cost_model.graph import OpGraph, OpNode, TensorSpec
 from targets.errors import (
+    ArgumentError,
     CheckpointError,
     DataError,
     GraphError,
@@ -59,6 +60,7 @@ __all__ = [
     "UnsupportedOperatorError",
     "CheckpointError",
     "DataError",
+    "ArgumentError",
     *_LAZY,
 ]
 

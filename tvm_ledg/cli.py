@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from targets.errors import DataError, LedgError
+from targets.errors import ArgumentError, LedgError
 
 __all__ = ["main", "build_parser"]
 
@@ -177,10 +177,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
         if not args.breakdown:
-            raise DataError("--plot draws the per-operator breakdown: add --breakdown")
+            raise ArgumentError("--plot draws the per-operator breakdown: add --breakdown")
         n = len(dict.fromkeys(expand_model_args(args.models))) * len(targets.load_many(args.target))
         if n > MAX_PANELS:
-            raise DataError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; these models and "
+            raise ArgumentError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; these models and "
                             f"targets make {n}: plot fewer, or write them all with --csv")
     options = dict(checkpoint=args.checkpoint, graph_store=args.graph_store, batch_size=args.batch_size,
                    workers=args.workers, device=args.device)
@@ -441,7 +441,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
         specs += sample_specs(args.count, families=args.families, start_seed=args.start_seed)
     if not specs:
-        raise DataError("collect: name models (MODEL... or @list) or --families with --count")
+        raise ArgumentError("collect: name models (MODEL... or @list) or --families with --count")
     descs = targets.load_many(args.target)
     protocol = MeasureProtocol(max_seconds=args.max_seconds)
     quiet = None if args.no_quiet_check else QuietPolicy(max_foreign=args.max_foreign_cpu,

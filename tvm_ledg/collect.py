@@ -35,7 +35,7 @@ from pathlib import Path
 
 from cost_model.cache_dir import default_cache_root
 from cost_model.measurement_store import MeasurementStore
-from targets.errors import DataError
+from targets.errors import ArgumentError
 from targets.registry import load_many
 from targets.schema import TargetDescriptor
 from tvm_ledg.collect_worker import (Busy, Failed, Flagged, Measured, Message, PairOver, Restart, Waiting,
@@ -114,14 +114,14 @@ def _check_workers(targets: Sequence[TargetDescriptor], parallel: int, tracker: 
                    key: str | None) -> None:
     """Refuse worker settings that would measure local targets side by side, or lack an RPC key."""
     if parallel < 1:
-        raise DataError(f"parallel={parallel}: need at least one worker")
+        raise ArgumentError(f"parallel={parallel}: need at least one worker")
     if parallel > 1 and tracker is None:
-        raise DataError("parallel > 1 needs --tracker: local measurements share this machine's cores, "
+        raise ArgumentError("parallel > 1 needs --tracker: local measurements share this machine's cores, "
                         "so only one may run at a time")
     if (tracker is None) != (key is None):
-        raise DataError("--tracker and --key go together")
+        raise ArgumentError("--tracker and --key go together")
     if parallel > 1 and any(d.runtime != "tvm" for d in targets):
-        raise DataError("parallel > 1 measures TVM targets on RPC devices; "
+        raise ArgumentError("parallel > 1 measures TVM targets on RPC devices; "
                         f"{[d.name for d in targets if d.runtime != 'tvm']} run on this machine, one at a time: "
                         "collect them in a separate run without --parallel")
 

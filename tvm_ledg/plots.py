@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cost_model.io import write_bytes_atomic
-from targets.errors import DataError
+from targets.errors import ArgumentError, OutputError
 from tvm_ledg.predict import LatencyPrediction
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def _new_figure(width: float, height: float) -> "Figure":
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise DataError("--plot needs matplotlib (pip install 'tvm-ledg[plots]')") from exc
+        raise ArgumentError("--plot needs matplotlib (pip install 'tvm-ledg[plots]')") from exc
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -45,7 +45,7 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path, refused unless it names a PNG (checked before any prediction work is done)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise DataError(f"{path}: --plot writes PNG; name the file *.png")
+        raise ArgumentError(f"{path}: --plot writes PNG; name the file *.png")
     return path
 
 
@@ -56,7 +56,7 @@ def _save(fig: "Figure", path: str | os.PathLike[str]) -> None:
     try:
         write_bytes_atomic(path, buf.getvalue())
     except OSError as exc:  # a path the user cannot write to: one line, not a traceback
-        raise DataError(f"{path}: cannot write the plot ({exc.strerror or exc})") from exc
+        raise OutputError(f"{path}: cannot write the plot ({exc.strerror or exc})") from exc
 
 
 def _short(text: str, width: int) -> str:
@@ -73,7 +73,7 @@ def plot_ranking(model: str, ranked: Sequence[LatencyPrediction], path: str | os
     its predicted one. Writes a PNG to ``path`` and returns the figure.
     """
     if not ranked:
-        raise DataError("nothing to plot: no targets ranked")
+        raise ArgumentError("nothing to plot: no targets ranked")
     measured_ms = measured_ms or {}
     n = len(ranked)
     fig = _new_figure(8.0, 1.6 + 0.45 * n)
@@ -137,12 +137,12 @@ def plot_breakdown(predictions: Sequence[LatencyPrediction], path: str | os.Path
     most ``MAX_PANELS`` predictions: more is refused rather than drawn unreadably small.
     """
     if not predictions:
-        raise DataError("nothing to plot: no predictions")
+        raise ArgumentError("nothing to plot: no predictions")
     if len(predictions) > MAX_PANELS:
-        raise DataError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; got {len(predictions)} "
+        raise ArgumentError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; got {len(predictions)} "
                         "(models x targets): plot fewer, or write them all with --csv")
     if any(not p.operators for p in predictions):
-        raise DataError("--plot draws the per-operator breakdown: add --breakdown")
+        raise ArgumentError("--plot draws the per-operator breakdown: add --breakdown")
     labels = labels or {}
     cols = 1 if len(predictions) == 1 else 2
     rows = math.ceil(len(predictions) / cols)

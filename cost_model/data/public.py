@@ -25,7 +25,7 @@ import numpy as np
 from cost_model.data.root import DATA_ROOT_ENV, require_file, resolve_data_root
 from cost_model.data.sources import get_source, list_sources, nb201_cells, nb201_specs
 from cost_model.data.specs import NB201_NUM_ARCHS
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError
 
 __all__ = [
     "DATA_ROOT_ENV",
@@ -130,7 +130,7 @@ def load_device(source: str, device: str, root: str | os.PathLike[str] | None = 
     """Load one device table; rows are architectures keyed by spec string."""
     spec = get_source(source)
     if not _DEVICE_NAME.match(device):
-        raise DataError(f"bad device name {device!r}: letters, digits, '_', '.', '-' only")
+        raise ArgumentError(f"bad device name {device!r}: letters, digits, '_', '.', '-' only")
     base = resolve_data_root(root).resolve()
     path = spec.device_file(base, device)
     if not path.is_file():
@@ -168,7 +168,7 @@ def load_all(
     wanted = tuple(known) if sources is None else tuple(sources)
     unknown = sorted(set(wanted) - set(known))
     if unknown:
-        raise DataError(f"unknown data sources {unknown}; expected some of {tuple(known)}")
+        raise ArgumentError(f"unknown data sources {unknown}; expected some of {tuple(known)}")
     base = resolve_data_root(root)
     tables = []
     for source, device in list_devices(base):
@@ -195,9 +195,9 @@ def load_nb201_accuracy(
     against HELP's ``str_arch2idx.pt`` for its ``cellstr``.
     """
     if dataset not in _ACCURACY_DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; expected one of {sorted(_ACCURACY_DATASETS)}")
+        raise ArgumentError(f"unknown dataset {dataset!r}; expected one of {sorted(_ACCURACY_DATASETS)}")
     if split not in _ACCURACY_SPLITS:
-        raise DataError(f"unknown split {split!r}; expected one of {sorted(_ACCURACY_SPLITS)}")
+        raise ArgumentError(f"unknown split {split!r}; expected one of {sorted(_ACCURACY_SPLITS)}")
     base = resolve_data_root(root).resolve()
     path = require_file(base, _ACCURACY_FILE)
     column = f"{_ACCURACY_DATASETS[dataset]}-{_ACCURACY_SPLITS[split]}"

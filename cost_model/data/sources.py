@@ -32,6 +32,7 @@ except ImportError:  # NumPy 1.x
 from cost_model.data.root import require_file
 from cost_model.data.safe_pickle import load_pickle
 from cost_model.data.specs import NB201_NUM_ARCHS, nb201_spec, ofa_spec
+from cost_model.registry import Registry
 from targets.errors import DataError
 
 __all__ = ["DataSource", "Rows", "get_source", "list_sources", "nb201_cells", "nb201_specs", "register_source"]
@@ -77,7 +78,7 @@ class DataSource:
         return [path.name[: -len(self.suffix)] for path in sorted(folder.glob(f"*{self.suffix}"))]
 
 
-_REGISTRY: dict[str, DataSource] = {}
+_REGISTRY: Registry[DataSource] = Registry("data source")
 
 
 def register_source(name: str, *, folder: str, suffix: str, alias_prefix: str, origin: str,
@@ -85,10 +86,8 @@ def register_source(name: str, *, folder: str, suffix: str, alias_prefix: str, o
     """Register the decorated reader as the source ``name`` (see the module docstring)."""
 
     def decorate(read: Reader) -> Reader:
-        if name in _REGISTRY:
-            raise DataError(f"data source {name!r} is registered twice")
-        _REGISTRY[name] = DataSource(name, folder, suffix, alias_prefix, read, origin,
-                                     tuple((origins_by_prefix or {}).items()))
+        _REGISTRY.add(name, DataSource(name, folder, suffix, alias_prefix, read, origin,
+                                       tuple((origins_by_prefix or {}).items())))
         return read
 
     return decorate
@@ -101,9 +100,7 @@ def list_sources() -> list[str]:
 
 def get_source(name: str) -> DataSource:
     """The registered source ``name``."""
-    if name not in _REGISTRY:
-        raise DataError(f"unknown data source {name!r}; expected one of {tuple(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 # ---------------------------------------------------------------- shared files

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from targets.errors import DataError
+from targets.errors import ArgumentError
 
 __all__ = ["split_indices", "arch_split", "assign_arch_split"]
 
@@ -35,18 +35,18 @@ def split_indices(n: int, sizes: Mapping[str, float | int], seed: int) -> dict[s
     index. Indices not assigned to any split are left out.
     """
     if n < 0:
-        raise DataError(f"split_indices: n must be >= 0, got {n}")
+        raise ArgumentError(f"split_indices: n must be >= 0, got {n}")
     if not sizes:
-        raise DataError("split_indices: give at least one split size")
+        raise ArgumentError("split_indices: give at least one split size")
     values = list(sizes.values())
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
         counts = [int(v) for v in values]
         if min(counts) < 0 or sum(counts) > n:
-            raise DataError(f"split_indices: counts {dict(sizes)} must be >= 0 and sum to <= n={n}")
+            raise ArgumentError(f"split_indices: counts {dict(sizes)} must be >= 0 and sum to <= n={n}")
     else:
         fractions = [float(v) for v in values]
         if min(fractions) < 0 or sum(fractions) > 1 + _TOLERANCE:
-            raise DataError(f"split_indices: fractions {dict(sizes)} must be >= 0 and sum to <= 1")
+            raise ArgumentError(f"split_indices: fractions {dict(sizes)} must be >= 0 and sum to <= 1")
         bounds = np.rint(np.cumsum(fractions) * n).astype(np.int64).clip(max=n)
         counts = np.diff(bounds, prepend=0).tolist()
     order = np.random.default_rng(seed).permutation(n)
@@ -67,7 +67,7 @@ def _arch_unit(spec: str, seed: int) -> float:
 def assign_arch_split(spec: str, seed: int, test_fraction: float, val_fraction: float) -> str:
     """The split (``"train"``, ``"val"`` or ``"test"``) of one architecture."""
     if test_fraction < 0 or val_fraction < 0 or test_fraction + val_fraction > 1:
-        raise DataError(
+        raise ArgumentError(
             f"arch split fractions must be >= 0 and sum to <= 1, got test={test_fraction}, val={val_fraction}"
         )
     u = _arch_unit(spec, seed)

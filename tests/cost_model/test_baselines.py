@@ -17,11 +17,12 @@ from cost_model.baselines import (
     GraphSAGEBaseline,
     OneHotMLP,
     ProxyDeviceBaseline,
+    list_baselines,
     make_baseline,
 )
 from cost_model.data.specs import NB201_OPS
 from cost_model.graph import OpGraph, OpNode, TensorSpec
-from targets.errors import CheckpointError, DataError
+from targets.errors import ArgumentError, CheckpointError, DataError
 
 GPU, GPU2, GPU3 = "gtx1080ti-pytorch-fp32-b1", "rtx2080ti-pytorch-fp32-b1", "titanxp-pytorch-fp32-b1"
 PHONE, PHONE2 = "pixel3-tflite", "pixel4-tflite-cpu"
@@ -296,10 +297,10 @@ def test_mlp_refuses_keys_that_are_not_spec_strings():
 def test_registry_names_the_known_baselines():
     assert make_baseline("flops", feature="params").feature == "params"
     assert {cls.name: cls for cls in BASELINES.values()} == BASELINES
-    known = "additive, flops, graphsage, mlp, onehot-ridge, proxy"
-    with pytest.raises(DataError, match=f"unknown baseline 'xgb'; known baselines: {known}"):
+    assert list_baselines() == ["additive", "flops", "graphsage", "mlp", "onehot-ridge", "proxy"]
+    with pytest.raises(ArgumentError, match=f"^unknown baseline 'xgb'; expected one of {', '.join(BASELINES)}$"):
         make_baseline("xgb")
-    with pytest.raises(DataError, match="baseline 'mlp'.*'depth'"):
+    with pytest.raises(ArgumentError, match="baseline 'mlp'.*'depth'"):
         make_baseline("mlp", depth=3)
     with pytest.raises(DataError, match="feature 'macs'"):
         FlopsBaseline(feature="macs").fit(GRAPHS, TARGETS, _rows(GRAPHS, TRAIN_KEYS[:5], [GPU]))

@@ -8,7 +8,7 @@ import torch
 from cost_model.device import resolve_device
 from cost_model.predictor import LatencyPredictor, TrainConfig
 from cost_model.training import load_run_config
-from targets.errors import DataError
+from targets.errors import ArgumentError
 from tests.cost_model.test_predictor import TARGETS, _data
 from tvm_ledg.cli import EXIT_USER_ERROR, main
 
@@ -31,15 +31,15 @@ def test_auto_is_the_cpu_without_cuda():
 @no_cuda
 @pytest.mark.parametrize("spec", ["cuda", "cuda:0"])
 def test_asking_for_cuda_without_it_names_the_option(spec):
-    with pytest.raises(DataError, match=r"^--device '" + spec + "': CUDA is not available here"):
+    with pytest.raises(ArgumentError, match=r"^--device '" + spec + "': CUDA is not available here"):
         resolve_device(spec, "--device")
-    with pytest.raises(DataError, match=r"^device '" + spec + "': CUDA is not available"):
+    with pytest.raises(ArgumentError, match=r"^device '" + spec + "': CUDA is not available"):
         _predictor(device=spec).fit(*_fit_args())
 
 
 @pytest.mark.parametrize("spec", ["gpu", "cuda:x", "", 0])
 def test_unknown_devices_are_refused(spec):
-    with pytest.raises(DataError, match=r"^device: expected auto, cpu, cuda or cuda:N"):
+    with pytest.raises(ArgumentError, match=r"^device: expected auto, cpu, cuda or cuda:N"):
         resolve_device(spec)
 
 
@@ -77,7 +77,7 @@ def test_a_run_may_resume_on_another_device(tmp_path):
 def test_loading_onto_cuda_without_it_fails(tmp_path):
     graphs, targets, rows, _ = _fit_args()
     _predictor(device="cpu").fit(graphs, targets, rows[:8]).save_pretrained(tmp_path / "c")
-    with pytest.raises(DataError, match="CUDA is not available"):
+    with pytest.raises(ArgumentError, match="CUDA is not available"):
         LatencyPredictor.from_pretrained(tmp_path / "c", device="cuda")
 
 
@@ -85,7 +85,7 @@ def test_yaml_train_device_is_read_and_checked():
     config = load_run_config({"data": {"graph_store": "g"}, "train": {"device": "cpu", "epochs": 1}})
     assert config.device == "cpu" and config.train.epochs == 1
     assert load_run_config({"data": {"graph_store": "g"}}).device == "auto"
-    with pytest.raises(DataError, match="train.device must be a string"):
+    with pytest.raises(ArgumentError, match="train.device must be a string"):
         load_run_config({"data": {"graph_store": "g"}, "train": {"device": 0}})
 
 

@@ -12,7 +12,7 @@ import pytest
 import targets
 from cost_model.graph import OpGraph, OpNode, TensorSpec
 from cost_model.measurement_store import Measurement, MeasurementStore
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError, OutputError
 
 
 def _graph(channels: int) -> OpGraph:
@@ -258,7 +258,7 @@ def test_export_is_atomic_and_replaces_only_when_asked(filled: MeasurementStore,
     filled.export_jsonl(out)
     first = out.read_bytes()
     out.write_bytes(b"the user's file")
-    with pytest.raises(DataError, match="x.jsonl.gz: already exists .*--force"):
+    with pytest.raises(ArgumentError, match="x.jsonl.gz: already exists .*--force"):
         filled.export_jsonl(out)
     assert out.read_bytes() == b"the user's file"
     filled.export_jsonl(out, replace=True)
@@ -272,8 +272,8 @@ def test_a_failed_export_leaves_nothing(filled: MeasurementStore, tmp_path: Path
         raise OSError("disk full")
 
     monkeypatch.setattr("cost_model.measurement_store.os.fsync", broken)
-    with pytest.raises(DataError, match=r"x.jsonl.gz: cannot write the export \(disk full\)"):
+    with pytest.raises(OutputError, match=r"x.jsonl.gz: cannot write the export \(disk full\)"):
         filled.export_jsonl(tmp_path / "out" / "x.jsonl.gz")
     assert list((tmp_path / "out").iterdir()) == []
-    with pytest.raises(DataError, match="out: is a directory"):
+    with pytest.raises(ArgumentError, match="out: is a directory"):
         filled.export_jsonl(tmp_path / "out", replace=True)

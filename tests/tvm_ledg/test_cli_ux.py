@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import targets
-from targets.errors import TargetError
+from targets.errors import ArgumentError, OutputError, TargetError
 from tvm_ledg.cli import EXIT_USER_ERROR, main
 from tvm_ledg.predict import predict_latency
 
@@ -197,7 +197,7 @@ def test_plot_breakdown_sums_per_operator_kind_and_refuses_too_many_panels(tmp_p
     assert [round(b.get_width(), 6) for b in ax.containers[0]] == [7.0, 3.0]
     assert "70.0%" in " ".join(t.get_text() for t in ax.texts)
     assert len(plot_breakdown([p] * 3, out).axes) == 3
-    with pytest.raises(DataError, match=f"at most {MAX_PANELS}"):
+    with pytest.raises(ArgumentError, match=f"at most {MAX_PANELS}"):
         plot_breakdown([p] * (MAX_PANELS + 1), out)
 
 
@@ -252,7 +252,7 @@ def test_exit_codes_follow_docs_cli_md(monkeypatch, tmp_path, capsys):
     from tvm_ledg.plots import plot_ranking
     from tvm_ledg.predict import LatencyPrediction
 
-    with pytest.raises(DataError, match="cannot write the plot"):  # so the CLI says so in one line
+    with pytest.raises(OutputError, match="cannot write the plot"):  # so the CLI says so in one line
         plot_ranking("m", [LatencyPrediction("m", "a", 1.0)], tmp_path / "file" / "r.png")
 
     def interrupted(args):

@@ -14,7 +14,7 @@ from measure_nets import TINY_NB201
 
 import targets
 from cost_model.measurement_store import MeasurementStore
-from targets.errors import DataError
+from targets.errors import ArgumentError
 from tvm_ledg.collect import collect
 from tvm_ledg.measure import MeasureProtocol
 
@@ -97,9 +97,9 @@ def test_network_over_the_time_limit_is_killed_and_recorded(tmp_path: Path) -> N
 
 
 def test_local_measurements_are_never_parallel(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="only one may run at a time"):
+    with pytest.raises(ArgumentError, match="only one may run at a time"):
         collect(TINY_NB201, [targets.load(ORT)], tmp_path / "m.sqlite", parallel=2)
-    with pytest.raises(DataError, match="run on this machine"):
+    with pytest.raises(ArgumentError, match="run on this machine"):
         collect(TINY_NB201, [targets.load(ORT)], tmp_path / "m.sqlite", parallel=2, tracker="127.0.0.1:1",
                 key="k")
 

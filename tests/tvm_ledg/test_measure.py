@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import targets
-from targets.errors import DataError
+from targets.errors import ArgumentError
 from tvm_ledg.measure import MeasureProtocol, compare_outputs, environment, measure, open_session, time_runs
 from tvm_ledg.measure.rpc import parse_tracker
 
@@ -113,16 +113,16 @@ def test_environment_records_cpu_and_versions() -> None:
 
 
 def test_unmeasurable_targets_are_named(net) -> None:
-    with pytest.raises(DataError, match="pixel3"):
+    with pytest.raises(ArgumentError, match="pixel3"):
         open_session(net, targets.load("pixel3-tflite"))
     onnx_only = tiny_network()
     onnx_only.module = None
-    with pytest.raises(DataError, match="no PyTorch module"):
+    with pytest.raises(ArgumentError, match="no PyTorch module"):
         open_session(onnx_only, targets.load("local-zen3-pytorch-t1"))
 
 
 def test_bad_tracker_address_is_explained() -> None:
-    with pytest.raises(DataError, match="HOST:PORT"):
+    with pytest.raises(ArgumentError, match="HOST:PORT"):
         parse_tracker("localhost")
     assert parse_tracker("127.0.0.1:9190") == ("127.0.0.1", 9190)
 
@@ -139,5 +139,5 @@ def test_rpc_measurement_on_loopback(net, rpc_fleet) -> None:
         local_out = session.outputs()
     assert compare_outputs({"local": local_out, "remote": remote_out})[0]
     assert 0 < result.stats.median_ms < 1000
-    with pytest.raises(DataError, match="needs runtime 'tvm'"):
+    with pytest.raises(ArgumentError, match="needs runtime 'tvm'"):
         open_session(net, targets.load("local-zen3-onnxruntime-t1"), remote=device)

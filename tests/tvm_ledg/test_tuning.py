@@ -22,7 +22,7 @@ from tvm.s_tir import Schedule
 import targets
 from cost_model.featurize import FEATURE_NAMES, graph_tensors, node_text
 from cost_model.predictor import LatencyPredictor, TrainConfig
-from targets.errors import CheckpointError, DataError
+from targets.errors import ArgumentError, CheckpointError
 from tvm_ledg._tvm import get_global_func, ms
 from tvm_ledg.cli import main
 from tvm_ledg.measure.quiet import QuietPolicy
@@ -390,7 +390,7 @@ def test_rank_targets_orders_by_predicted_latency(graph_store):
     assert [r.latency_ms for r in ranked] == sorted(r.latency_ms for r in ranked)
     assert sorted(r.target for r in ranked) == sorted(RANK_TARGETS)
     assert all(r.std_log is not None and 0 < len(r.operators) <= 2 for r in ranked)
-    with pytest.raises(DataError, match="one model"):
+    with pytest.raises(ArgumentError, match="one model"):
         rank_targets([NB201, NB201], RANK_TARGETS, graph_store=graph_store)
 
 

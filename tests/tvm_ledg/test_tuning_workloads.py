@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError
 from tvm_ledg._tvm import PrimFunc, estimate_tir_flops, ms
 from tvm_ledg.spaces.zoo import FAMILIES
 from tvm_ledg.tuning import WORKLOADS, get_workload, list_workloads, program_graph, run_secs_in_order
@@ -54,7 +54,7 @@ def test_flops_of_the_compute_heavy_workloads_match_their_layer_formulas():
 
 
 def test_unknown_workload_lists_the_suite():
-    with pytest.raises(DataError, match="unknown tuning workload 'gemm'; expected one of conv2d_resnet_3x3"):
+    with pytest.raises(ArgumentError, match="unknown tuning workload 'gemm'; expected one of conv2d_resnet_3x3"):
         get_workload("gemm")
 
 

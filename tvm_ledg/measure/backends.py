@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from targets.errors import DataError, ModelImportError
+from targets.errors import ArgumentError, ModelImportError, TargetError
 from targets.schema import TargetDescriptor
 
 __all__ = ["Network", "Session", "BACKENDS", "open_session", "backend_of"]
@@ -145,7 +145,7 @@ def _pytorch(net: Network, desc: TargetDescriptor, remote: Any = None) -> Sessio
     import torch
 
     if net.module is None:
-        raise DataError(f"{net.name}: target {desc.name} runs PyTorch eager, but this network has no PyTorch "
+        raise ArgumentError(f"{net.name}: target {desc.name} runs PyTorch eager, but this network has no PyTorch "
                         "module (it was given as ONNX)")
     inputs = [torch.from_numpy(a) for a in net.inputs.values()]
     module = net.module.eval()
@@ -172,9 +172,9 @@ def _tvm(net: Network, desc: TargetDescriptor, remote: Any = None) -> Session:
     from tvm_ledg._tvm import make_target, relax, tvm
 
     if desc.tvm is None:
-        raise DataError(f"target {desc.name}: runtime 'tvm' needs a 'tvm.target' section")
+        raise TargetError(f"target {desc.name}: runtime 'tvm' needs a 'tvm.target' section")
     if desc.tvm.tuned:
-        raise DataError(f"target {desc.name}: tuned TVM targets are measured through the tuning integration, "
+        raise ArgumentError(f"target {desc.name}: tuned TVM targets are measured through the tuning integration, "
                         "not by tvm_ledg.measure (needs a MetaSchedule database)")
     target = make_target(dict(desc.tvm.target))
     t0 = time.perf_counter()
@@ -192,7 +192,7 @@ def _tvm(net: Network, desc: TargetDescriptor, remote: Any = None) -> Session:
 
         def run(number: int) -> float:
             # Timed here like the other backends: a time_evaluator call runs the function once more,
-            # untimed, before its ``number`` runs, which doubled the cost of every sample.
+            # untimed, before its ``number`` runs, which would double the cost of every sample.
             start = time.perf_counter()
             for _ in range(number):
                 main(*args)
@@ -224,7 +224,7 @@ BACKENDS: dict[str, Callable[..., Session]] = {"onnxruntime": _onnxruntime, "pyt
 
 def backend_of(desc: TargetDescriptor) -> str:
     if desc.runtime not in BACKENDS:
-        raise DataError(f"target {desc.name}: runtime {desc.runtime!r} cannot be measured here; "
+        raise ArgumentError(f"target {desc.name}: runtime {desc.runtime!r} cannot be measured here; "
                         f"measurable runtimes: {sorted(BACKENDS)}")
     return desc.runtime
 
@@ -233,5 +233,5 @@ def open_session(net: Network, desc: TargetDescriptor, remote: Any = None) -> Se
     """Load ``net`` on the backend of ``desc`` (``remote``: a :class:`~tvm_ledg.measure.rpc.RemoteDevice`)."""
     name = backend_of(desc)
     if remote is not None and name != "tvm":
-        raise DataError(f"target {desc.name}: remote measurement over TVM RPC needs runtime 'tvm', not {name!r}")
+        raise ArgumentError(f"target {desc.name}: remote measurement over TVM RPC needs runtime 'tvm', not {name!r}")
     return BACKENDS[name](net, desc, remote)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from targets.errors import DataError
+from targets.errors import ArgumentError
 
 __all__ = ["RemoteDevice", "parse_tracker"]
 
@@ -26,7 +26,7 @@ def parse_tracker(address: str) -> tuple[str, int]:
     """``"host:port"`` -> ``(host, port)`` with a clear error for anything else."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise DataError(f"--tracker {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
+        raise ArgumentError(f"--tracker {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
     return host, int(port)
 
 
@@ -58,7 +58,7 @@ class RemoteDevice:
                 self._session = tracker.request(self.key, priority=self.priority,
                                                 session_timeout=self.session_timeout)
             except Exception as exc:  # TVMError, ConnectionRefusedError, RuntimeError from the tracker
-                raise DataError(f"RPC tracker {self.host}:{self.port} key {self.key!r}: no session ({exc})") from exc
+                raise ArgumentError(f"RPC tracker {self.host}:{self.port} key {self.key!r}: no session ({exc})") from exc
         return self._session
 
     def load(self, executable: Any) -> tuple[Any, Any, Callable[[], None]]:

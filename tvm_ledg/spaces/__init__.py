@@ -35,6 +35,7 @@ from typing import Any, TypeAlias
 import torch
 from torch import nn
 
+from cost_model.registry import Registry
 from targets.errors import ModelImportError
 from tvm_ledg.spaces import fbnet, nb201, ofa, zoo
 
@@ -63,32 +64,31 @@ class _Space:
     description: str
 
 
-_SPACES: dict[str, _Space] = {
-    nb201.NAME: _Space(
-        nb201.NB201Cell.parse,
-        nb201.build_network,
-        nb201.input_shape,
-        "NAS-Bench-201 cell (CIFAR-10 TinyNetwork, C=16, N=5, 32x32)",
-    ),
-    fbnet.NAME: _Space(
-        fbnet.FBNetArch.parse,
-        fbnet.build_network,
-        fbnet.input_shape,
-        "FBNet space, HW-NAS-Bench/HELP encoding (22 op indices, CIFAR-100, 32x32)",
-    ),
-    ofa.NAME: _Space(
-        ofa.OFAArch.parse,
-        ofa.build_network,
-        ofa.input_shape,
-        "Once-for-All MobileNetV3 w1.0 sub-network (JSON ks/e/d/r, ImageNet, r x r)",
-    ),
-    zoo.NAME: _Space(
-        zoo.ZooArch.parse,
-        zoo.build_network,
-        zoo.input_shape,
-        f"seeded random networks, <family>:<seed> with family in {', '.join(zoo.FAMILIES)}",
-    ),
-}
+_SPACES: Registry[_Space] = Registry("architecture space", error=ModelImportError)
+_SPACES.add(nb201.NAME, _Space(
+    nb201.NB201Cell.parse,
+    nb201.build_network,
+    nb201.input_shape,
+    "NAS-Bench-201 cell (CIFAR-10 TinyNetwork, C=16, N=5, 32x32)",
+))
+_SPACES.add(fbnet.NAME, _Space(
+    fbnet.FBNetArch.parse,
+    fbnet.build_network,
+    fbnet.input_shape,
+    "FBNet space, HW-NAS-Bench/HELP encoding (22 op indices, CIFAR-100, 32x32)",
+))
+_SPACES.add(ofa.NAME, _Space(
+    ofa.OFAArch.parse,
+    ofa.build_network,
+    ofa.input_shape,
+    "Once-for-All MobileNetV3 w1.0 sub-network (JSON ks/e/d/r, ImageNet, r x r)",
+))
+_SPACES.add(zoo.NAME, _Space(
+    zoo.ZooArch.parse,
+    zoo.build_network,
+    zoo.input_shape,
+    f"seeded random networks, <family>:<seed> with family in {', '.join(zoo.list_families())}",
+))
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def list_spaces() -> list[str]:
 
 def describe_space(space: str) -> str:
     """One-line description of ``space`` (for CLI help)."""
-    return _get_space(space).description
+    return _SPACES.lookup(space).description
 
 
 def parse(spec: str) -> ArchSpec:
@@ -143,7 +143,7 @@ def parse(spec: str) -> ArchSpec:
         raise ModelImportError(
             f"architecture spec {spec!r} has no '<space>:' prefix; spaces: {', '.join(list_spaces())}"
         )
-    entry = _get_space(space.strip().lower())
+    entry = _SPACES.lookup(space.strip().lower())
     return ArchSpec(space.strip().lower(), entry.parse_arch(arch_text))
 
 
@@ -156,7 +156,7 @@ def build(spec: str | ArchSpec, *, batch_size: int = 1) -> SpaceModel:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ModelImportError(f"batch_size must be a positive int, got {batch_size!r}")
     parsed = spec if isinstance(spec, ArchSpec) else parse(spec)
-    entry = _get_space(parsed.space)
+    entry = _SPACES.lookup(parsed.space)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_INPUT_SEED)
         module = entry.build_module(parsed.arch).eval()
@@ -164,12 +164,3 @@ def build(spec: str | ArchSpec, *, batch_size: int = 1) -> SpaceModel:
     name = parsed.canonical
     logger.debug("built %s (batch %d)", name, batch_size)
     return SpaceModel(name=name, space=parsed.space, arch=parsed.arch, module=module, example_inputs=(example,))
-
-
-def _get_space(space: str) -> _Space:
-    try:
-        return _SPACES[space]
-    except KeyError:
-        raise ModelImportError(
-            f"unknown architecture space {space!r}; expected one of {', '.join(list_spaces())}"
-        ) from None

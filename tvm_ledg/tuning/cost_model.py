@@ -48,7 +48,7 @@ from cost_model.graph import OpGraph
 from cost_model.io import read_json, write_text_atomic
 from cost_model.predictor import LatencyPredictor, TrainConfig
 from cost_model.trainer import LoopSettings, run_training
-from targets.errors import CheckpointError, DataError
+from targets.errors import ArgumentError, CheckpointError
 from targets.schema import TargetDescriptor
 from tvm_ledg._tvm import derived_object, ms, structural_hash
 from tvm_ledg.predict import DEFAULT_CHECKPOINT
@@ -95,7 +95,7 @@ class OnlineConfig:
         for name, minimum in (("retrain_first", 0), ("retrain_every", 1), ("steps", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < minimum:
-                raise DataError(f"OnlineConfig.{name} must be an integer >= {minimum}, got {value!r}")
+                raise ArgumentError(f"OnlineConfig.{name} must be an integer >= {minimum}, got {value!r}")
 
     def due(self, updates: int) -> bool:
         """Whether the ``updates``-th update (1-based) trains."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from targets.errors import DataError
+from targets.errors import ArgumentError
 from tvm_ledg.predict import LatencyPrediction, predict_latency
 
 __all__ = ["rank_targets"]
@@ -22,11 +22,11 @@ def rank_targets(model: Any, targets: Any, *, checkpoint: str | os.PathLike[str]
     """
     if isinstance(model, (list, tuple)):
         if len(model) != 1:
-            raise DataError(f"rank_targets ranks targets for one model, got {len(model)}; use predict_latency for many")
+            raise ArgumentError(f"rank_targets ranks targets for one model, got {len(model)}; use predict_latency for many")
         model = model[0]
     results = predict_latency([model], targets, checkpoint=checkpoint, breakdown=True, top_ops=top_ops,
                               graph_store=graph_store, batch_size=batch_size, device=device)
     if len({r.model for r in results}) != 1:
-        raise DataError(f"rank_targets ranks targets for one model, but {model!r} names "
+        raise ArgumentError(f"rank_targets ranks targets for one model, but {model!r} names "
                         f"{len({r.model for r in results})}; use predict_latency for many")
     return sorted(results, key=lambda r: (r.latency_ms, r.target))

@@ -12,8 +12,9 @@ depthwise stages at 48x48 with expansion 6, a ResNet stem max-pool, the global
 average pool and classifier before a head, and ViT/transformer attention and MLP
 layers with 64 tokens (+1 class token), dim 192, 4 heads.
 
-``WORKLOADS`` maps each name to a :class:`Workload`; ``get_workload(name)``
-looks one up with an error that lists the valid names.
+``WORKLOADS`` (a :class:`~cost_model.registry.Registry`) maps each name to a
+:class:`Workload`; ``get_workload(name)`` looks one up with an error that lists
+the valid names.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from targets.errors import DataError
+from cost_model.registry import Registry
 from tvm_ledg._tvm import PrimFunc, te
 
 __all__ = ["Workload", "WORKLOADS", "get_workload", "list_workloads"]
@@ -196,23 +197,22 @@ def layer_norm_transformer() -> PrimFunc:
     return te.create_prim_func([x, gamma, beta, out])
 
 
-WORKLOADS: dict[str, Workload] = {
-    w.name: w
-    for w in (
-        Workload("conv2d_resnet_3x3", "conv2d", "resnet", conv2d_resnet_3x3),
-        Workload("conv2d_resnet_3x3_s2", "conv2d", "resnet", conv2d_resnet_3x3_s2),
-        Workload("conv2d_mobilenet_1x1", "conv2d", "mobilenetv2", conv2d_mobilenet_1x1),
-        Workload("depthwise_conv2d_mobilenet", "depthwise_conv2d", "mobilenetv2", depthwise_conv2d_mobilenet),
-        Workload("max_pool2d_resnet_stem", "pool2d", "resnet", max_pool2d_resnet_stem),
-        Workload("global_avg_pool_resnet", "pool2d", "resnet", global_avg_pool_resnet),
-        Workload("dense_transformer_mlp", "dense", "transformer", dense_transformer_mlp),
-        Workload("dense_classifier_head", "dense", "resnet", dense_classifier_head),
-        Workload("batch_matmul_attention", "batch_matmul", "vit", batch_matmul_attention),
-        Workload("softmax_attention", "softmax", "vit", softmax_attention),
-        Workload("layer_norm_transformer", "layer_norm", "transformer", layer_norm_transformer),
-    )
-}
-"""The suite, by name (11 workloads, 7 operator kinds)."""
+WORKLOADS: Registry[Workload] = Registry("tuning workload")
+"""The suite, by name, in suite order (11 workloads, 7 operator kinds)."""
+for _workload in (
+    Workload("conv2d_resnet_3x3", "conv2d", "resnet", conv2d_resnet_3x3),
+    Workload("conv2d_resnet_3x3_s2", "conv2d", "resnet", conv2d_resnet_3x3_s2),
+    Workload("conv2d_mobilenet_1x1", "conv2d", "mobilenetv2", conv2d_mobilenet_1x1),
+    Workload("depthwise_conv2d_mobilenet", "depthwise_conv2d", "mobilenetv2", depthwise_conv2d_mobilenet),
+    Workload("max_pool2d_resnet_stem", "pool2d", "resnet", max_pool2d_resnet_stem),
+    Workload("global_avg_pool_resnet", "pool2d", "resnet", global_avg_pool_resnet),
+    Workload("dense_transformer_mlp", "dense", "transformer", dense_transformer_mlp),
+    Workload("dense_classifier_head", "dense", "resnet", dense_classifier_head),
+    Workload("batch_matmul_attention", "batch_matmul", "vit", batch_matmul_attention),
+    Workload("softmax_attention", "softmax", "vit", softmax_attention),
+    Workload("layer_norm_transformer", "layer_norm", "transformer", layer_norm_transformer),
+):
+    WORKLOADS.add(_workload.name, _workload)
 
 
 def list_workloads() -> list[str]:
@@ -222,7 +222,4 @@ def list_workloads() -> list[str]:
 
 def get_workload(name: str) -> Workload:
     """The workload called ``name``."""
-    try:
-        return WORKLOADS[name]
-    except KeyError:
-        raise DataError(f"unknown tuning workload {name!r}; expected one of {', '.join(WORKLOADS)}") from None
+    return WORKLOADS.lookup(name)

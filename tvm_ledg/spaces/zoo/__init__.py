@@ -52,6 +52,7 @@ from tvm_ledg.spaces.zoo.api import (
     ZooArch,
     build_network,
     input_shape,
+    list_families,
     sample,
     sample_specs,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "ZooArch",
     "build_network",
     "input_shape",
+    "list_families",
     "sample",
     "sample_specs",
 ]

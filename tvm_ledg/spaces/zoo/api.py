@@ -2,8 +2,8 @@
 spec lists, and building a drawn network.
 
 The family registry lives here, next to the draw loop that uses it, so that a
-new family is one sampler, one builder, and one entry in :data:`FAMILIES` and
-:data:`_FAMILIES`.
+new family is one sampler, one builder, and one ``_FAMILIES.add`` line;
+:data:`FAMILIES` (the public tuple, in registration order) follows from it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cost_model.registry import Registry
 from targets.errors import ModelImportError
 from tvm_ledg.spaces.zoo.builders import (
     _build_alexnet,
@@ -47,24 +48,47 @@ from tvm_ledg.spaces.zoo.samplers import (
     _sample_vit,
 )
 
-__all__ = ["FAMILIES", "FLOP_CAP", "NAME", "ZooArch", "build_network", "input_shape", "sample", "sample_specs"]
+__all__ = [
+    "FAMILIES",
+    "FLOP_CAP",
+    "NAME",
+    "ZooArch",
+    "build_network",
+    "input_shape",
+    "list_families",
+    "sample",
+    "sample_specs",
+]
 
 NAME = "zoo"
 
-FAMILIES: tuple[str, ...] = (
-    "resnet",
-    "vgg",
-    "mobilenetv2",
-    "mobilenetv3",
-    "efficientnet",
-    "mnasnet",
-    "squeezenet",
-    "googlenet",
-    "alexnet",
-    "nb201",
-    "vit",
-    "transformer",
-)
+
+@dataclass(frozen=True)
+class _Family:
+    sample: Callable[[random.Random], Any]  # rng -> that family's config
+    build: Callable[[Any, int], nn.Module]  # (config, num_classes) -> network
+
+
+_FAMILIES: Registry[_Family] = Registry("family", error=ModelImportError)
+_FAMILIES.add("resnet", _Family(_sample_resnet, _build_resnet))
+_FAMILIES.add("vgg", _Family(_sample_vgg, _build_vgg))
+for _name in ("mobilenetv2", "mobilenetv3", "efficientnet", "mnasnet"):
+    _FAMILIES.add(_name, _Family(functools.partial(_sample_mbnet, family=_name), _build_mbnet))
+_FAMILIES.add("squeezenet", _Family(_sample_squeezenet, _build_squeezenet))
+_FAMILIES.add("googlenet", _Family(_sample_googlenet, _build_googlenet))
+_FAMILIES.add("alexnet", _Family(_sample_alexnet, _build_alexnet))
+_FAMILIES.add("nb201", _Family(_sample_nb201, _build_nb201))
+_FAMILIES.add("vit", _Family(_sample_vit, _ViT))
+_FAMILIES.add("transformer", _Family(_sample_transformer, _TextEncoder))
+
+FAMILIES: tuple[str, ...] = tuple(_FAMILIES)
+"""The family names, in registration order (the order ``sample_specs`` deals seeds in)."""
+
+
+def list_families() -> list[str]:
+    """The family names, in registration order."""
+    return list(_FAMILIES)
+
 
 FLOP_CAP = 1_500_000_000  # FLOPs (2 per MAC) of one measured batch
 _BATCHES = (1, 2, 4, 8)
@@ -93,10 +117,8 @@ class ZooArch:
         family, seed_text = family.strip().lower(), seed_text.strip()
         if not sep:
             raise ModelImportError(f"zoo spec {text!r}: expected '<family>:<seed>'; families: {', '.join(FAMILIES)}")
-        if family not in FAMILIES:
-            raise ModelImportError(
-                f"zoo spec {text!r}: unknown family {family!r}; expected one of {', '.join(FAMILIES)}"
-            )
+        if family not in _FAMILIES:
+            raise ModelImportError(f"zoo spec {text!r}: {_FAMILIES.unknown(family)}")
         if not _SEED_RE.fullmatch(seed_text):
             raise ModelImportError(f"zoo spec {text!r}: seed {seed_text!r} is not a non-negative integer")
         return sample(family, int(seed_text))
@@ -108,28 +130,6 @@ class ZooArch:
     def config_text(self) -> str:
         """Everything the seed drew, as canonical JSON (for logs and data-set metadata)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class _Family:
-    sample: Callable[[random.Random], Any]  # rng -> that family's config
-    build: Callable[[Any, int], nn.Module]  # (config, num_classes) -> network
-
-
-_FAMILIES: dict[str, _Family] = {
-    "resnet": _Family(_sample_resnet, _build_resnet),
-    "vgg": _Family(_sample_vgg, _build_vgg),
-    **{
-        name: _Family(functools.partial(_sample_mbnet, family=name), _build_mbnet)
-        for name in ("mobilenetv2", "mobilenetv3", "efficientnet", "mnasnet")
-    },
-    "squeezenet": _Family(_sample_squeezenet, _build_squeezenet),
-    "googlenet": _Family(_sample_googlenet, _build_googlenet),
-    "alexnet": _Family(_sample_alexnet, _build_alexnet),
-    "nb201": _Family(_sample_nb201, _build_nb201),
-    "vit": _Family(_sample_vit, _ViT),
-    "transformer": _Family(_sample_transformer, _TextEncoder),
-}
 
 
 def _sample_shape(net: NetConfig) -> tuple[int, ...]:
@@ -160,7 +160,7 @@ def _batch(rng: random.Random, net: NetConfig, flops: int) -> int:
 def sample(family: str, seed: int) -> ZooArch:
     """Draw the network of ``family`` for ``seed``, redrawing while it exceeds :data:`FLOP_CAP`."""
     if family not in _FAMILIES:
-        raise ModelImportError(f"zoo: unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+        raise ModelImportError(f"zoo: {_FAMILIES.unknown(family)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ModelImportError(f"zoo: seed {seed!r} is not a non-negative integer")
     rng = random.Random(f"{family}:{seed}")
