@@ -21,18 +21,18 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import math
 import os
 import secrets
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cost_model.graph import OpGraph
+from cost_model.measurement_export import EXPORT_VERSION, FIELDS, Record, json_line, parse_export
 from targets.errors import ArgumentError, DataError, OutputError
 from targets.schema import TargetDescriptor
 
@@ -40,7 +40,6 @@ __all__ = ["EXPORT_VERSION", "Measurement", "MeasurementStore", "STORE_VERSION"]
 
 STORE_VERSION = 1
 # Version 2 added the export_version header field and the end record with counts; version 1 had neither.
-EXPORT_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS graphs (hash TEXT PRIMARY KEY, name TEXT, num_nodes INTEGER, flops INTEGER,
@@ -258,14 +257,14 @@ class MeasurementStore:
         if path.exists() and not replace:
             raise ArgumentError(f"{path}: already exists (tvm-ledg db export --force replaces it)")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        counts = dict.fromkeys(_FIELDS, 0)
+        counts = dict.fromkeys(FIELDS, 0)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "xb") as raw:
                 with (gzip.GzipFile(path.name, "wb", 9, raw, mtime=0) as gz,
                       io.TextIOWrapper(gz, encoding="utf-8") as f):
                     def put(kind: str, record: Mapping[str, Any]) -> None:
-                        f.write(_json_line({"kind": kind, **record}))
+                        f.write(json_line({"kind": kind, **record}))
                         counts[kind] += 1
 
                     f.write(json.dumps({"kind": "meta", "store_version": STORE_VERSION,
@@ -275,12 +274,12 @@ class MeasurementStore:
                     for h, d in self._db.execute("SELECT hash, descriptor FROM targets ORDER BY hash"):
                         put("target", {"hash": h, "descriptor": json.loads(d)})
                     for r in self._db.execute("SELECT * FROM networks ORDER BY spec"):
-                        put("network", dict(zip(_FIELDS["network"], r)))
+                        put("network", dict(zip(FIELDS["network"], r)))
                     for m in self.measurements():
                         put("measurement", asdict(m))
                     for r in self._db.execute("SELECT * FROM failures ORDER BY spec, target_hash"):
-                        put("failure", dict(zip(_FIELDS["failure"], r)))
-                    f.write(_json_line({"kind": "end", "counts": counts}))
+                        put("failure", dict(zip(FIELDS["failure"], r)))
+                    f.write(json_line({"kind": "end", "counts": counts}))
                 raw.flush()
                 os.fsync(raw.fileno())  # on disk before the rename makes it the export
             if replace:
@@ -307,15 +306,15 @@ class MeasurementStore:
                 lines = f.read().splitlines()
         except (OSError, EOFError, ValueError) as exc:
             raise DataError(f"{path}: cannot read a gzip JSON-lines export ({exc})") from exc
-        records = _parse_export(lines, str(path))
+        records = parse_export(lines, str(path), STORE_VERSION)
         self._check_references(records, str(path))
-        added = dict.fromkeys(_FIELDS, 0)
+        added = dict.fromkeys(FIELDS, 0)
         with self._transaction():
             for record in records:
                 added[record.kind] += self._import_record(record)
         return added
 
-    def _check_references(self, records: list[_Record], source: str) -> None:
+    def _check_references(self, records: list[Record], source: str) -> None:
         """Every graph and target hash a record names is defined in the export or already in this store."""
         graphs = {r.fields["hash"] for r in records if r.kind == "graph"}
         graphs |= {h for (h,) in self._db.execute("SELECT hash FROM graphs")}
@@ -327,7 +326,7 @@ class MeasurementStore:
                     raise DataError(f"{source}:{r.line}: {r.kind} field {name!r} names {what} {r.fields[name]}, "
                                     f"which is neither in the export nor in {self.path}")
 
-    def _import_record(self, record: _Record) -> int:
+    def _import_record(self, record: Record) -> int:
         """Insert one checked record (a row already there is kept); the caller holds the transaction."""
         x, kind, rec = self._db.execute, record.kind, record.fields
         if kind == "graph":
@@ -345,7 +344,7 @@ class MeasurementStore:
         if kind == "measurement":
             return self._insert_measurement(Measurement(**rec)).rowcount
         return x("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                 tuple(rec[name] for name in _FIELDS["failure"])).rowcount
+                 tuple(rec[name] for name in FIELDS["failure"])).rowcount
 
     def _insert_graph(self, graph_hash: str, graph: OpGraph, graph_json: Any) -> sqlite3.Cursor:
         """One graph row (kept when present); the caller holds the transaction."""
@@ -377,11 +376,6 @@ class _Transaction:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def _json_line(record: Mapping[str, Any]) -> str:
-    """A record as one compact line with sorted keys, so an export of the same rows has the same bytes."""
-    return json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
-
-
 def _link_new(tmp: Path, path: Path) -> None:
     """Put ``tmp`` at ``path`` unless something is there by now (a hard link fails on an existing name,
     where a rename would replace it); on a file system without hard links, check and rename."""
@@ -393,156 +387,6 @@ def _link_new(tmp: Path, path: Path) -> None:
         if path.exists():
             raise ArgumentError(f"{path}: already exists (tvm-ledg db export --force replaces it)") from None
         os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------- checking an export
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_Rule = tuple[str, Callable[[Any], bool]]
-_TEXT: _Rule = ("a non-empty string", lambda v: isinstance(v, str) and v != "")
-_STRING: _Rule = ("a string", lambda v: isinstance(v, str))
-_OBJECT: _Rule = ("a JSON object", lambda v: isinstance(v, dict))
-_FINITE: _Rule = ("a finite number", _number)
-_POSITIVE: _Rule = ("a finite number > 0", lambda v: _number(v) and v > 0)
-_NON_NEGATIVE: _Rule = ("a finite number >= 0", lambda v: _number(v) and v >= 0)
-_COUNT: _Rule = ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-_FLAG: _Rule = ("true, false, 1 or 0", lambda v: v in (0, 1) and not isinstance(v, float))
-
-
-def _or_null(rule: _Rule) -> _Rule:
-    return (f"{rule[0]} or null", lambda v: v is None or rule[1](v))
-
-
-# The fields of each record kind, in table-column order, and what each may hold.
-_FIELDS: dict[str, dict[str, _Rule]] = {
-    "graph": {"hash": _TEXT, "graph": _OBJECT},
-    "target": {"hash": _TEXT, "descriptor": _OBJECT},
-    "network": {"spec": _TEXT, "graph_hash": _TEXT, "family": _or_null(_STRING), "numerics_ok": _or_null(_FLAG),
-                "max_rel_err": _or_null(_NON_NEGATIVE), "numerics_note": _or_null(_STRING)},
-    "measurement": {"spec": _TEXT, "graph_hash": _TEXT, "target_hash": _TEXT, "protocol": _TEXT,
-                    "median_ms": _POSITIVE, "mean_ms": _POSITIVE, "std_ms": _NON_NEGATIVE, "min_ms": _POSITIVE,
-                    "cv": _NON_NEGATIVE, "runs": _COUNT, "number": _COUNT, "compile_s": _or_null(_NON_NEGATIVE),
-                    "attempts": _COUNT, "environment": _OBJECT, "created": _FINITE},
-    "failure": {"spec": _TEXT, "target_hash": _TEXT, "protocol": _TEXT, "stage": _or_null(_STRING),
-                "reason": _or_null(_STRING), "created": _or_null(_FINITE)},
-}
-# What makes a record unique in its table: a second one in the same export is an error, not a silent skip.
-_KEYS = {"graph": ("hash",), "target": ("hash",), "network": ("spec",),
-         "measurement": ("graph_hash", "target_hash", "protocol"), "failure": ("spec", "target_hash", "protocol")}
-
-
-@dataclass
-class _Record:
-    """One checked row record of an export: its line, kind, fields, and for a graph the parsed graph."""
-
-    line: int
-    kind: str
-    fields: dict[str, Any]
-    graph: OpGraph | None = None
-
-
-def _parse_export(lines: list[str], source: str) -> list[_Record]:
-    """Every row record of an export, each checked on its own; raises ``DataError`` naming ``source:line``
-    on the first problem, including a missing header or end record."""
-    if not lines:
-        raise DataError(f"{source}: empty file, not a tvm-ledg export")
-    header = _json_object(lines[0], f"{source}:1")
-    if header.get("kind") != "meta":
-        raise DataError(f"{source}:1: not a tvm-ledg export (its first line is not the 'meta' header)")
-    if header.get("store_version") != STORE_VERSION:
-        raise DataError(f"{source}:1: export of store version {header.get('store_version')!r}, this code reads "
-                        f"{STORE_VERSION}")
-    if "export_version" not in header:
-        raise DataError(f"{source}: written by an older tvm-ledg, without the end record that shows the file is "
-                        "whole; export it again with this version (tvm-ledg db export)")
-    if header["export_version"] != EXPORT_VERSION:
-        raise DataError(f"{source}:1: export format {header['export_version']!r}, this code reads "
-                        f"{EXPORT_VERSION}")
-    records: list[_Record] = []
-    seen: dict[tuple[Any, ...], int] = {}
-    counts = dict.fromkeys(_FIELDS, 0)
-    for n, line in enumerate(lines[1:], 2):
-        where = f"{source}:{n}"
-        rec = _json_object(line, where)
-        kind = rec.pop("kind", None)
-        if kind == "end":
-            _check_end(rec, counts, where, trailing=len(lines) - n)
-            return records
-        if kind not in _FIELDS:
-            raise DataError(f"{where}: unknown record kind {kind!r} (expected one of {', '.join(_FIELDS)})")
-        graph = _check_fields(kind, rec, where)
-        key = (kind, *(rec[k] for k in _KEYS[kind]))
-        if key in seen:
-            raise DataError(f"{where}: {kind} {', '.join(map(str, key[1:]))} appears twice (first on line "
-                            f"{seen[key]})")
-        seen[key] = n
-        records.append(_Record(n, kind, rec, graph))
-        counts[kind] += 1
-    raise DataError(f"{source}: ends at line {len(lines)} without its end record: the file was cut short "
-                    "(copy or export it again)")
-
-
-def _json_object(line: str, where: str) -> dict[str, Any]:
-    try:
-        rec = json.loads(line)
-    except ValueError as exc:
-        raise DataError(f"{where}: not a JSON line ({exc})") from exc
-    if not isinstance(rec, dict):
-        raise DataError(f"{where}: not a JSON object")
-    return rec
-
-
-def _check_end(rec: dict[str, Any], counts: dict[str, int], where: str, trailing: int) -> None:
-    """The end record's counts equal the records read, and nothing follows it."""
-    if trailing:
-        raise DataError(f"{where}: {trailing} more lines after the end record")
-    declared = rec.get("counts")
-    if not isinstance(declared, dict) or set(declared) != set(counts):
-        raise DataError(f"{where}: end record field 'counts' is {declared!r}, expected a count per kind "
-                        f"({', '.join(counts)})")
-    for kind, n in counts.items():
-        if declared[kind] != n:
-            raise DataError(f"{where}: the end record counts {declared[kind]!r} {kind} records, the file holds "
-                            f"{n} (a damaged or edited file)")
-
-
-def _check_fields(kind: str, rec: dict[str, Any], where: str) -> OpGraph | None:
-    """Every field of ``kind`` is present with a value of its type and range, nothing else is there, and
-    graph and target hashes match their content (so an edited name or shape cannot relabel rows); returns
-    a graph record's parsed graph."""
-    rules = _FIELDS[kind]
-    for name in rec:
-        if name not in rules:
-            raise DataError(f"{where}: {kind} record has an unknown field {name!r}")
-    for name, (expected, ok) in rules.items():
-        if name not in rec:
-            raise DataError(f"{where}: {kind} field {name!r} is missing")
-        value = rec[name]
-        if not ok(value):
-            shown = "null" if value is None else repr(value)[:80]
-            raise DataError(f"{where}: {kind} field {name!r} is {shown}, expected {expected}")
-    if kind == "measurement" and rec["min_ms"] > rec["median_ms"]:
-        raise DataError(f"{where}: measurement field 'min_ms' is {rec['min_ms']!r}, above 'median_ms' "
-                        f"{rec['median_ms']!r}")
-    try:
-        if kind == "graph":
-            graph = OpGraph.from_json(rec["graph"], source=where)
-            if graph.content_hash() != rec["hash"]:
-                raise DataError(f"{where}: graph field 'hash' {rec['hash']} does not match its content "
-                                f"({graph.content_hash()})")
-            return graph
-        if kind == "target":
-            desc = TargetDescriptor.from_dict(rec["descriptor"], origin=where)
-            if desc.content_hash() != rec["hash"]:
-                raise DataError(f"{where}: target field 'hash' {rec['hash']} does not match the descriptor of "
-                                f"{desc.name!r} ({desc.content_hash()})")
-    except (KeyError, TypeError, ValueError) as exc:  # GraphError and TargetError are ValueErrors
-        text = str(exc)  # their messages start with ``where`` already
-        field_name = "graph" if kind == "graph" else "descriptor"
-        raise DataError(text if text.startswith(where) else f"{where}: {kind} field {field_name!r}: {text}") from exc
-    return None
 
 
 def _group(rows: Any) -> Iterator[tuple[str, list[float]]]:

@@ -142,8 +142,10 @@ class LatencyData:
                 "train_targets": sorted({r[1] for r in self.rows["train"]})}
 
 
-def load_latency_data(config: RunConfig) -> LatencyData:
-    """Public device tables joined with the graph store and split by architecture."""
+def _read_tables(config: RunConfig) -> tuple[list[Any], Mapping[str, OpGraph], dict[str, TargetDescriptor]]:
+    """Every latency table the config names (public sources, measured stores, tuning records), the graphs they
+    are looked up in (the graph store, with the measured and tuning-record graphs in front), and the
+    descriptors stored with the measurements."""
     data = config.data
     tables: list[Any] = []
     store: Mapping[str, OpGraph] = {}
@@ -167,6 +169,12 @@ def load_latency_data(config: RunConfig) -> LatencyData:
         tables.extend(_per_target(rows))
     if measured_graphs:
         store = ChainMap(measured_graphs, store)
+    return tables, store, measured_descs
+
+
+def _chosen_tables(tables: list[Any], config: RunConfig) -> tuple[list[Any], set[str]]:
+    """The tables of ``data.devices`` (all by default) and the held-out targets; unknown names are errors."""
+    data = config.data
     wanted = data.get("devices")
     if wanted is not None:
         known = {t.target_alias for t in tables}
@@ -178,6 +186,14 @@ def load_latency_data(config: RunConfig) -> LatencyData:
     unknown = sorted(holdout - {t.target_alias for t in tables})
     if unknown:
         raise ArgumentError(f"{config.source}: data.holdout_targets names unknown devices {unknown}")
+    return tables, holdout
+
+
+def load_latency_data(config: RunConfig) -> LatencyData:
+    """Public device tables joined with the graph store and split by architecture."""
+    data = config.data
+    tables, store, measured_descs = _read_tables(config)
+    tables, holdout = _chosen_tables(tables, config)
     seed, test_fraction, val_fraction = config.split()
     cap = data.get("max_train_archs")
     rows: dict[str, list[Row]] = {"train": [], "val": [], "test": [], "holdout": []}

@@ -41,6 +41,9 @@ Schema, version 1 (``*`` = key required; ``!`` = value must not be null)::
                       per cycle from ``targets/microarchitectures.yaml``, or memory transfer rate x
                       bus width; the notes say which inputs were used (``targets.peaks``)
 
+Field checks live in :mod:`targets.validation`, the prompt's wording in
+:mod:`targets.prompt`; this module holds the descriptor itself.
+
 Peak compute and memory bandwidth feed the latency model's roofline bound; use
 :meth:`TargetDescriptor.peak_flops_per_s` and
 :meth:`TargetDescriptor.memory_bandwidth_bytes_per_s` rather than reading the fields.
@@ -60,7 +63,18 @@ from typing import Any
 
 import yaml
 
-from targets.errors import TargetError
+from targets.prompt import hardware_prompt
+from targets.validation import (
+    DERIVABLE_FIELDS,
+    DEVICE_CLASSES,
+    PEAK_KEYS,
+    PRECISIONS,
+    RUNTIMES,
+    SCHEMA_VERSION,
+    TVM_TUNERS,
+    check_descriptor,
+    thaw,
+)
 
 #: Floats with an exponent and no dot (``1.5e9``, ``2e9``, ``1e-3``): YAML 1.2 numbers that PyYAML's
 #: YAML 1.1 rules read as strings. Datasheet figures are written that way, so target files read them
@@ -90,77 +104,9 @@ __all__ = [
     "TargetDescriptor",
 ]
 
-SCHEMA_VERSION = 1
-
-DEVICE_CLASSES: tuple[str, ...] = (
-    "server-cpu",
-    "desktop-cpu",
-    "embedded-cpu",
-    "mobile-cpu",
-    "server-gpu",
-    "desktop-gpu",
-    "embedded-gpu",
-    "mobile-gpu",
-    "dsp",
-    "npu",
-    "tpu",
-    "vpu",
-    "fpga",
-    "asic",
-)
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
-RUNTIMES: tuple[str, ...] = (
-    "pytorch",
-    "tensorflow",
-    "tflite",
-    "tensorrt",
-    "openvino",
-    "snpe",
-    "onnxruntime",
-    "tvm",
-    "other",
-)
-PEAK_KEYS: tuple[str, ...] = ("fp64", "fp32", "fp16", "fp16_tensor", "bf16", "int8", "int4")
-TVM_TUNERS: tuple[str, ...] = ("metaschedule", "autotvm", "ansor")
-
-# Display names used by to_text(); deterministic and independent of dict order.
-_CLASS_TEXT = {
-    "server-cpu": "server CPU",
-    "desktop-cpu": "desktop CPU",
-    "embedded-cpu": "embedded CPU",
-    "mobile-cpu": "mobile CPU",
-    "server-gpu": "server GPU",
-    "desktop-gpu": "desktop GPU",
-    "embedded-gpu": "embedded GPU",
-    "mobile-gpu": "mobile GPU",
-    "dsp": "DSP",
-    "npu": "NPU",
-    "tpu": "TPU",
-    "vpu": "VPU",
-    "fpga": "FPGA",
-    "asic": "ASIC",
-}
-_RUNTIME_TEXT = {
-    "pytorch": "PyTorch",
-    "tensorflow": "TensorFlow",
-    "tflite": "TFLite",
-    "tensorrt": "TensorRT",
-    "openvino": "OpenVINO",
-    "snpe": "SNPE",
-    "onnxruntime": "ONNX Runtime",
-    "tvm": "TVM",
-    "other": "other runtime",
-}
-
-_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
-_ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.-]*")
-
 # Fields that document a descriptor but do not change what was measured; they are
 # left out of content_hash() so fixing a typo in a note keeps database keys valid.
 _UNHASHED_FIELDS = ("aliases", "notes", "sources", "derived")
-
-#: Field paths a descriptor may list under ``derived``: the roofline inputs.
-DERIVABLE_FIELDS: tuple[str, ...] = tuple(f"peak_tops.{k}" for k in PEAK_KEYS) + ("memory.bandwidth_gbps",)
 
 
 # ----------------------------------------------------------------------------- data
@@ -268,7 +214,7 @@ class TargetDescriptor:
         }
         if self.tvm is not None:
             d["tvm"] = {
-                "target": {k: _thaw(v) for k, v in sorted(self.tvm.target.items())},
+                "target": {k: thaw(v) for k, v in sorted(self.tvm.target.items())},
                 "tuned": self.tvm.tuned,
                 "tuner": self.tvm.tuner,
             }
@@ -330,63 +276,7 @@ class TargetDescriptor:
         3584 shading units, 1.582 GHz, 11.34 TFLOP/s fp32, 11 GB GDDR5X at 484 GB/s,
         L2 2.75 MiB, TDP 250 W; PyTorch (cuda), fp32, batch 1``.
         """
-        hw = [" ".join(x for x in (_CLASS_TEXT[self.device_class], self.vendor, self.model) if x)]
-        if self.microarchitecture:
-            hw.append(self.microarchitecture)
-        if self.soc:
-            hw.append(f"SoC {self.soc}")
-        if self.core_config:
-            hw.append(self.core_config)
-        for value, unit in (
-            (self.compute_units, "compute units"),
-            (self.shading_units, "shading units"),
-            (self.hw_threads, "hardware threads"),
-        ):
-            if value is not None:
-                hw.append(f"{value} {unit}")
-        if self.clock_ghz is not None:
-            hw.append(f"{_num(self.clock_ghz)} GHz")
-        for key in PEAK_KEYS:
-            value = self.peak_tops.get(key)
-            if value is not None:
-                unit = "TOP/s" if key.startswith("int") else "TFLOP/s"
-                hw.append(f"{_num(value)} {unit} {key.replace('_', ' ')}")
-        mem = " ".join(
-            x
-            for x in (
-                f"{_num(self.memory.size_gb)} GB" if self.memory.size_gb is not None else None,
-                self.memory.type,
-                f"at {_num(self.memory.bandwidth_gbps)} GB/s" if self.memory.bandwidth_gbps is not None else None,
-            )
-            if x
-        )
-        if mem:
-            hw.append(mem if self.memory.size_gb is not None or self.memory.type else f"memory {mem}")
-        for value, label in (
-            (self.cache.l1d_kib_per_unit, "L1D {} per unit"),
-            (self.cache.l2_kib_total, "L2 {}"),
-            (self.cache.l3_kib_total, "L3 {}"),
-        ):
-            if value is not None:
-                hw.append(label.format(_kib(value)))
-        if self.tdp_w is not None:
-            hw.append(f"TDP {_num(self.tdp_w)} W")
-
-        rt = _RUNTIME_TEXT[self.runtime] if self.runtime else "unknown runtime"
-        if self.tvm is not None:  # "TVM untuned" must be unmistakable: it is a baseline, not a deployment
-            rt += " untuned" if not self.tvm.tuned else f" tuned ({self.tvm.tuner})" if self.tvm.tuner else " tuned"
-        if self.runtime_version:
-            rt += f" {self.runtime_version}"
-        if self.runtime_backend:
-            rt += f" ({self.runtime_backend})"
-        sw = [rt]
-        if self.tvm is not None:
-            sw.append("target " + " ".join(f"{k}={_thaw(v)}" for k, v in sorted(self.tvm.target.items())))
-        sw.append(self.precision or "unknown precision")
-        sw.append(f"batch {self.batch_size}" if self.batch_size is not None else "batch unknown")
-        if self.threads is not None:
-            sw.append(f"{self.threads} thread{'s' if self.threads != 1 else ''}")
-        return ", ".join(hw) + "; " + ", ".join(sw)
+        return hardware_prompt(self)
 
     def to_features(self) -> tuple[list[float], list[float]]:
         """``(values, mask)`` aligned with :data:`FEATURE_NAMES`; ``mask[i] == 1`` iff known.
@@ -477,256 +367,15 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
-def _num(x: float) -> str:
-    """Stable short number text: integers as such, else up to 4 significant digits."""
-    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
-
-
-def _kib(x: float) -> str:
-    """Cache size in KiB or, from 1 MiB up, in MiB."""
-    return f"{_num(x / 1024)} MiB" if x >= 1024 else f"{_num(x)} KiB"
-
-
-def _freeze(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
-
-
-def _thaw(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _fail(origin: str, path: str, msg: str) -> TargetError:
-    return TargetError(f"{origin}: field '{path}': {msg}")
-
-
-def _got(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})" if not isinstance(value, str) else repr(value)
-
-
-Checker = Callable[[Any, str, str], Any]
-
-
-def _string(value: Any, path: str, origin: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        hint = " (quote version numbers in YAML, e.g. '2.1')" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-        raise _fail(origin, path, f"expected a non-empty string{hint}, got {_got(value)}")
-    return value.strip()
-
-
-def _number(minimum: float, strict: bool) -> Checker:
-    def check(value: Any, path: str, origin: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(origin, path, f"expected a number, got {_got(value)}")
-        if not math.isfinite(value):
-            raise _fail(origin, path, f"expected a finite number, got {value!r}")
-        if value < minimum or (strict and value == minimum):
-            raise _fail(origin, path, f"expected a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
-        return float(value)
-
-    return check
-
-
-def _integer(minimum: int) -> Checker:
-    def check(value: Any, path: str, origin: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(origin, path, f"expected an integer, got {_got(value)}")
-        if value < minimum:
-            raise _fail(origin, path, f"expected an integer >= {minimum}, got {value!r}")
-        return value
-
-    return check
-
-
-def _enum(choices: tuple[str, ...]) -> Checker:
-    def check(value: Any, path: str, origin: str) -> str:
-        if value not in choices:
-            raise _fail(origin, path, f"expected one of {', '.join(choices)}; got {_got(value)}")
-        return value
-
-    return check
-
-
-def _boolean(value: Any, path: str, origin: str) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(origin, path, f"expected true or false, got {_got(value)}")
-    return value
-
-
-def _pattern(regex: re.Pattern[str], what: str) -> Checker:
-    def check(value: Any, path: str, origin: str) -> str:
-        value = _string(value, path, origin)
-        if not regex.fullmatch(value):
-            raise _fail(origin, path, f"expected {what}, got {value!r}")
-        return value
-
-    return check
-
-
-def _string_list(item: Checker) -> Checker:
-    def check(value: Any, path: str, origin: str) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise _fail(origin, path, f"expected a list, got {_got(value)}")
-        items = tuple(item(v, f"{path}[{i}]", origin) for i, v in enumerate(value))
-        for i, v in enumerate(items):
-            if v in items[:i]:
-                raise _fail(origin, f"{path}[{i}]", f"duplicate entry {v!r}")
-        return items
-
-    return check
-
-
-def _peak_tops(value: Any, path: str, origin: str) -> Mapping[str, float | None]:
-    if not isinstance(value, dict):
-        raise _fail(origin, path, f"expected a mapping of precision to TOP/s, got {_got(value)}")
-    out: dict[str, float | None] = {}
-    for key, v in value.items():
-        if key not in PEAK_KEYS:
-            raise _fail(origin, f"{path}.{key}", f"unknown precision; expected one of {', '.join(PEAK_KEYS)}")
-        out[key] = None if v is None else _number(0.0, strict=True)(v, f"{path}.{key}", origin)
-    return MappingProxyType(out)
-
-
-def _tvm_target(value: Any, path: str, origin: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(origin, path, f"expected a mapping like {{kind: llvm, mcpu: znver3}}, got {_got(value)}")
-    if "kind" not in value:
-        raise _fail(origin, f"{path}.kind", "missing required field")
-    _string(value["kind"], f"{path}.kind", origin)
-    out: dict[str, Any] = {}
-    for key, v in value.items():
-        if not isinstance(key, str):
-            raise _fail(origin, path, f"expected string keys, got {_got(key)}")
-        scalars = (str, int, float, bool)
-        if not isinstance(v, scalars) and not (isinstance(v, list) and all(isinstance(x, scalars) for x in v)):
-            raise _fail(origin, f"{path}.{key}", f"expected a scalar or a list of scalars, got {_got(v)}")
-        out[key] = _freeze(v)
-    return MappingProxyType(out)
-
-
-# key -> (checker, required key, value may be null)
-Spec = dict[str, tuple[Checker, bool, bool]]
-
-_MEMORY_SPEC: Spec = {
-    "type": (_string, False, True),
-    "size_gb": (_number(0.0, strict=True), False, True),
-    "bandwidth_gbps": (_number(0.0, strict=True), False, True),
-    "bus_width_bits": (_integer(1), False, True),
-}
-_CACHE_SPEC: Spec = {
-    "l1d_kib_per_unit": (_number(0.0, strict=False), False, True),
-    "l2_kib_total": (_number(0.0, strict=False), False, True),
-    "l3_kib_total": (_number(0.0, strict=False), False, True),
-}
-_TVM_SPEC: Spec = {
-    "target": (_tvm_target, True, False),
-    "tuned": (_boolean, True, False),
-    "tuner": (_enum(TVM_TUNERS), False, True),
-}
-
-
-def _section(spec: Spec) -> Checker:
-    def check(value: Any, path: str, origin: str) -> dict[str, Any]:
-        return _check_mapping(value, spec, path, origin)
-
-    return check
-
-
-def _schema_version(value: Any, path: str, origin: str) -> int:
-    value = _integer(1)(value, path, origin)
-    if value != SCHEMA_VERSION:
-        raise _fail(origin, path, f"unsupported schema version {value}; this tvm-ledg reads version {SCHEMA_VERSION}")
-    return value
-
-
-_TOP_SPEC: Spec = {
-    "schema_version": (_schema_version, True, False),
-    "name": (_pattern(_NAME_RE, "a lower-case name of [a-z0-9.-]"), True, False),
-    "aliases": (_string_list(_pattern(_ALIAS_RE, "'<dataset>:<upstream name>'")), False, False),
-    "device_class": (_enum(DEVICE_CLASSES), True, False),
-    "vendor": (_string, False, True),
-    "model": (_string, True, False),
-    "soc": (_string, False, True),
-    "microarchitecture": (_string, False, True),
-    "compute_units": (_integer(1), False, True),
-    "shading_units": (_integer(1), False, True),
-    "hw_threads": (_integer(1), False, True),
-    "core_config": (_string, False, True),
-    "clock_ghz": (_number(0.0, strict=True), False, True),
-    "base_clock_ghz": (_number(0.0, strict=True), False, True),
-    "peak_tops": (_peak_tops, False, True),
-    "memory": (_section(_MEMORY_SPEC), False, True),
-    "cache": (_section(_CACHE_SPEC), False, True),
-    "tdp_w": (_number(0.0, strict=True), False, True),
-    "runtime": (_enum(RUNTIMES), True, True),
-    "runtime_version": (_string, False, True),
-    "runtime_backend": (_string, False, True),
-    "precision": (_enum(PRECISIONS), True, True),
-    "batch_size": (_integer(1), True, True),
-    "threads": (_integer(1), False, True),
-    "tvm": (_section(_TVM_SPEC), False, True),
-    "notes": (_string, False, True),
-    "sources": (_string_list(_string), False, False),
-    "derived": (_string_list(_enum(DERIVABLE_FIELDS)), False, False),
-}
-
-
-def _check_mapping(data: Any, spec: Spec, path: str, origin: str) -> dict[str, Any]:
-    where = path or "<top level>"
-    if not isinstance(data, dict):
-        raise _fail(origin, where, f"expected a mapping, got {_got(data)}")
-    for key in data:
-        if key not in spec:
-            sub = f"{path}.{key}" if path else str(key)
-            raise _fail(origin, sub, f"unknown field; allowed: {', '.join(spec)}")
-    out: dict[str, Any] = {}
-    for key, (check, required, nullable) in spec.items():
-        sub = f"{path}.{key}" if path else key
-        if key not in data:
-            if required:
-                raise _fail(origin, sub, "missing required field" + (" (write null if unknown)" if nullable else ""))
-            continue
-        value = data[key]
-        if value is None:
-            if not nullable:
-                raise _fail(origin, sub, "must not be null")
-            out[key] = None
-        else:
-            out[key] = check(value, sub, origin)
-    return out
-
-
 def _parse(data: Any, origin: str) -> TargetDescriptor:
-    d = _check_mapping(data, _TOP_SPEC, "", origin)
-    name = d["name"]
-    aliases = d.get("aliases") or ()
-    if name in aliases:
-        raise _fail(origin, "aliases", f"alias {name!r} repeats the name")
-    runtime = d["runtime"]
+    d = check_descriptor(data, origin)
     tvm_raw = d.get("tvm")
-    if (runtime == "tvm") != (tvm_raw is not None):
-        raise _fail(origin, "tvm", "required when runtime is tvm" if runtime == "tvm" else f"only allowed when runtime is tvm (runtime is {runtime!r})")
-    tvm = None
-    if tvm_raw is not None:
-        tvm = TvmConfig(target=tvm_raw["target"], tuned=tvm_raw["tuned"], tuner=tvm_raw.get("tuner"))
-        if not tvm.tuned and tvm.tuner is not None:
-            raise _fail(origin, "tvm.tuner", "must be null when tvm.tuned is false")
-        cores = tvm.target.get("num-cores")
-        if cores is not None and cores != d.get("threads"):
-            raise _fail(origin, "tvm.target.num-cores", f"{cores!r} disagrees with threads={d.get('threads')!r}")
-    for i, path in enumerate(d.get("derived") or ()):
-        section, key = path.split(".")
-        if (d.get(section) or {}).get(key) is None:
-            raise _fail(origin, f"derived[{i}]", f"{path!r} is marked derived but has no value")
-    base, boost = d.get("base_clock_ghz"), d.get("clock_ghz")
-    if base is not None and boost is not None and base > boost:
-        raise _fail(origin, "base_clock_ghz", f"{base:g} exceeds clock_ghz {boost:g} (clock_ghz is the maximum clock)")
+    tvm = None if tvm_raw is None else TvmConfig(target=tvm_raw["target"], tuned=tvm_raw["tuned"],
+                                                 tuner=tvm_raw.get("tuner"))
     return TargetDescriptor(
         schema_version=d["schema_version"],
-        name=name,
-        aliases=tuple(aliases),
+        name=d["name"],
+        aliases=tuple(d.get("aliases") or ()),
         device_class=d["device_class"],
         vendor=d.get("vendor"),
         model=d["model"],
@@ -736,13 +385,13 @@ def _parse(data: Any, origin: str) -> TargetDescriptor:
         shading_units=d.get("shading_units"),
         hw_threads=d.get("hw_threads"),
         core_config=d.get("core_config"),
-        clock_ghz=boost,
-        base_clock_ghz=base,
+        clock_ghz=d.get("clock_ghz"),
+        base_clock_ghz=d.get("base_clock_ghz"),
         peak_tops=d.get("peak_tops") or MappingProxyType({}),
         memory=Memory(**(d.get("memory") or {})),
         cache=Cache(**(d.get("cache") or {})),
         tdp_w=d.get("tdp_w"),
-        runtime=runtime,
+        runtime=d["runtime"],
         runtime_version=d.get("runtime_version"),
         runtime_backend=d.get("runtime_backend"),
         precision=d["precision"],

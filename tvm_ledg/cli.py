@@ -3,23 +3,36 @@
 Domain errors (LedgError) are caught once in main and printed as one
 "error: ..." line with exit code 2, as are usage errors; anything else is a bug
 and keeps its traceback. Exit codes are listed in docs/cli.md.
+
+Longer than 400 lines on purpose: every command's driver (``_cmd_<name>``) sits
+next to the options that feed it (``_add_<name>_parser``), each a few dozen
+lines, and the library modules are imported inside the drivers, so ``tvm-ledg``
+starts without TVM or torch. Tables, labels, progress bars and CSV output are in
+:mod:`tvm_ledg.cli_output`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
-import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from targets.errors import ArgumentError, LedgError
+from tvm_ledg.cli_output import (
+    MAX_PRINTED_ROWS,
+    MODEL_WIDTH,
+    format_graph_table,
+    prediction_labels,
+    print_predictions,
+    progress_bar,
+    write_predictions_csv,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -44,6 +57,7 @@ per line. Exit codes: 0 ok, 2 user error, 3 machine too busy to measure, 130
 interrupted. 'tvm-ledg COMMAND -h' describes a command."""
 
 _SPACE_FORMS = "nb201:..., fbnet:..., ofa:..., zoo:FAMILY:SEED"
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
@@ -54,27 +68,6 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         graph.save(args.json)
     print(format_graph_table(graph, limit=args.limit))
     return 0
-
-
-def format_graph_table(graph, limit: int | None = None) -> str:
-    """Human summary of an ``OpGraph``: one row per node, then the totals."""
-    rows = [f"{'id':>4}  {'op':<28} {'output':<22} {'MFLOPs':>10} {'params':>9}  inputs"]
-    nodes = graph.nodes if limit is None else graph.nodes[:limit]
-    for node in nodes:
-        out = "x".join(str(d) for d in node.outputs[0].shape) if node.outputs else "-"
-        op = node.op if not node.members else f"{node.op}[{'+'.join(node.members)}]"
-        parents = ",".join(str(p) for p in graph.parents(node.id)) or "-"
-        rows.append(f"{node.id:>4}  {op[:28]:<28} {out[:22]:<22} {node.flops / 1e6:>10.3f} {node.params:>9}  {parents}")
-    if limit is not None and graph.num_nodes > limit:
-        rows.append(f"  ... {graph.num_nodes - limit} more nodes (use --limit 0 for all)")
-    s = graph.summary()
-    rows.append("")
-    rows.append(
-        f"{s['name']}: {s['nodes']} {'fused kernels' if graph.fused else 'operators'}, {s['edges']} edges, "
-        f"depth {s['depth']}, {s['flops'] / 1e6:.2f} MFLOPs ({s['macs'] / 1e6:.2f} MMACs), "
-        f"{s['params'] / 1e6:.4f} M params, hash {s['hash']}"
-    )
-    return "\n".join(rows)
 
 
 def _cmd_graphs(args: argparse.Namespace) -> int:
@@ -184,17 +177,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                             f"targets make {n}: plot fewer, or write them all with --csv")
     options = dict(checkpoint=args.checkpoint, graph_store=args.graph_store, batch_size=args.batch_size,
                    workers=args.workers, device=args.device)
-    with _progress_bar("lowering", "net") as lowering:
+    with progress_bar("lowering", "net") as lowering:
         if args.breakdown:
             results = predict_latency(args.models, args.target, breakdown=True, progress=lowering, **options)
             table = None
         else:
-            with _progress_bar("predicting", "model") as predicting:
+            with progress_bar("predicting", "model") as predicting:
                 table = predict_table(args.models, args.target, progress=predicting, lowering_progress=lowering,
                                       **options)
             results = table.predictions() if args.show or len(table) <= MAX_PRINTED_ROWS else []
     if results:
-        _print_predictions(results, args)
+        print_predictions(results, wide=args.wide, top=args.top)
     elif table is not None and not (args.csv or args.json):
         print(f"{len(table)} predictions ({len(table.models)} models x {len(table.targets)} targets) not printed "
               f"(more than {MAX_PRINTED_ROWS}): write them with --csv/--json, or print them with --show",
@@ -203,7 +196,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if table is not None:
             table.to_csv(args.csv)
         else:
-            _write_predictions_csv(args.csv, results, args.breakdown)
+            write_predictions_csv(args.csv, results, args.breakdown)
         print(f"wrote {args.csv}")
     if args.json:
         from cost_model.io import write_text_atomic
@@ -218,103 +211,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.plot:
         from tvm_ledg.plots import plot_breakdown
 
-        plot_breakdown(results, args.plot, labels=_labels(results, args.wide))
+        plot_breakdown(results, args.plot, labels=prediction_labels(results, args.wide))
         print(f"wrote {args.plot}")
     return 0
-
-
-MAX_PRINTED_ROWS = 50  # predict prints its table up to this many (model, target) rows, or with --show
-
-
-def _labels(results: Sequence[Any], wide: bool) -> dict[str, str]:
-    names = list(dict.fromkeys(r.model for r in results))
-    return {name: name for name in names} if wide else _model_labels(names, _MODEL_WIDTH)
-
-
-def _print_predictions(results: Sequence[Any], args: argparse.Namespace) -> None:
-    """The predictions as a table on stdout: models numbered in the order given, operators under each row."""
-    index = {name: i for i, name in enumerate(dict.fromkeys(r.model for r in results), start=1)}
-    labels = _labels(results, args.wide)
-    model_w = max([5, *(len(label) for label in labels.values())])
-    target_w = max([6, *(len(r.target) for r in results)])
-    print(f"{'#':>4}  {'model':<{model_w}} {'target':<{target_w}} {'latency ms':>11} {'x/ std':>7}")
-    for r in results:
-        spread = "-" if r.std_log is None else f"{math.exp(r.std_log):.2f}"
-        print(f"{index[r.model]:>4}  {labels[r.model]:<{model_w}} {r.target:<{target_w}} {r.latency_ms:>11.4f} "
-              f"{spread:>7}" + ("  (adapted)" if r.adapted else ""))
-        for node_id, op, ms in r.operators[: args.top]:
-            print(f"      {node_id:>5} {op:<36} {ms:>11.4f} ms  {100 * ms / r.latency_ms:5.1f}%  "
-                  f"{r.bounds.get(node_id, '')}".rstrip())
-
-
-_MODEL_WIDTH = 48  # model column of the predict table without --wide
-_TOKEN = re.compile(r"[^|/,:]*[|/,:]?")  # a name's parts: NAS cell edges, path components, list items
-
-
-def _model_labels(names: Sequence[str], width: int) -> dict[str, str]:
-    """A label of at most ``width`` characters for each name, keeping the parts that tell it from the others.
-
-    Names that fit are kept whole. Models from one space share long runs (two
-    NAS-Bench-201 cells may differ in one edge in the middle), so a longer name is
-    cut into parts at ``|``, ``/``, ``,`` and ``:`` and keeps the fewest parts
-    that tell it from every other name (chosen greedily), then more parts from
-    the left while the label fits; ``...`` marks each run left out. A lone name
-    keeps its end (a file name). Labels are meant to be read, not parsed: the
-    table's ``#`` column and ``--wide`` identify models exactly.
-    """
-    distinct = list(dict.fromkeys(names))
-    parts = {name: [t for t in _TOKEN.findall(name) if t] for name in distinct}
-    labels: dict[str, str] = {}
-    for name in distinct:
-        if len(name) <= width:
-            labels[name] = name
-            continue
-        if len(distinct) == 1:
-            labels[name] = "..." + name[-(width - 3):]
-            continue
-        mine = parts[name]
-        others = [parts[o] for o in distinct if o != name]
-        keep: set[int] = set()
-        while others:  # greedily, the part that tells this name from the most names not told apart yet
-            told = [sum(i >= len(o) or o[i] != p for o in others) for i, p in enumerate(mine)]
-            best = max(range(len(mine)), key=lambda i: (told[i], -i))
-            if told[best] == 0 or len(_join_parts(mine, keep | {best})) > width:
-                break  # told apart from all (or a prefix of another name), or no room for more
-            keep.add(best)
-            others = [o for o in others if best < len(o) and o[best] == mine[best]]
-        for i in range(len(mine)):
-            if i not in keep and len(_join_parts(mine, keep | {i})) <= width:
-                keep.add(i)
-        label = _join_parts(mine, keep)
-        labels[name] = label if len(label) <= width else label[: width - 3] + "..."
-    return labels
-
-
-def _join_parts(parts: Sequence[str], keep: set[int]) -> str:
-    out = [p if i in keep else "..." for i, p in enumerate(parts)]
-    return "".join(p for i, p in enumerate(out) if not (p == "..." and i and out[i - 1] == "..."))
-
-
-@contextlib.contextmanager
-def _progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr (a terminal only), opened on first use."""
-    from tqdm import tqdm
-
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, unit=unit, disable=None)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield progress
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _cmd_rank(args: argparse.Namespace) -> int:
@@ -377,26 +276,6 @@ def _measured_ms(store_path: Path, model: str, target_refs: Sequence[str], graph
             if m.graph_hash == graph_hash and m.target_hash in by_hash:
                 found[by_hash[m.target_hash]] = m.median_ms
     return found
-
-
-def _write_predictions_csv(path: Path, results, breakdown: bool) -> None:
-    import csv
-    import io
-
-    from cost_model.io import write_text_atomic
-
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    if breakdown:
-        writer.writerow(["model", "target", "latency_ms", "node_id", "op", "op_ms"])
-        for r in results:
-            for node_id, op, ms in sorted(r.operators):
-                writer.writerow([r.model, r.target, f"{r.latency_ms:.6g}", node_id, op, f"{ms:.6g}"])
-    else:
-        writer.writerow(["model", "target", "latency_ms", "std_log"])
-        for r in results:
-            writer.writerow([r.model, r.target, f"{r.latency_ms:.6g}", "" if r.std_log is None else f"{r.std_log:.4g}"])
-    write_text_atomic(path, buf.getvalue())
 
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
@@ -544,7 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND",
                                 help="what to do (COMMAND -h for its options)")
+    for add in (_add_graph_parser, _add_graphs_parser, _add_train_parser, _add_eval_parser, _add_predict_parser,
+                _add_rank_parser, _add_adapt_parser, _add_collect_parser, _add_db_parser, _add_targets_parser):
+        add(sub)
+    return parser
 
+
+def _add_graph_parser(sub: _Commands) -> None:
     g = sub.add_parser("graph", help="lower a model to its operator DAG and print a summary")
     g.add_argument("model", help=f"ONNX file or space string ({_SPACE_FORMS})")
     g.add_argument("--fused", action="store_true", help="show fused kernels (after FuseOps/FuseTIR)")
@@ -554,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=_non_negative_int, default=40, help="rows to print (0 = all)")
     g.set_defaults(func=_cmd_graph)
 
+
+def _add_graphs_parser(sub: _Commands) -> None:
     gb = sub.add_parser("graphs", help="lower many models into a graph store (parallel, resumable)")
     gb.add_argument("models", nargs="+", metavar="MODEL",
                     help=f"ONNX files, space strings ({_SPACE_FORMS}) or @list files (one MODEL a line)")
@@ -562,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     gb.add_argument("--fused", action="store_true", help="store the fused-kernel view")
     gb.set_defaults(func=_cmd_graphs)
 
+
+def _add_train_parser(sub: _Commands) -> None:
     tr = sub.add_parser("train", help="train a LeDG-Former checkpoint from a YAML config (resumable; "
                         "data-parallel under torchrun --nproc_per_node N)")
     tr.add_argument("--config", type=Path, required=True, help="training config (see cost_model/training.py)")
@@ -571,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "cuda or cuda:N; overrides the config's train.device")
     tr.set_defaults(func=_cmd_train)
 
+
+def _add_eval_parser(sub: _Commands) -> None:
     ev = sub.add_parser("eval", help="metrics of a checkpoint on a config's test (or held-out) split")
     ev.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory to evaluate")
     ev.add_argument("--config", type=Path, required=True, help="the data section picks devices and split")
@@ -579,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=_output_file, help="also write the metrics as JSON")
     ev.set_defaults(func=_cmd_eval)
 
+
+def _add_predict_parser(sub: _Commands) -> None:
     p = sub.add_parser("predict", help="predict latencies of models on targets")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help=f"ONNX files, space strings ({_SPACE_FORMS}) or @list files (one MODEL a line)")
@@ -595,13 +488,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph-store", type=Path, help="where lowered graphs are cached (default: graphs/ in the cache root, ~/.cache/tvm-ledg)")
     p.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
     p.add_argument("--wide", action="store_true",
-                   help=f"print whole model names (default: at most {_MODEL_WIDTH} characters, keeping the part "
+                   help=f"print whole model names (default: at most {MODEL_WIDTH} characters, keeping the part "
                         "that differs between models; # numbers the models in the order given)")
     p.add_argument("--plot", type=Path, metavar="PNG",
                    help="with --breakdown: draw each prediction's latency per operator kind to this PNG "
                         "(one panel per model and target, at most 12)")
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_rank_parser(sub: _Commands) -> None:
     rk = sub.add_parser("rank", help="order targets by the predicted latency of one model")
     rk.add_argument("model", metavar="MODEL", help=f"ONNX file or space string ({_SPACE_FORMS})")
     rk.add_argument("--target", "-t", nargs="+", required=True, help="target names, aliases or YAML files")
@@ -618,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "never created)")
     rk.set_defaults(func=_cmd_rank)
 
+
+def _add_adapt_parser(sub: _Commands) -> None:
     ad = sub.add_parser("adapt", help="adapt a checkpoint to a new target from k measurements (few-shot)")
     ad.add_argument("--checkpoint", type=Path, help="checkpoint to start from (default: the shipped one)")
     ad.add_argument("--target", required=True, help="target name or YAML file")
@@ -627,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--workers", type=int, default=1, help="processes lowering uncached models")
     ad.set_defaults(func=_cmd_adapt)
 
+
+def _add_collect_parser(sub: _Commands) -> None:
     co = sub.add_parser("collect", help="measure networks on local or RPC targets into a measurement store")
     co.add_argument("models", nargs="*", metavar="MODEL",
                     help=f"space strings ({_SPACE_FORMS}), ONNX files or @list files (one MODEL a line)")
@@ -657,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep measurements taken while other processes use the CPU (not for datasets)")
     co.set_defaults(func=_cmd_collect)
 
+
+def _add_db_parser(sub: _Commands) -> None:
     db = sub.add_parser("db", help="inspect a measurement store, or move it as gzip JSON lines")
     dsub = db.add_subparsers(dest="action", required=True, help="what to do with the store")
     ds = dsub.add_parser("stats", help="counts per target and family, noise (median CV), failures")
@@ -670,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
         p_.add_argument("--db", type=Path, help="SQLite store (default ~/.cache/tvm-ledg/measurements.sqlite)")
     db.set_defaults(func=_cmd_db)
 
+
+def _add_targets_parser(sub: _Commands) -> None:
     t = sub.add_parser("targets", help="list, show or validate target descriptors")
     tsub = t.add_subparsers(dest="action", required=True, help="what to do")
     tl = tsub.add_parser("list", help="list registered targets")
@@ -681,7 +584,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "compute or memory bandwidth the latency model's roofline bound needs")
     tv.add_argument("name", metavar="FILE", help="target descriptor YAML file")
     t.set_defaults(func=_cmd_targets)
-    return parser
 
 
 def _version() -> str:

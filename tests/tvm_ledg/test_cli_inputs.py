@@ -81,7 +81,7 @@ def test_graph_json_creates_missing_folders_and_names_a_path_it_cannot_write(tmp
 
 def test_prediction_csv_on_a_folder_is_a_one_line_error(tmp_path):
     from targets.errors import OutputError
-    from tvm_ledg.cli import _write_predictions_csv
+    from tvm_ledg.cli_output import write_predictions_csv as _write_predictions_csv
 
     with pytest.raises(OutputError, match="is a folder"):
         _write_predictions_csv(tmp_path, [], breakdown=False)

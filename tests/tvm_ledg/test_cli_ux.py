@@ -112,7 +112,7 @@ def store(graphs, tmp_path_factory):
 
 
 def test_model_labels_tell_apart_cells_that_share_their_tail():
-    from tvm_ledg.cli import _model_labels
+    from tvm_ledg.cli_output import model_labels as _model_labels
 
     assert all(len(s) > 48 for s in SHARED_TAIL) and len({s[-45:] for s in SHARED_TAIL}) == 1
     labels = _model_labels(SHARED_TAIL, 48)
@@ -248,7 +248,6 @@ def test_exit_codes_follow_docs_cli_md(monkeypatch, tmp_path, capsys):
     assert main(["no-such-command"]) == EXIT_USER_ERROR  # usage errors: argparse's one-line message, code 2
     capsys.readouterr()
     (tmp_path / "file").write_text("")
-    from targets.errors import DataError
     from tvm_ledg.plots import plot_ranking
     from tvm_ledg.predict import LatencyPrediction
 

@@ -46,6 +46,11 @@ def test_zoo_is_registered() -> None:
     assert "resnet" in spaces.describe_space("zoo")
 
 
+def test_families_are_listed_in_registration_order() -> None:
+    assert zoo.list_families() == list(zoo.FAMILIES) and len(zoo.FAMILIES) == 12
+    assert zoo.FAMILIES[:2] == ("resnet", "vgg") and zoo.FAMILIES[-1] == "transformer"
+
+
 def test_canonical_text_is_lowercase_family_and_plain_seed() -> None:
     parsed = spaces.parse(" zoo: ResNet : 017 ")
     assert parsed.canonical == "zoo:resnet:17"

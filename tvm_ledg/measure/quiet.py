@@ -31,6 +31,9 @@ Why a measurement was refused is typed: ``OtherProcesses`` or ``SlowHost``, so
 that callers decide on the kind (only other processes count towards
 ``max_contended``), not on the wording. What was measured to set these rules is
 in ``docs/measuring.md``.
+
+One module, a little over 400 lines: the reasons, the policy and the three probes
+(CPU time, host speed, fresh process) decide together whether a timing counts.
 """
 
 from __future__ import annotations

@@ -65,30 +65,13 @@ class _Space:
 
 
 _SPACES: Registry[_Space] = Registry("architecture space", error=ModelImportError)
-_SPACES.add(nb201.NAME, _Space(
-    nb201.NB201Cell.parse,
-    nb201.build_network,
-    nb201.input_shape,
-    "NAS-Bench-201 cell (CIFAR-10 TinyNetwork, C=16, N=5, 32x32)",
-))
-_SPACES.add(fbnet.NAME, _Space(
-    fbnet.FBNetArch.parse,
-    fbnet.build_network,
-    fbnet.input_shape,
-    "FBNet space, HW-NAS-Bench/HELP encoding (22 op indices, CIFAR-100, 32x32)",
-))
-_SPACES.add(ofa.NAME, _Space(
-    ofa.OFAArch.parse,
-    ofa.build_network,
-    ofa.input_shape,
-    "Once-for-All MobileNetV3 w1.0 sub-network (JSON ks/e/d/r, ImageNet, r x r)",
-))
-_SPACES.add(zoo.NAME, _Space(
-    zoo.ZooArch.parse,
-    zoo.build_network,
-    zoo.input_shape,
-    f"seeded random networks, <family>:<seed> with family in {', '.join(zoo.list_families())}",
-))
+for _module, _arch, _description in (
+    (nb201, nb201.NB201Cell, "NAS-Bench-201 cell (CIFAR-10 TinyNetwork, C=16, N=5, 32x32)"),
+    (fbnet, fbnet.FBNetArch, "FBNet space, HW-NAS-Bench/HELP encoding (22 op indices, CIFAR-100, 32x32)"),
+    (ofa, ofa.OFAArch, "Once-for-All MobileNetV3 w1.0 sub-network (JSON ks/e/d/r, ImageNet, r x r)"),
+    (zoo, zoo.ZooArch, f"seeded random networks, <family>:<seed> with family in {', '.join(zoo.list_families())}"),
+):
+    _SPACES.add(_module.NAME, _Space(_arch.parse, _module.build_network, _module.input_shape, _description))
 
 
 @dataclass(frozen=True)
