@@ -1,4 +1,4 @@
-"""One registry pattern for everything chosen by name: encoders, baselines, data sources, spaces, zoo families, workloads.
+"""One registry pattern for everything chosen by name: encoders, baselines, sources, spaces, families, workloads.
 
 A :class:`Registry` is a read-only mapping from names to objects of one kind,
 filled at import time either by a decorator (``@BASELINES.register("flops")``
@@ -18,7 +18,7 @@ It lives in ``cost_model`` because that is the lowest layer with a registry;
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from targets.errors import ArgumentError, LedgError
 
@@ -27,7 +27,7 @@ __all__ = ["Registry"]
 T = TypeVar("T")
 
 
-class Registry(Mapping[str, T], Generic[T]):
+class Registry(Mapping[str, T]):
     """Names -> objects of one ``kind`` (used in error messages: ``"baseline"``), in registration order."""
 
     def __init__(self, kind: str, *, error: type[LedgError] = ArgumentError) -> None:

@@ -174,7 +174,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         n = len(dict.fromkeys(expand_model_args(args.models))) * len(targets.load_many(args.target))
         if n > MAX_PANELS:
             raise ArgumentError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; these models and "
-                            f"targets make {n}: plot fewer, or write them all with --csv")
+                                f"targets make {n}: plot fewer, or write them all with --csv")
     options = dict(checkpoint=args.checkpoint, graph_store=args.graph_store, batch_size=args.batch_size,
                    workers=args.workers, device=args.device)
     with progress_bar("lowering", "net") as lowering:

@@ -117,13 +117,13 @@ def _check_workers(targets: Sequence[TargetDescriptor], parallel: int, tracker: 
         raise ArgumentError(f"parallel={parallel}: need at least one worker")
     if parallel > 1 and tracker is None:
         raise ArgumentError("parallel > 1 needs --tracker: local measurements share this machine's cores, "
-                        "so only one may run at a time")
+                            "so only one may run at a time")
     if (tracker is None) != (key is None):
         raise ArgumentError("--tracker and --key go together")
     if parallel > 1 and any(d.runtime != "tvm" for d in targets):
         raise ArgumentError("parallel > 1 measures TVM targets on RPC devices; "
-                        f"{[d.name for d in targets if d.runtime != 'tvm']} run on this machine, one at a time: "
-                        "collect them in a separate run without --parallel")
+                            f"{[d.name for d in targets if d.runtime != 'tvm']} run on this machine, one at a time: "
+                            "collect them in a separate run without --parallel")
 
 
 # The collector makes this message itself, when a worker dies or its network runs out of time.

@@ -140,7 +140,7 @@ def plot_breakdown(predictions: Sequence[LatencyPrediction], path: str | os.Path
         raise ArgumentError("nothing to plot: no predictions")
     if len(predictions) > MAX_PANELS:
         raise ArgumentError(f"--plot draws one panel per prediction, at most {MAX_PANELS}; got {len(predictions)} "
-                        "(models x targets): plot fewer, or write them all with --csv")
+                            "(models x targets): plot fewer, or write them all with --csv")
     if any(not p.operators for p in predictions):
         raise ArgumentError("--plot draws the per-operator breakdown: add --breakdown")
     labels = labels or {}

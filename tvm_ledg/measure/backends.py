@@ -146,7 +146,7 @@ def _pytorch(net: Network, desc: TargetDescriptor, remote: Any = None) -> Sessio
 
     if net.module is None:
         raise ArgumentError(f"{net.name}: target {desc.name} runs PyTorch eager, but this network has no PyTorch "
-                        "module (it was given as ONNX)")
+                            "module (it was given as ONNX)")
     inputs = [torch.from_numpy(a) for a in net.inputs.values()]
     module = net.module.eval()
 
@@ -175,7 +175,7 @@ def _tvm(net: Network, desc: TargetDescriptor, remote: Any = None) -> Session:
         raise TargetError(f"target {desc.name}: runtime 'tvm' needs a 'tvm.target' section")
     if desc.tvm.tuned:
         raise ArgumentError(f"target {desc.name}: tuned TVM targets are measured through the tuning integration, "
-                        "not by tvm_ledg.measure (needs a MetaSchedule database)")
+                            "not by tvm_ledg.measure (needs a MetaSchedule database)")
     target = make_target(dict(desc.tvm.target))
     t0 = time.perf_counter()
     executable = tvm.compile(net.relax, target=target)
@@ -225,7 +225,7 @@ BACKENDS: dict[str, Callable[..., Session]] = {"onnxruntime": _onnxruntime, "pyt
 def backend_of(desc: TargetDescriptor) -> str:
     if desc.runtime not in BACKENDS:
         raise ArgumentError(f"target {desc.name}: runtime {desc.runtime!r} cannot be measured here; "
-                        f"measurable runtimes: {sorted(BACKENDS)}")
+                            f"measurable runtimes: {sorted(BACKENDS)}")
     return desc.runtime
 
 

@@ -58,7 +58,8 @@ class RemoteDevice:
                 self._session = tracker.request(self.key, priority=self.priority,
                                                 session_timeout=self.session_timeout)
             except Exception as exc:  # TVMError, ConnectionRefusedError, RuntimeError from the tracker
-                raise ArgumentError(f"RPC tracker {self.host}:{self.port} key {self.key!r}: no session ({exc})") from exc
+                raise ArgumentError(f"RPC tracker {self.host}:{self.port} key {self.key!r}: no session "
+                                    f"({exc})") from exc
         return self._session
 
     def load(self, executable: Any) -> tuple[Any, Any, Callable[[], None]]:

@@ -22,11 +22,12 @@ def rank_targets(model: Any, targets: Any, *, checkpoint: str | os.PathLike[str]
     """
     if isinstance(model, (list, tuple)):
         if len(model) != 1:
-            raise ArgumentError(f"rank_targets ranks targets for one model, got {len(model)}; use predict_latency for many")
+            raise ArgumentError(f"rank_targets ranks targets for one model, got {len(model)}; "
+                                "use predict_latency for many")
         model = model[0]
     results = predict_latency([model], targets, checkpoint=checkpoint, breakdown=True, top_ops=top_ops,
                               graph_store=graph_store, batch_size=batch_size, device=device)
     if len({r.model for r in results}) != 1:
         raise ArgumentError(f"rank_targets ranks targets for one model, but {model!r} names "
-                        f"{len({r.model for r in results})}; use predict_latency for many")
+                            f"{len({r.model for r in results})}; use predict_latency for many")
     return sorted(results, key=lambda r: (r.latency_ms, r.target))
