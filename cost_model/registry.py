@@ -1,15 +1,18 @@
 """One registry pattern for everything chosen by name: encoders, baselines, sources, spaces, families, workloads.
 
 A :class:`Registry` is a read-only mapping from names to objects of one kind,
-filled at import time either by a decorator (``@BASELINES.register("flops")``
-on a class or function) or by :meth:`Registry.add` where the object is built
-from parts defined elsewhere. Each module that owns a registry exposes it
+filled at import time through :meth:`Registry.add`: by a decorator on the class
+or function itself where it is defined (``@register_baseline``,
+``@register_source(...)``, ``register_encoder(...)``), or directly where the
+entry is assembled from parts defined elsewhere (spaces, zoo families, tuning
+workloads). Each module that owns a registry exposes it
 through a ``list_*()`` function and a ``get_*()`` / ``make_*()`` function, as
 timm does for models, so callers never index a private dict.
 
 An unknown name is refused with one line that lists the known names, in the
 error class of the layer asking (an :class:`~targets.errors.ArgumentError` by
-default; a checkpoint naming an unknown encoder is a ``CheckpointError``).
+default; an unknown architecture space is a ``ModelImportError``), or by the
+caller with :meth:`Registry.unknown` where it adds context.
 Registering a name twice is a programming error and always an ``ArgumentError``.
 It lives in ``cost_model`` because that is the lowest layer with a registry;
 ``tvm_ledg`` uses the same class.
@@ -17,7 +20,7 @@ It lives in ``cost_model`` because that is the lowest layer with a registry;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
 from targets.errors import ArgumentError, LedgError
@@ -41,14 +44,6 @@ class Registry(Mapping[str, T]):
             raise ArgumentError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = obj
         return obj
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`: ``@registry.register("name")`` above a class or function."""
-
-        def decorate(obj: T) -> T:
-            return self.add(name, obj)
-
-        return decorate
 
     def lookup(self, name: str) -> T:
         """The object registered as ``name``; an unknown name raises one line listing the known ones."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from cost_model.graph import OpGraph
 from cost_model.io import write_text_atomic
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-def format_graph_table(graph, limit: int | None = None) -> str:
+def format_graph_table(graph: OpGraph, limit: int | None = None) -> str:
     """Human summary of an ``OpGraph``: one row per node, then the totals."""
     rows = [f"{'id':>4}  {'op':<28} {'output':<22} {'MFLOPs':>10} {'params':>9}  inputs"]
     nodes = graph.nodes if limit is None else graph.nodes[:limit]
@@ -55,6 +56,7 @@ MAX_PRINTED_ROWS = 50  # predict prints its table up to this many (model, target
 
 
 def prediction_labels(results: Sequence[Any], wide: bool) -> dict[str, str]:
+    """Each model's label in the table and the plot: its whole name with ``wide``, else :func:`model_labels`."""
     names = list(dict.fromkeys(r.model for r in results))
     return {name: name for name in names} if wide else model_labels(names, MODEL_WIDTH)
 

@@ -51,8 +51,7 @@ class _Kind:
     summary: str
 
 
-# A spec usually comes from a checkpoint's config.json: an unknown kind is a checkpoint this code cannot load.
-_REGISTRY: Registry[_Kind] = Registry("text encoder kind", error=CheckpointError)
+_REGISTRY: Registry[_Kind] = Registry("text encoder kind")
 
 
 def register_encoder(
@@ -89,7 +88,8 @@ def _parse(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             options[argument] = arg
     else:
         raise CheckpointError(f"text encoder spec must be a str or dict, got {type(spec).__name__}")
-    _REGISTRY.lookup(kind)
+    if kind not in _REGISTRY:  # a spec usually comes from a checkpoint's config.json: one this code cannot load
+        raise CheckpointError(_REGISTRY.unknown(kind))
     return kind, options
 
 

@@ -69,7 +69,7 @@ class _Family:
     build: Callable[[Any, int], nn.Module]  # (config, num_classes) -> network
 
 
-_FAMILIES: Registry[_Family] = Registry("family", error=ModelImportError)
+_FAMILIES: Registry[_Family] = Registry("family")  # unknown names: ModelImportError, with the spec
 _FAMILIES.add("resnet", _Family(_sample_resnet, _build_resnet))
 _FAMILIES.add("vgg", _Family(_sample_vgg, _build_vgg))
 for _name in ("mobilenetv2", "mobilenetv3", "efficientnet", "mnasnet"):
