@@ -199,6 +199,8 @@ def main() -> None:
     ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
     ap.add_argument("--baselines-only", action="store_true", help="skip LeDG-Former: baseline rows only")
     ap.add_argument("--report-only", action="store_true", help="write the tables from the folds finished so far")
+    ap.add_argument("--models", type=Path, default=None,
+                    help="keep each fold's trained model here and reuse it (evaluation can change without retraining)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -226,11 +228,7 @@ def main() -> None:
         t0 = time.time()
         model = None
         if not args.baselines_only:
-            model = LatencyPredictor(encoder=ENCODER, model=MODEL,
-                                     train=TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
-                                                       rows_per_epoch=args.rows_per_epoch, **TRAIN),
-                                     feature_cache=cache)
-            model.fit(graphs, descs, train, val, progress=True)
+            model = _fold_model(args, held, graphs, descs, train, val, cache)
         train_s = time.time() - t0
         baselines = {}
         for name in args.baselines:
@@ -282,13 +280,35 @@ def main() -> None:
             print(f"fold {fi} {alias:<28} zero-shot Spearman "
                   + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items()))
         info = {"fold": fi, "held": held, "train_rows": len(train), "val_rows": len(val),
-                "train_seconds": round(train_s, 1), "epochs_run": 0 if model is None else len(model.history_)}
+                "train_seconds": round(train_s, 1), "epochs_run": 0 if model is None else len(model.history_),
+                "val_log_rmse": [] if model is None else [h.get("val_log_rmse") for h in model.history_]}
         write_text_atomic(path, json.dumps({"held": held, "devices": devices, "info": info,
                                             "settings": settings}))
         per_device.update(devices)
         fold_info.append(info)
 
     _report(args, per_device, fold_info, folds, len(proto.have), started)
+
+
+def _fold_model(args: argparse.Namespace, held: list[str], graphs, descs, train, val, cache) -> LatencyPredictor:
+    """The fold's trained LeDG-Former. With ``--models`` it is saved there by fold, and a saved one (made with
+    the same settings) is loaded instead of trained, so evaluation can change without retraining."""
+    path = None if args.models is None else args.models / fold_file(held).replace(".json", "")
+    if path is not None and (path / "config.json").is_file():
+        model = LatencyPredictor.from_pretrained(path, feature_cache=cache)
+        if model.train != TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                                      rows_per_epoch=args.rows_per_epoch, **TRAIN):
+            raise SystemExit(f"{path}: trained with other settings; delete it or choose another --models")
+        print(f"loaded {path}")
+        return model
+    model = LatencyPredictor(encoder=ENCODER, model=MODEL,
+                             train=TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                                               rows_per_epoch=args.rows_per_epoch, **TRAIN),
+                             feature_cache=cache)
+    model.fit(graphs, descs, train, val, progress=True)
+    if path is not None:
+        model.save_pretrained(path)
+    return model
 
 
 def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[str, Any]:

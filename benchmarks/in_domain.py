@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import md_table, write_results
+from common import NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, md_table, write_results
 
 from cost_model.adapt import adapt
 from cost_model.baselines import make_baseline
@@ -66,8 +66,8 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--max-test-archs", type=int, default=1000)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--rows-per-epoch", type=int, default=8000)
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
     ap.add_argument("--baselines", nargs="*", default=["flops", "params"])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -91,15 +91,14 @@ def main() -> None:
         config = load_run_config({
             "data": {"graph_store": str(args.graph_store), "root": args.data_root, "max_train_archs": size,
                      "max_val_archs": 60},
-            "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.003, "seed": 0, "patience": 3,
-                      "rows_per_epoch": args.rows_per_epoch},
+            "train": {"epochs": args.epochs, "seed": 0, "patience": args.epochs,
+                      "rows_per_epoch": args.rows_per_epoch, **NETWORK_TRAIN},
         })
         data = load_latency_data(config)
         test = _cap_test(data.rows["test"], args.max_test_archs)
         archs_per_device = {t: n for t, n in _count(data.rows["train"]).items()}
         t0 = time.time()
-        model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
-                                 model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}, train=config.train,
+        model = LatencyPredictor(encoder=NETWORK_ENCODER, model=NETWORK_MODEL, train=config.train,
                                  feature_cache=cache)
         model.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], progress=True)
         entry = {"train_seconds": round(time.time() - t0, 1), "epochs_run": len(model.history_),
@@ -152,6 +151,8 @@ def _nb201_permutation(args: argparse.Namespace, started: float) -> None:
             t1 = time.time()
             predictor = _fit_method(method, args, graphs, descs, train, val)
             entry["fit_seconds"][method] = round(time.time() - t1, 1)
+            if getattr(predictor, "history_", None):  # a trained model's learning curve
+                entry.setdefault("history", {})[method] = predictor.history_
             entry["methods"][method] = evaluate_rows(predictor, graphs, descs, test)
             m = entry["methods"][method]["mean"]
             print(f"N={size} {method}: mean Spearman {m['spearman']:.3f} MAPE {m['mape']:.2f}% "
@@ -168,10 +169,9 @@ def _fit_method(method: str, args: argparse.Namespace, graphs, descs, train, val
         return make_baseline(method).fit(graphs, descs, train, val)
     from cost_model.predictor import TrainConfig
 
-    train_config = TrainConfig(epochs=args.epochs, batch_size=64, lr=0.003, seed=args.seed, patience=3,
-                               rows_per_epoch=args.rows_per_epoch)
-    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
-                             model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}, train=train_config)
+    train_config = TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                               rows_per_epoch=args.rows_per_epoch, **NETWORK_TRAIN)
+    model = LatencyPredictor(encoder=NETWORK_ENCODER, model=NETWORK_MODEL, train=train_config)
     model.fit(graphs, descs, train, val, progress=True)
     for alias, samples in _samples_by_target(train).items():
         adapt(model, descs[alias], samples, graphs, offset=False)
@@ -194,6 +194,9 @@ def _report_nb201(args: argparse.Namespace, results: dict[str, Any], devices: in
                 for m, rep in entry["methods"].items()]
         lines += [md_table(["method", *[f"mean {h}" for h in NB201_HEADER], "median over devices of median APE %",
                             "fit s"], rows), ""]
+        for method, history in entry.get("history", {}).items():
+            curve = " ".join(f"{h['val_log_rmse']:.3f}" for h in history if "val_log_rmse" in h)
+            lines += [f"{method}: validation log-RMSE by epoch: {curve}", ""]
         lines += [f"## N = {size}: per device (Spearman / MAPE % / median APE % / Acc10)", ""]
         methods = list(entry["methods"])
         devices_ = list(next(iter(entry["methods"].values()))["per_target"])
