@@ -73,7 +73,7 @@ HELD_OUT = {"hardware": "whole hardware groups held out", "class": "one device c
 ENCODER = NETWORK_ENCODER
 MODEL = NETWORK_MODEL
 TRAIN = NETWORK_TRAIN  # with --epochs, --rows-per-epoch, --seed; patience = epochs (the best epoch is kept)
-ADAPT: dict[str, Any] = {"steps": 30, "folds": 3}
+ADAPT: dict[str, Any] = {"steps": 30, "folds": 3, "reference": True}
 
 
 class _Loaded(dict):

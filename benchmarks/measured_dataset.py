@@ -53,6 +53,7 @@ from cost_model.evaluation import evaluate_rows
 from cost_model.featurize import feature_schema_hash
 from cost_model.io import write_text_atomic
 from cost_model.predictor import LatencyPredictor, TrainConfig
+from cost_model.training import descriptor_for
 
 PROTOCOLS = ("in-domain", "leave-one-family-out", "leave-one-target-out")
 BASELINES = ("flops", "params", "graphsage", "proxy", "additive")
@@ -133,10 +134,11 @@ def _load(path: Path, noise_floor: Path):
     """Rows, graphs, descriptors, family per graph (graphs without one: "?") and the noise floor per target
     (``{"within_cv": ..., "repeat_mape_floor": ...}``) from a store or export and ``noise_floor``."""
     with tempfile.TemporaryDirectory() as tmp, open_store(path, Path(tmp)) as store:
-        graphs, descs, rows = store.training_rows()
+        graphs, stored, rows = store.training_rows()
         known = store.families()
         noise = {t: {"within_cv": s["median_cv"], "repeat_mape_floor": None}
                  for t, s in store.stats()["per_target"].items()}
+    descs = {alias: descriptor_for(alias, stored) for alias in stored}  # registered specs added since measuring
     families = {k: known.get(k, "?") for k in graphs}
     if noise_floor.is_file():
         for t, v in json.loads(noise_floor.read_text()).get("per_target", {}).items():
