@@ -48,13 +48,13 @@ kept under ``<out>.parts/`` and skipped when present, so an interrupted run
 resumes. A run whose machine stayed busy (``MachineBusy``: other processes
 kept using the CPU; ``--max-wait``) is left for the next invocation, which the
 benchmark asks for by stopping at once with exit code 3; a loop such as
-``until python benchmarks/tuning_curves.py ...; do [ $? -eq 3 ] || break; done``
+``until python -m benchmarks.tuning_curves ...; do [ $? -eq 3 ] || break; done``
 runs it to the end. MetaSchedule
 work_dirs go to ``--work-dir``. Outputs: ``<out>.md``,
 ``<out>.json``, ``<out>_workloads.png`` (curves per workload),
 ``<out>_suite.png`` (suite mean). Usage::
 
-    python benchmarks/tuning_curves.py --records datasets/tuning-records.jsonl.gz --seeds 0 1 2 \\
+    python -m benchmarks.tuning_curves --records datasets/tuning-records.jsonl.gz --seeds 0 1 2 \\
         --trials 128 --max-wait 0 --out docs/results/tuning_curves
 """
 
@@ -76,8 +76,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import load_fold, md_table, write_results
-from tuning_records import TARGETS, quiet_metaschedule, search_cost_model, stop_busy, tune
+from benchmarks.common import load_fold, md_table, write_results
+from benchmarks.tuning_records import TARGETS, quiet_metaschedule, search_cost_model, stop_busy, tune
 
 import targets as target_registry
 from cost_model.io import write_text_atomic

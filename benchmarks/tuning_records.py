@@ -27,7 +27,7 @@ program graph of the scheduled PrimFunc, run times; written atomically) and
 ``<out>.manifest.json`` records the command, machine, settings and per-pair
 counts. Collection command of the committed file::
 
-    python benchmarks/tuning_records.py --trials 128 --max-wait 0 --work-dir .cache/tuning-records \\
+    python -m benchmarks.tuning_records --trials 128 --max-wait 0 --work-dir .cache/tuning-records \\
         --out datasets/tuning-records.jsonl.gz
 """
 
@@ -46,7 +46,7 @@ from typing import Any, NoReturn
 import numpy as np
 from tqdm import tqdm
 
-from common import environment
+from benchmarks.common import environment
 
 import targets as target_registry
 from cost_model.io import write_text_atomic

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import dataset_card  # noqa: E402
-import host_noise  # noqa: E402
-import tuning_curves as tc  # noqa: E402
+from benchmarks import dataset_card, host_noise
+from benchmarks import tuning_curves as tc
 
 
 def _run(method: str, run_secs: list[float | None], seed: int = 0, workload: str = "w") -> dict:
@@ -84,7 +79,7 @@ def test_seed_spread_and_paired_comparison_with_xgb() -> None:
 
 
 def test_transfer_means_add_the_median_over_devices_of_median_ape_and_accept_older_folds() -> None:
-    import hardware_transfer as ht
+    from benchmarks import hardware_transfer as ht
 
     row = {"spearman": 0.9, "kendall": 0.8, "mape": 10.0, "acc10": 0.5, "log_rmse": 0.1}
     rows = [{**row, "median_ape": v} for v in (1.0, 2.0, 30.0)]
@@ -95,7 +90,7 @@ def test_transfer_means_add_the_median_over_devices_of_median_ape_and_accept_old
 
 
 def test_transfer_report_names_the_folds_not_run_yet() -> None:
-    import hardware_transfer as ht
+    from benchmarks import hardware_transfer as ht
 
     folds = [["a"], ["b", "c"], ["d"]]
     assert ht._done([{"held": ["a"]}, {"held": ["b", "c"]}, {"held": ["d"]}], folds) == "3 folds"
