@@ -7,21 +7,26 @@ repository's packages import without installing them and without touching ``sys.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from cost_model.io import write_text_atomic
 from targets.errors import DataError
 from tvm_ledg.measure.environment import environment as measure_environment
+from tvm_ledg.measure.quiet import MachineBusy
 
 REPO = Path(__file__).resolve().parents[1]
+EXIT_BUSY = 3  # the exit code that asks for the same command again on a quiet machine (run_measured.sh loops on it)
 
 EXTRA_PACKAGES = ("scipy", "transformers")  # used by benchmarks, not by measurements
 
@@ -59,6 +64,24 @@ def start(ap: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> tup
 
         torch.set_num_threads(args.threads)
     return args, time.time()
+
+
+@contextlib.contextmanager
+def stop_when_busy(run: str) -> Iterator[None]:
+    """End the process with ``EXIT_BUSY`` when ``run`` meets a busy machine, leaving it and every later run to the
+    next invocation (finished runs are kept in their part files).
+
+    Later runs are not tried in the same process: a process that once read the host as slow (the runner's
+    worker, or this one: ``StaleProcess``) tends to go on reading it so, and a new invocation's fresh
+    processes measure.
+    """
+    try:
+        yield
+    except MachineBusy as exc:
+        tqdm.write(f"{run}: machine busy, left for the next run ({exc})")
+        print("nothing written beyond the finished runs: run the same command again (they are kept) on a quiet "
+              "machine", file=sys.stderr)
+        sys.exit(EXIT_BUSY)
 
 
 def command() -> str:
