@@ -65,9 +65,6 @@ are ``tuning_runs`` (one run), ``tuning_results`` (what a run keeps),
 
 from __future__ import annotations
 
-
-from __future__ import annotations
-
 import argparse
 import json
 from collections.abc import Callable
