@@ -11,7 +11,7 @@ and whichever trained baselines are named. Sizes above the number of
 training-split architectures that have graphs are capped, and the table says
 so. Usage::
 
-    python benchmarks/in_domain.py --graph-store .cache/graphs --sizes 100 1000 --out docs/results/in_domain
+    python -m benchmarks.in_domain --graph-store .cache/graphs --sizes 100 1000 --out docs/results/in_domain
 
 ``--protocol nb201-permutation`` is the fixed NAS-Bench-201 split the baseline
 bar uses: architectures in NAS-Bench-201 index order, permuted by
@@ -23,7 +23,7 @@ so no graph store is needed. ``--methods`` picks the rows (``ledg``: LeDG-Former
 trained jointly on every device as above; any name of ``make_baseline``; ``flops``
 and ``params``: the per-device log-linear fits), e.g.::
 
-    python benchmarks/in_domain.py --protocol nb201-permutation --sizes 1000 \
+    python -m benchmarks.in_domain --protocol nb201-permutation --sizes 1000 \
         --methods onehot-ridge additive flops --out docs/results/baselines.parts/in_domain_nb201
 """
 
@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from common import NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, md_table, write_results
+from benchmarks.common import NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, md_table, parser, start, write_results
 
 from cost_model.adapt import adapt
 from cost_model.baselines import make_baseline
@@ -54,7 +53,7 @@ NB201_TEST = slice(1200, 6200)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/in_domain"), threads=2, data_root=True)
     ap.add_argument("--protocol", choices=PROTOCOLS, default="joint",
                     help="joint: the config's arch split, graphs from --graph-store; nb201-permutation: the fixed "
                          "NAS-Bench-201 split of the docstring")
@@ -62,17 +61,12 @@ def main() -> None:
                     help="rows of the nb201-permutation protocol (ledg, flops, params or a baseline name)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the nb201-permutation split")
     ap.add_argument("--graph-store", type=Path, default=None, help="graph store (joint protocol)")
-    ap.add_argument("--out", type=Path, default=Path("docs/results/in_domain"))
-    ap.add_argument("--data-root", default=None)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--max-test-archs", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
     ap.add_argument("--baselines", nargs="*", default=["flops", "params"])
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    args, started = start(ap)
     if args.protocol == "nb201-permutation":
         _nb201_permutation(args, started)
         return

@@ -28,12 +28,11 @@ floor measured by ``noise_floor.py`` (``--noise-floor``), and the store's
 median within-measurement CV for reference. Fold means skip folds whose metric
 is undefined (NaN), and say how many counted. Usage::
 
-    python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset
+    python -m benchmarks.measured_dataset --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -45,8 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from common import NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, REPO, load_fold, md_table, open_store, write_results
+
+from benchmarks.common import (NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, REPO, load_fold, md_table, open_store,
+                               parser, start, write_results)
 
 from cost_model.baselines import make_baseline
 from cost_model.evaluation import evaluate_rows
@@ -67,9 +67,8 @@ MODEL = NETWORK_MODEL
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/measured_dataset"), threads=2, seed=0)
     ap.add_argument("--data", type=Path, required=True, help="measurement store (.sqlite) or export (.jsonl.gz)")
-    ap.add_argument("--out", type=Path, default=Path("docs/results/measured_dataset"))
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     ap.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES))
     ap.add_argument("--baselines-only", action="store_true", help="skip LeDG-Former: baseline rows only")
@@ -77,11 +76,7 @@ def main() -> None:
                     help="noise_floor.py's results (repeat-run MAPE floor per target)")
     ap.add_argument("--epochs", type=int, default=24, help="epochs of LeDG-Former and of the trained baselines")
     ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    args, started = start(ap)
     graphs, descs, rows, families, noise = _load(args.data, args.noise_floor)
     train_config = TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
                                rows_per_epoch=args.rows_per_epoch, **NETWORK_TRAIN)
