@@ -327,7 +327,7 @@ def train_from_config(config: RunConfig, out: str | os.PathLike[str], *, progres
     predictor.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], resume_dir=resume_dir,
                   progress=progress)
     if distributed.is_main_process():
-        summary = {**data.summary(), "config": {"data": config.data, "source": config.source}}
+        summary = {**predictor.data_summary_, **data.summary(), "config": {"data": config.data, "source": config.source}}
         predictor.save_pretrained(out, data_summary=summary)
         shutil.rmtree(resume_dir, ignore_errors=True)
     distributed.barrier()  # the checkpoint exists for every process once this returns

@@ -192,10 +192,10 @@ def test_spec_prior_is_fitted_on_targets_that_state_them_and_ignores_the_spec_co
     assert torch.equal(head.estimate_specs(moved, mask, torch.zeros(4, 4)).detach(), estimate)
 
 
-def _tiny_predictor(descs: dict[str, TargetDescriptor]) -> tuple[LatencyPredictor, dict[str, OpGraph]]:
+def _tiny_predictor(descs: dict[str, TargetDescriptor], **options: str) -> tuple[LatencyPredictor, dict[str, OpGraph]]:
     graphs = {f"g{b}": _graph(b) for b in (1, 2, 4)}
     rows = [(k, t, 1.0 + i) for i, k in enumerate(graphs) for t in descs]
-    model = {"dim": 8, "layers": 1, "heads": 2}
+    model = {"dim": 8, "layers": 1, "heads": 2, **options}
     predictor = LatencyPredictor(encoder={"kind": "builtin", "dim": 8}, model=model, train=TrainConfig(epochs=1))
     return predictor.fit(graphs, descs, rows), graphs
 
@@ -214,21 +214,24 @@ def test_predict_detailed_labels_each_operator_and_warns_once_about_estimates(ca
     assert predictor.predict_detailed(graphs, descs, [("g1", "toy")]).bound is None  # no breakdown asked
 
 
-def test_free_head_has_no_labels_and_old_configs_load_as_free():
+def test_free_head_has_no_labels_old_configs_load_as_free_and_the_shipped_checkpoint_labels():
     free = LeDGFormerConfig(text_dim=8, num_node_features=3, num_target_features=1, head="free")
     old = {k: v for k, v in free.to_dict().items() if k != "head"}
     assert LeDGFormerConfig.from_dict(old).head == "free"
     assert LeDGFormerConfig(text_dim=8, num_node_features=3, num_target_features=1).head == "roofline"
     with pytest.raises(ValueError, match="head='linear'"):
         LeDGFormerConfig(text_dim=8, num_node_features=3, num_target_features=1, head="linear")
+    predictor, graphs = _tiny_predictor({"toy": _target()}, head="free", fusion="film")
+    result = predictor.predict_detailed(graphs, {"toy": _target()}, [("g1", "toy")], breakdown=True)
+    assert result.bound is None and len(result.per_op_ms[0]) == 2
     shipped = Path(cost_model.__file__).resolve().parent / "checkpoints" / "ledg-default"
     if shipped.is_dir():
-        assert "head" not in json.loads((shipped / "config.json").read_text())["model"]
         predictor = LatencyPredictor.from_pretrained(shipped)
-        assert predictor.model_.config.head == "free"
+        assert predictor.model_.config.head == "roofline"
         descs = {"toy": _target()}
         result = predictor.predict_detailed({"g": _graph()}, descs, [("g", "toy")], breakdown=True)
-        assert result.bound is None and len(result.per_op_ms[0]) == 2
+        assert len(result.bound[0]) == len(result.per_op_ms[0]) == 2
+        assert set(result.bound[0]) <= {"compute", "memory", "overhead"}
 
 
 def test_networks_default_to_the_roofline_head_and_programs_to_the_free_head():

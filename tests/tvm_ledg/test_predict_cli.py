@@ -152,6 +152,10 @@ def test_train_and_eval_cli_on_public_data(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--config", str(config), "--out", str(out)]) == 0
     assert (out / "config.json").is_file() and not (tmp_path / "ckpt.resume").exists()
+    # few-shot adaptation may predict a new target as one of the training targets: the checkpoint names them
+    from cost_model.predictor import LatencyPredictor
+    assert sorted(LatencyPredictor.from_pretrained(out).reference_targets()) == ["oneproxy:eagle_jetson",
+                                                                                 "oneproxy:true_a76"]
     assert main(["eval", "--checkpoint", str(out), "--config", str(config), "--json", str(tmp_path / "e.json")]) == 0
     table = capsys.readouterr().out
     assert "oneproxy:true_a76" in table and "oneproxy:eagle_jetson" in table and "oneproxy:true_vpu" not in table
