@@ -307,6 +307,15 @@ def _fold_model(args: argparse.Namespace, held: list[str], graphs, descs, train,
     return model
 
 
+def _curve(values: list[float | None]) -> str:
+    """Five points of a learning curve (first, quarters, last), or '-' when the fold recorded none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    points = sorted({0, len(values) // 4, len(values) // 2, 3 * len(values) // 4, len(values) - 1})
+    return " → ".join(f"{values[i]:.3f}" for i in points)
+
+
 def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[str, Any]:
     """FLOPs fitted on the k samples; the proxy device that ranks the k samples best, calibrated on them."""
     from scipy.stats import spearmanr
@@ -413,9 +422,12 @@ def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
         dev_rows.append(row)
     lines.append(md_table(["device", "class", "n", *[f"zero-shot {m}" for m in methods],
                            *[f"{m} k={k}" for k in args.shots for m in methods]], dev_rows))
-    lines += ["", "## Folds", "", md_table(["fold", "held out", "train rows", "epochs", "train s"],
-                                            [[f["fold"], ", ".join(f["held"]), f["train_rows"], f["epochs_run"],
-                                              f["train_seconds"]] for f in fold_info])]
+    lines += ["", "## Folds", "", "Validation log-RMSE (training devices' validation architectures) after the first "
+              "epoch, at a quarter, half and three quarters of training, and at the last epoch: the learning curve "
+              "of each fold's model (the best epoch is kept).", "",
+              md_table(["fold", "held out", "train rows", "epochs", "train s", "validation log-RMSE"],
+                       [[f["fold"], ", ".join(f["held"]), f["train_rows"], f["epochs_run"], f["train_seconds"],
+                         _curve(f.get("val_log_rmse", []))] for f in fold_info])]
     write_results(args.out, "Hardware transfer: zero-shot and few-shot", "\n".join(lines),
                   {"summary": summary, "devices": per_device, "folds": fold_info,
                    "settings": vars(args) | {"graph_store": str(args.graph_store), "out": str(args.out)}},

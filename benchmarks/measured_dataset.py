@@ -76,10 +76,22 @@ def main() -> None:
                     help="noise_floor.py's results (repeat-run MAPE floor per target)")
     ap.add_argument("--epochs", type=int, default=24, help="epochs of LeDG-Former and of the trained baselines")
     ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
+    ap.add_argument("--drop-targets", nargs="*", default=[],
+                    help="leave these targets out of the data entirely: with leave-one-target-out over the rest, a "
+                         "validation protocol that never sees a test target")
+    ap.add_argument("--hold-targets", nargs="*", default=None,
+                    help="leave-one-target-out: only the folds holding out these targets (default: every target)")
+    ap.add_argument("--target-offsets", default="0.01",
+                    help="L2 weight of the learned per-training-target offsets, or 'none' to learn none")
     args, started = start(ap)
     graphs, descs, rows, families, noise = _load(args.data, args.noise_floor)
+    unknown = set(args.drop_targets) - set(descs)
+    if unknown:
+        ap.error(f"--drop-targets: unknown targets {sorted(unknown)}; known: {sorted(descs)}")
+    rows = [r for r in rows if r[1] not in set(args.drop_targets)]
+    offsets = None if args.target_offsets == "none" else float(args.target_offsets)
     train_config = TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
-                               rows_per_epoch=args.rows_per_epoch, **NETWORK_TRAIN)
+                               rows_per_epoch=args.rows_per_epoch, target_offsets=offsets, **NETWORK_TRAIN)
     # the trained baselines get the same budget (epochs over the same rows, best epoch kept), their own
     # width, learning rate and batch size
     budget = {"seed": args.seed, "epochs": args.epochs, "rows_per_epoch": args.rows_per_epoch, "patience": args.epochs}
@@ -94,6 +106,8 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for protocol in args.protocols:
         for name, train, test in _splits(protocol, rows, families, args.seed):
+            if protocol == "leave-one-target-out" and args.hold_targets is not None and name not in args.hold_targets:
+                continue
             path = part_dir / f"{protocol}-{name}.json"
             done = load_fold(path, settings, args.out)
             if done is not None:
