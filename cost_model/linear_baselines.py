@@ -30,7 +30,7 @@ from cost_model.data.specs import NB201_OPS, NB201_PREFIX, parse_nb201_cell
 from cost_model.estimator import LatencyEstimator, register_baseline
 from cost_model.graph import OpGraph, OpNode
 from cost_model.rows import Row, validate_rows
-from targets.errors import DataError
+from targets.errors import ArgumentError, DataError
 from targets.schema import TargetDescriptor
 
 __all__ = ["Ridge", "fit_ridge", "kernel_kind", "nb201_pair_features", "AdditiveLinearBaseline",
@@ -64,7 +64,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float, prior: np.ndarray | No
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
-        raise DataError(f"fit_ridge: x must be (n, d) and y (n,) with n >= 1, got {x.shape} and {y.shape}")
+        raise ArgumentError(f"fit_ridge: x must be (n, d) and y (n,) with n >= 1, got {x.shape} and {y.shape}")
     prior = np.zeros(x.shape[1]) if prior is None else np.asarray(prior, np.float64)
     x_mean, y_mean = x.mean(axis=0), float(y.mean())
     xc, yc = x - x_mean, y - y_mean
@@ -175,7 +175,7 @@ class _PerDeviceRidge(LatencyEstimator):
             val_rows: Sequence[Row] = ()) -> "_PerDeviceRidge":
         """Forget any earlier fit; one ridge per target of ``rows``; validation picks ``alpha_``."""
         if not self.alphas or min(self.alphas) < 0:
-            raise DataError(f"{type(self).__name__}: alphas must be a non-empty list of values >= 0, "
+            raise ArgumentError(f"{type(self).__name__}: alphas must be a non-empty list of values >= 0, "
                             f"got {self.alphas}")
         _check_fit(graphs, targets, rows, val_rows, type(self).__name__)
         self._reset_fitted()
@@ -209,7 +209,7 @@ class _PerDeviceRidge(LatencyEstimator):
         self._check_fitted()
         missing = sorted({t for _, t in pairs} - set(self.models_))
         if missing:
-            raise DataError(f"{type(self).__name__} has no model for target(s) {missing}: it predicts only the "
+            raise ArgumentError(f"{type(self).__name__} has no model for target(s) {missing}: it predicts only the "
                             f"targets it was fitted on ({', '.join(self.models_)}) or adapted to")
         for key, _ in pairs:
             if key not in graphs:

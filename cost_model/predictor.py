@@ -168,7 +168,7 @@ class LatencyPredictor(LatencyEstimator):
         fitted model predicts ("auto": CUDA when available, else the CPU; "cpu", "cuda", "cuda:N"); not a
         training setting, so a run may resume on another device, and checkpoints are saved from the CPU."""
         if granularity not in _GRANULARITIES:
-            raise DataError(f"granularity {granularity!r}: expected one of {sorted(_GRANULARITIES)}")
+            raise ArgumentError(f"granularity {granularity!r}: expected one of {sorted(_GRANULARITIES)}")
         self.encoder = encoder
         self.model = dict(model or {})
         self.train = train or TrainConfig()

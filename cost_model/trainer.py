@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from cost_model import distributed
 from cost_model.checkpoint import load_checkpoint, save_checkpoint
 from cost_model.early_stopping import EarlyStopping
-from targets.errors import CheckpointError, DataError
+from targets.errors import ArgumentError, CheckpointError, DataError
 
 __all__ = ["LoopSettings", "TrainTask", "TrainingState", "run_training"]
 
@@ -74,10 +74,10 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         if self.optimizer not in _OPTIMIZERS:
-            raise DataError(f"optimizer {self.optimizer!r}: expected one of {sorted(_OPTIMIZERS)}")
+            raise ArgumentError(f"optimizer {self.optimizer!r}: expected one of {sorted(_OPTIMIZERS)}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise DataError(f"training setting {name} must be >= 1, got {getattr(self, name)}")
+                raise ArgumentError(f"training setting {name} must be >= 1, got {getattr(self, name)}")
 
 
 Batches = Callable[[np.random.Generator], Iterable[np.ndarray]]

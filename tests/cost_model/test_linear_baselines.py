@@ -18,7 +18,7 @@ from cost_model.linear_baselines import (
     kernel_kind,
     nb201_pair_features,
 )
-from targets.errors import CheckpointError, DataError
+from targets.errors import ArgumentError, CheckpointError, DataError
 
 GPU, GPU2, PHONE, NEW = ("gtx1080ti-pytorch-fp32-b1", "rtx2080ti-pytorch-fp32-b1", "pixel3-tflite",
                          "pixel4-tflite-cpu")
@@ -141,7 +141,7 @@ def test_validation_rows_choose_the_penalty():
 def test_a_device_without_rows_is_not_applicable():
     model = AdditiveLinearBaseline().fit(GRAPHS, TARGETS, _rows(TRAIN, [GPU, PHONE]))
     assert model.covers(GPU) and not model.covers(NEW)
-    with pytest.raises(DataError, match=f"no model for target.*'{NEW}'.*fitted on"):
+    with pytest.raises(ArgumentError, match=f"no model for target.*'{NEW}'.*fitted on"):
         model.predict(GRAPHS, TARGETS, _pairs(TEST, NEW))
     with pytest.raises(CheckpointError, match="not fitted"):
         AdditiveLinearBaseline().predict(GRAPHS, TARGETS, _pairs(TEST, GPU))
@@ -186,7 +186,7 @@ def test_onehot_ridge_fits_nb201_keys_and_refuses_others():
 
 def test_registry_builds_the_linear_baselines():
     assert isinstance(make_baseline("additive", shot_alpha=3.0), AdditiveLinearBaseline)
-    with pytest.raises(DataError, match="alphas must be"):
+    with pytest.raises(ArgumentError, match="alphas must be"):
         make_baseline("additive", alphas=()).fit(GRAPHS, TARGETS, _rows(TRAIN, [GPU]))
 
 
