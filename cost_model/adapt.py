@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -137,6 +138,46 @@ def _best_reference(as_ref: np.ndarray, log_y: np.ndarray, idx: np.ndarray) -> i
     return int(np.argmin(errors))
 
 
+@dataclass
+class _Candidate:
+    """One way to adapt: its cross-validated log-RMSE and, fitted on all samples, the log predictions the
+    calibration maps (plus the offset or reference target that produced them)."""
+
+    cv: float
+    log_pred: np.ndarray
+    offset: torch.Tensor | None = None
+    reference: TargetDescriptor | None = None
+
+    def calibration(self, log_y: np.ndarray) -> tuple[float, float]:
+        return fit_calibration(self.log_pred, log_y)
+
+    def in_sample(self, log_y: np.ndarray) -> float:
+        a, b = self.calibration(log_y)
+        return _log_rmse(a + b * self.log_pred, log_y)
+
+
+def _cv_error(predict: Callable[[int, np.ndarray], np.ndarray], log_y: np.ndarray,
+              fit_sets: Sequence[np.ndarray], splits: Sequence[np.ndarray]) -> float:
+    """Cross-validated log-RMSE of "predict, then calibrate": ``predict(fold, fit_idx)`` may use only the
+    fold's fitting samples; the calibration is fitted on them and scored on the held-out ones."""
+    errors = []
+    for fold, (fit_idx, held) in enumerate(zip(fit_sets, splits)):
+        pred = predict(fold, fit_idx)
+        a, b = fit_calibration(pred[fit_idx], log_y[fit_idx])
+        errors.append((a + b * pred[held] - log_y[held]) ** 2)
+    return float(np.sqrt(np.mean(np.concatenate(errors))))
+
+
+def _check_samples(desc: TargetDescriptor, samples: Sequence[Sample], graphs: Mapping[str, OpGraph]) -> None:
+    if not samples:
+        raise DataError(f"{desc.name}: adaptation needs at least one measured (model, latency) pair")
+    for key, ms in samples:
+        if not (math.isfinite(ms) and ms > 0):
+            raise DataError(f"{desc.name}: measured latency of {key!r} is {ms!r}; it must be finite and > 0 ms")
+        if key not in graphs:
+            raise DataError(f"{desc.name}: no graph for measured model {key!r}")
+
+
 def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence[Sample],
           graphs: Mapping[str, OpGraph], *, steps: int = 60, lr: float = 0.05, l2: float = 1e-2,
           folds: int = 5, seed: int = 0, offset: bool = True, reference: bool = True,
@@ -148,65 +189,43 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
     ``reference=False`` leaves out only predicting the target as a training target (module docstring).
     ``progress(done, total)`` is called after each offset fine-tuning step."""
     predictor._check_fitted()
-    if not samples:
-        raise DataError(f"{desc.name}: adaptation needs at least one measured (model, latency) pair")
-    for key, ms in samples:
-        if not (math.isfinite(ms) and ms > 0):
-            raise DataError(f"{desc.name}: measured latency of {key!r} is {ms!r}; it must be finite and > 0 ms")
-        if key not in graphs:
-            raise DataError(f"{desc.name}: no graph for measured model {key!r}")
+    _check_samples(desc, samples, graphs)
     keys = [k for k, _ in samples]
     log_y = np.log([ms for _, ms in samples])
-    base = _log_predict(predictor, desc, keys, graphs, None)
     k = len(samples)
-    cv = {"zero-shot": _log_rmse(base, log_y)}
-    offsets, with_offset = None, None
+    base = _log_predict(predictor, desc, keys, graphs, None)
+    zero = _log_rmse(base, log_y)
+    candidates = {"zero-shot": _Candidate(zero, base)}
     if k == 1:  # nothing to cross-validate with: the one measurement sets the scale, which it fits exactly
-        cv["calibrated"] = 0.0
+        candidates["calibrated"] = _Candidate(0.0, base)
     else:
         order = np.random.default_rng(seed).permutation(k)
         splits = np.array_split(order, min(folds, k))
         fit_sets = [np.setdiff1d(order, held) for held in splits]
-        calib_err = []
-        for fit_idx, held in zip(fit_sets, splits):
-            a, b = fit_calibration(base[fit_idx], log_y[fit_idx])
-            calib_err.append((a + b * base[held] - log_y[held]) ** 2)
-        cv["calibrated"] = float(np.sqrt(np.mean(np.concatenate(calib_err))))
+        candidates["calibrated"] = _Candidate(_cv_error(lambda f, fit: base, log_y, fit_sets, splits), base)
         if offset and k >= 5:  # the folds' offsets and the final one (all samples), fitted together
             offsets = _fit_offsets(predictor, desc, keys, np.exp(log_y), [*fit_sets, np.arange(k)], graphs,
                                    steps, lr, l2, seed, progress)
             with_offset = _log_predict_each(predictor, desc, keys, graphs, offsets)
-            offset_err = []
-            for f, (fit_idx, held) in enumerate(zip(fit_sets, splits)):
-                a2, b2 = fit_calibration(with_offset[f][fit_idx], log_y[fit_idx])
-                offset_err.append((a2 + b2 * with_offset[f][held] - log_y[held]) ** 2)
-            cv["offset+calibrated"] = float(np.sqrt(np.mean(np.concatenate(offset_err))))
+            candidates["offset+calibrated"] = _Candidate(
+                _cv_error(lambda f, fit: with_offset[f], log_y, fit_sets, splits), with_offset[-1], offsets[-1])
         references = [r for r in predictor.reference_targets().values()
                       if r.content_hash() != desc.content_hash()] if offset and reference and k >= 5 else []
         if references:
             as_ref = _log_predict_as(predictor, references, keys, graphs)
-            ref_err = []
-            for fit_idx, held in zip(fit_sets, splits):
-                pred = as_ref[_best_reference(as_ref, log_y, fit_idx)]
-                a3, b3 = fit_calibration(pred[fit_idx], log_y[fit_idx])
-                ref_err.append((a3 + b3 * pred[held] - log_y[held]) ** 2)
-            cv["reference"] = float(np.sqrt(np.mean(np.concatenate(ref_err))))
-    method = min(cv, key=cv.get)
-    offset_vec, (a, b), ref_desc = None, (0.0, 1.0), None
-    if method == "reference":
-        best = _best_reference(as_ref, log_y, np.arange(k))
-        ref_desc, (a, b) = references[best], fit_calibration(as_ref[best], log_y)
-        if _log_rmse(a + b * as_ref[best], log_y) > cv["zero-shot"]:
-            method, ref_desc, (a, b) = "calibrated", None, fit_calibration(base, log_y)
-    elif method == "calibrated":
-        a, b = fit_calibration(base, log_y)
-    elif method == "offset+calibrated":
-        offset_vec, (a, b) = offsets[-1], fit_calibration(with_offset[-1], log_y)
-        if _log_rmse(a + b * with_offset[-1], log_y) > cv["zero-shot"]:
-            method, offset_vec, (a, b) = "calibrated", None, fit_calibration(base, log_y)
-    if method == "calibrated" and _log_rmse(a + b * base, log_y) > cv["zero-shot"]:
-        method, a, b = "zero-shot", 0.0, 1.0
-    adaptation = Adaptation(desc.to_dict(), a, b, offset_vec, k, method,
-                            None if ref_desc is None else ref_desc.to_dict())
+            best = _best_reference(as_ref, log_y, np.arange(k))
+            candidates["reference"] = _Candidate(
+                _cv_error(lambda f, fit: as_ref[_best_reference(as_ref, log_y, fit)], log_y, fit_sets, splits),
+                as_ref[best], reference=references[best])
+    method = min(candidates, key=lambda m: candidates[m].cv)
+    # a fit must not be worse than the model as trained on the very samples it was fitted on
+    if method in ("offset+calibrated", "reference") and candidates[method].in_sample(log_y) > zero:
+        method = "calibrated"
+    if method == "calibrated" and candidates[method].in_sample(log_y) > zero:
+        method = "zero-shot"
+    chosen = candidates[method]
+    a, b = (0.0, 1.0) if method == "zero-shot" else chosen.calibration(log_y)
+    adaptation = Adaptation(desc.to_dict(), a, b, chosen.offset, k, method,
+                            None if chosen.reference is None else chosen.reference.to_dict())
     predictor.adaptations_[desc.content_hash()] = adaptation
     return adaptation

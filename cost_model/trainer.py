@@ -133,31 +133,17 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
     params = [p for p in task.params if p.requires_grad]
     if not params:
         raise DataError("nothing to train: no parameter requires a gradient")
-    # free tensors without modules (few-shot offsets) are fitted by each process alone
-    world, rank = (distributed.world_size(), distributed.rank()) if task.modules else (1, 0)
-    step_fn: Callable[[Callable[[np.ndarray], Tensor], np.ndarray], Tensor]
-    if world > 1:
-        step_fn = nn.parallel.DistributedDataParallel(_Modules(task.modules), find_unused_parameters=True)
-    else:
-        step_fn = _call
     per_epoch = min(task.num_rows, settings.rows_per_epoch or task.num_rows)
     steps_per_epoch = task.steps_per_epoch or math.ceil(per_epoch / settings.batch_size)
     steps_known = task.batches is None or task.steps_per_epoch is not None
-    opt = _OPTIMIZERS[settings.optimizer](params, lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = None
-    if settings.one_cycle:
-        if not steps_known:
-            raise DataError("a one-cycle schedule needs a step count known in advance (permutation batches "
-                            "or TrainTask.steps_per_epoch)")
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr,
-                                                    total_steps=max(settings.epochs * steps_per_epoch, 1))
+    stepper = _Stepper.create(task, settings, params, steps_per_epoch if steps_known else None, on_step)
     stopper = EarlyStopping(settings.patience)
     start_epoch = 0
     if state is not None and state.exists():
-        start_epoch = state.load(task, opt, sched, stopper)
+        start_epoch = state.load(task, stepper.opt, stepper.sched, stopper)
         log.info("resuming after epoch %d from %s", start_epoch - 1, state.root)
     show = progress and distributed.is_main_process()
-    done = start_epoch * steps_per_epoch
+    stepper.done = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, settings.epochs):
         if task.evaluate is not None and stopper.should_stop:
             break
@@ -171,26 +157,11 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
                    total=steps_per_epoch if steps_known else None)
         loss_sum, seen = 0.0, 0
         for rows in bar:
-            local = rows[rank::world]
-            if len(local):
-                loss = step_fn(task.batch_loss, local)
-                loss_sum += float(loss.detach()) * len(local)
-                scaled = loss * (len(local) * world / len(rows)) if world > 1 else loss
-            else:  # a batch smaller than the world: this process contributes zero gradients
-                scaled = step_fn(_zero_loss(params), local)
-            seen += len(rows)
-            opt.zero_grad()
-            scaled.backward(inputs=params)
-            if settings.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, settings.clip_norm)
-            opt.step()
-            if sched is not None:
-                sched.step()
-            done += 1
-            if on_step is not None and steps_known:
-                on_step(done, settings.epochs * steps_per_epoch)
-            bar.set_postfix(loss=f"{float(scaled.detach()):.3f}")
-        entry: dict[str, float] = {"epoch": epoch, "train_loss": _global_mean(loss_sum, seen, world, params[0].device)}
+            step_loss, shown = stepper.step(task, rows)
+            loss_sum, seen = loss_sum + step_loss, seen + len(rows)
+            bar.set_postfix(loss=f"{shown:.3f}")
+        entry: dict[str, float] = {"epoch": epoch,
+                                   "train_loss": _global_mean(loss_sum, seen, stepper.world, params[0].device)}
         if task.evaluate is not None:
             entry["val_log_rmse"] = task.evaluate()
             stopper.update(entry["val_log_rmse"], _state_of(task))
@@ -199,10 +170,67 @@ def run_training(task: TrainTask, settings: LoopSettings, *, state: "TrainingSta
         if show:
             tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
         if state is not None and distributed.is_main_process():
-            state.save(task, opt, sched, epoch + 1, stopper)
+            state.save(task, stepper.opt, stepper.sched, epoch + 1, stopper)
     if stopper.best_state is not None and task.load_state is not None:
         task.load_state(stopper.best_state)
     return task.history
+
+
+@dataclass
+class _Stepper:
+    """One optimizer step on this process's share of a batch: the optimizer, schedule, data-parallel
+    split and step counter of a ``run_training`` call."""
+
+    settings: LoopSettings
+    params: list[Tensor]
+    opt: torch.optim.Optimizer
+    sched: Any
+    step_fn: Callable[[Callable[[np.ndarray], Tensor], np.ndarray], Tensor]
+    world: int
+    rank: int
+    total_steps: int | None  # None: not known in advance (no schedule, no on_step)
+    on_step: Callable[[int, int], None] | None
+    done: int = 0
+
+    @classmethod
+    def create(cls, task: TrainTask, settings: LoopSettings, params: list[Tensor], steps_per_epoch: int | None,
+               on_step: Callable[[int, int], None] | None) -> "_Stepper":
+        # free tensors without modules (few-shot offsets) are fitted by each process alone
+        world, rank = (distributed.world_size(), distributed.rank()) if task.modules else (1, 0)
+        step_fn: Callable[[Callable[[np.ndarray], Tensor], np.ndarray], Tensor] = _call
+        if world > 1:
+            step_fn = nn.parallel.DistributedDataParallel(_Modules(task.modules), find_unused_parameters=True)
+        opt = _OPTIMIZERS[settings.optimizer](params, lr=settings.lr, weight_decay=settings.weight_decay)
+        total = None if steps_per_epoch is None else settings.epochs * steps_per_epoch
+        sched = None
+        if settings.one_cycle:
+            if total is None:
+                raise DataError("a one-cycle schedule needs a step count known in advance (permutation batches "
+                                "or TrainTask.steps_per_epoch)")
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=max(total, 1))
+        return cls(settings, params, opt, sched, step_fn, world, rank, total, on_step)
+
+    def step(self, task: TrainTask, rows: np.ndarray) -> tuple[float, float]:
+        """(this process's summed loss over its rows, the loss to show); every process steps together."""
+        local = rows[self.rank::self.world]
+        loss_sum = 0.0
+        if len(local):
+            loss = self.step_fn(task.batch_loss, local)
+            loss_sum = float(loss.detach()) * len(local)
+            scaled = loss * (len(local) * self.world / len(rows)) if self.world > 1 else loss
+        else:  # a batch smaller than the world: this process contributes zero gradients
+            scaled = self.step_fn(_zero_loss(self.params), local)
+        self.opt.zero_grad()
+        scaled.backward(inputs=self.params)
+        if self.settings.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_norm)
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        self.done += 1
+        if self.on_step is not None and self.total_steps is not None:
+            self.on_step(self.done, self.total_steps)
+        return loss_sum, float(scaled.detach())
 
 
 def _call(loss: Callable[[np.ndarray], Tensor], rows: np.ndarray) -> Tensor:
