@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from cost_model.featurize import graph_tensors
 from tvm_ledg import spaces
 from tvm_ledg.networks import network_graph
 from tvm_ledg.spaces import synth
@@ -47,6 +50,23 @@ def test_hashes_match_tvm_lowering(space):
     assert len(refs) >= 200
     wrong = [r["spec"] for r in refs if _synthesized(r["spec"]).content_hash() != r["hash"]]
     assert not wrong, f"{len(wrong)} of {len(refs)} {space} specs differ, e.g. {wrong[0]}"
+
+
+@pytest.mark.parametrize("space", synth.SPACES)
+def test_tensors_from_block_features_equal_featurizing_the_graph(space):
+    """``synthesize_tensors`` (no nodes built) gives ``graph_tensors`` of the synthesized graph, bit for bit."""
+    refs = _references(space)
+    assert len(refs) >= 200
+    for ref in refs:
+        parsed = spaces.parse(ref["spec"])
+        got = synth.synthesize_tensors(ref["spec"], parsed.arch, parsed.space)
+        want = graph_tensors(synth.synthesize(ref["spec"], parsed.arch, parsed.space))
+        assert got.texts == want.texts, ref["spec"]
+        assert torch.equal(got.x_num, want.x_num), ref["spec"]
+        assert torch.equal(got.edge_index, want.edge_index), ref["spec"]
+        assert torch.equal(got.rel_index, want.rel_index), ref["spec"]
+        assert got.work.dtype == want.work.dtype and np.array_equal(got.work, want.work), ref["spec"]
+        assert (got.name, got.input_batch) == (want.name, want.input_batch)
 
 
 @pytest.mark.parametrize("space", synth.SPACES)

@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from cost_model.batch import GraphTensors
 from cost_model.cache_dir import default_cache_root
+from cost_model.chain_tensors import BlockStructure, NodeRows, block_structure, chain_tensors
+from cost_model.featurize import node_rows
 from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order
 from cost_model.io import read_json, write_text_atomic
 from targets.errors import GraphError
@@ -39,7 +42,7 @@ from tvm_ledg import op_costs
 from tvm_ledg.spaces import fbnet, nb201, ofa
 from tvm_ledg.spaces.synth_templates import OFA_REFERENCE_RESOLUTION
 
-__all__ = ["SPACES", "synthesize"]
+__all__ = ["SPACES", "synthesize", "synthesize_tensors"]
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,15 @@ _CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
 
 @dataclass(frozen=True)
 class _Block:
-    """Nodes (prototype field dicts, ids relative to the block) and sorted edges, ``-1`` = the block input."""
+    """Nodes (prototype field dicts, ids relative to the block) and sorted edges, ``-1`` = the block input.
+
+    ``features`` caches the block's ``NodeRows`` and ``BlockStructure`` (``_block_rows``,
+    ``_block_structure``): a template block is featurized once for all the networks that use it.
+    """
 
     protos: tuple[dict[str, Any], ...]
     edges: tuple[tuple[int, int], ...]
+    features: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -79,13 +87,52 @@ def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
     inputs = templates.inputs
     if space == nb201.NAME:
         blocks = _nb201_blocks(arch, templates.blocks)
-    elif space == ofa.NAME:
-        blocks = _ofa_blocks(arch, templates)
-        inputs = (TensorSpec((1, 3, arch.r, arch.r), inputs[0].dtype),)
     else:
-        blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
-        blocks.append(templates.blocks["head"])
+        blocks = _chain_blocks(arch, space, templates)
+        if space == ofa.NAME:
+            inputs = (TensorSpec((1, 3, arch.r, arch.r), inputs[0].dtype),)
     return _assemble(blocks, inputs, templates.meta, spec)
+
+
+def synthesize_tensors(spec: str, arch: Any, space: str) -> GraphTensors:
+    """``featurize.graph_tensors(synthesize(spec, arch, space))``, assembled from per-block features
+    (``cost_model.chain_tensors``) without building the graph's nodes."""
+    templates = _space(space)
+    if space == nb201.NAME:
+        rows, structures = _nb201_pieces(arch, templates.blocks)
+    else:
+        blocks = [b for b in _chain_blocks(arch, space, templates) if b.protos]  # skip layers have no nodes
+        rows, structures = [_block_rows(b) for b in blocks], [_block_structure(b) for b in blocks]
+    return chain_tensors(rows, structures, name=spec, input_batch=1)  # templates are lowered at batch 1
+
+
+def _chain_blocks(arch: Any, space: str, templates: _Space) -> list[_Block]:
+    """The blocks of an fbnet or ofa network, in order."""
+    if space == ofa.NAME:
+        return _ofa_blocks(arch, templates)
+    blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
+    blocks.append(templates.blocks["head"])
+    return blocks
+
+
+def _block_rows(block: _Block) -> NodeRows:
+    """The block's node features, computed at first use."""
+    rows = block.features.get("rows")
+    if rows is None:
+        nodes = []
+        for proto in block.protos:
+            node = object.__new__(OpNode)
+            node.__dict__ = {**proto, "id": 0}  # features never read the id
+            nodes.append(node)
+        rows = block.features["rows"] = node_rows(nodes)
+    return rows
+
+
+def _block_structure(block: _Block) -> BlockStructure:
+    structure = block.features.get("structure")
+    if structure is None:
+        structure = block.features["structure"] = block_structure(len(block.protos), block.edges)
+    return structure
 
 
 def _assemble(blocks: list[_Block], inputs: tuple[TensorSpec, ...], meta: dict[str, Any], name: str) -> OpGraph:
@@ -128,6 +175,24 @@ def _nb201_blocks(cell: nb201.NB201Cell, units: dict[str, _Block]) -> list[_Bloc
         blocks.extend([_Block(protos, edges)] * _NB201_CELLS_PER_STAGE)
     blocks.append(units["head"])
     return blocks
+
+
+def _nb201_pieces(cell: nb201.NB201Cell, units: dict[str, _Block]) -> tuple[list[NodeRows], list[BlockStructure]]:
+    """Node features (per unit) and block structures (per cell) of ``_nb201_blocks``' graph."""
+    plan = _nb201_cell_plan(cell)
+    edges = _cell_edges(plan, units)
+    cell_structure = block_structure(sum(len(units[f"{kind}:0"].protos) for kind, _ in plan), edges)
+    rows, structures = [_block_rows(units["stem"])], [_block_structure(units["stem"])]
+    for stage in range(_NB201_STAGES):
+        if stage:
+            reduce = units[f"reduce:{stage - 1}"]
+            rows.append(_block_rows(reduce))
+            structures.append(_block_structure(reduce))
+        rows.extend([_block_rows(units[f"{kind}:{stage}"]) for kind, _ in plan] * _NB201_CELLS_PER_STAGE)
+        structures.extend([cell_structure] * _NB201_CELLS_PER_STAGE)
+    rows.append(_block_rows(units["head"]))
+    structures.append(_block_structure(units["head"]))
+    return rows, structures
 
 
 def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
