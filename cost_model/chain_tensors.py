@@ -23,6 +23,7 @@ only through its output.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,12 @@ class NodeRows:
     numeric: np.ndarray
     work: np.ndarray
 
+    @classmethod
+    def concat(cls, rows: Sequence[NodeRows]) -> NodeRows:
+        """The rows of ``rows`` one after the other."""
+        return cls(list(itertools.chain.from_iterable(r.texts for r in rows)),
+                   np.concatenate([r.numeric for r in rows]), np.concatenate([r.work for r in rows]))
+
 
 @dataclass(frozen=True, eq=False)
 class BlockStructure:
@@ -64,7 +71,8 @@ class BlockStructure:
     then longest paths, a large negative number where there is none: from a
     source inside the block, from the input; to a sink inside the block other
     than the output, to the output (the last node). ``input_paths`` gives the
-    last two for the input itself. Compared by identity (a cache key).
+    last two for the input itself and ``output_paths`` the first two for the
+    output. Compared by identity (a cache key).
 
     Shapes:
         ``edges``: ``(2, E)``; ``rel_index``: ``(3, M)``; ``paths``: ``(n, 6)`` int64;
@@ -76,6 +84,7 @@ class BlockStructure:
     rel_index: np.ndarray
     paths: np.ndarray
     input_paths: tuple[int, int]
+    output_paths: tuple[int, int]
     output_parents: tuple[int, ...]
     input_children: tuple[int, ...]
 
@@ -85,13 +94,15 @@ def block_structure(num_nodes: int, edges: tuple[tuple[int, int], ...]) -> Block
     """The structure of a block of ``num_nodes`` nodes with ``edges`` (``-1`` = the block input), cached.
 
     Edges must point forward (``src < dst``), so the output (the last node) has no child in the
-    block: only the next block reads it.
+    block: only the next block reads it. No edge may repeat.
     """
     n = int(num_nodes)
     pairs = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     src, dst = pairs[:, 0], pairs[:, 1]
     if n < 1 or (pairs.size and (src.min() < -1 or dst.min() < 0 or dst.max() >= n or (src >= dst).any())):
         raise GraphError(f"block of {n} nodes: edges must point forward within -1..{n - 1}")
+    if len(set(edges)) != len(edges):
+        raise GraphError(f"block of {n} nodes: repeated edges")
     # Relations of the block with its input as node 0 (ids shifted by one), then shifted back.
     rel = relation_index(torch.from_numpy(np.stack([src + 1, dst + 1])), n + 1).numpy()
     rel = rel[:, (rel[0] != 0) | (rel[1] != 0)].copy()  # the input's own ``self`` entry belongs to the block before
@@ -121,7 +132,7 @@ def block_structure(num_nodes: int, edges: tuple[tuple[int, int], ...]) -> Block
                       from_src[:n], from_in[:n], to_sink[:n], to_out[:n]], axis=1).astype(np.int64)
     return BlockStructure(
         num_nodes=n, edges=np.ascontiguousarray(pairs.T), rel_index=rel, paths=paths,
-        input_paths=(int(to_sink[n]), int(to_out[n])),
+        input_paths=(int(to_sink[n]), int(to_out[n])), output_paths=(int(from_src[n - 1]), int(from_in[n - 1])),
         output_parents=tuple(sorted(src[dst == n - 1].tolist())), input_children=tuple(sorted(dst[src < 0].tolist())),
     )
 
@@ -132,8 +143,9 @@ def chain_tensors(rows: Sequence[NodeRows], blocks: Sequence[BlockStructure], *,
     block's output; ``rows`` are the nodes' features in graph order (any split into pieces).
 
     Equal to ``featurize.graph_tensors`` of that graph, field by field. The structure (edges,
-    relations, position features) of a sequence of blocks is built and validated once and shared
-    by every graph with that sequence (the most recent ``_CHAIN_CACHE`` sequences).
+    relations, position features) of a sequence of blocks is built once and shared by every graph
+    with that sequence (the most recent ``_CHAIN_CACHE`` sequences). It is valid by construction
+    (``block_structure`` checks each block), so ``GraphTensors``' own checks are skipped.
     """
     key = tuple(blocks)
     chain = _CHAINS.get(key)
@@ -141,12 +153,16 @@ def chain_tensors(rows: Sequence[NodeRows], blocks: Sequence[BlockStructure], *,
         chain = _CHAINS[key] = _chain(blocks, name)
         if len(_CHAINS) > _CHAIN_CACHE:
             _CHAINS.popitem(last=False)
-    texts = [t for r in rows for t in r.texts]
+    texts = list(itertools.chain.from_iterable(r.texts for r in rows))
     if len(texts) != chain.num_nodes:
         raise GraphError(f"graph {name!r}: {len(texts)} node feature rows for {chain.num_nodes} nodes")
-    x_num = np.concatenate([np.concatenate([r.numeric for r in rows]), chain.position], axis=1)
-    out = object.__new__(GraphTensors)  # the structure was validated when the chain was first built
-    out.__dict__.update(texts=texts, x_num=torch.from_numpy(x_num).float(), edge_index=chain.edge_index,
+    # float32 x_num: each float64 value rounded once, as graph_tensors' ``.float()`` does
+    width = rows[0].numeric.shape[1]
+    x_num = np.empty((chain.num_nodes, width + chain.position.shape[1]), dtype=np.float32)
+    np.concatenate([r.numeric for r in rows], out=x_num[:, :width], casting="same_kind")
+    x_num[:, width:] = chain.position
+    out = object.__new__(GraphTensors)
+    out.__dict__.update(texts=texts, x_num=torch.from_numpy(x_num), edge_index=chain.edge_index,
                         rel_index=chain.rel_index, name=name, work=np.concatenate([r.work for r in rows]),
                         input_batch=input_batch)
     return out
@@ -175,10 +191,8 @@ def _chain(blocks: Sequence[BlockStructure], name: str) -> _Chain:
     offsets = np.cumsum(sizes) - sizes
     n = int(sizes.sum())
     edges = np.concatenate([b.edges for b in blocks], axis=1) + np.repeat(offsets, [b.edges.shape[1] for b in blocks])
-    rel = _relations(blocks, sizes, offsets, n)
-    checked = GraphTensors(texts=[""] * n, x_num=torch.zeros(n, 0), edge_index=torch.from_numpy(edges),
-                           rel_index=torch.from_numpy(rel), name=name)
-    return _Chain(n, checked.edge_index, checked.rel_index, _positions(blocks, sizes, offsets, n))
+    return _Chain(n, torch.from_numpy(edges), torch.from_numpy(_relations(blocks, sizes, offsets, n)),
+                  _positions(blocks, sizes, offsets, n))
 
 
 def _positions(blocks: Sequence[BlockStructure], sizes: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
@@ -186,8 +200,8 @@ def _positions(blocks: Sequence[BlockStructure], sizes: np.ndarray, offsets: np.
     # Depth of each block's input (the previous output), forwards; height of each block's output, backwards.
     input_depth = [_NONE] * len(blocks)
     for k in range(1, len(blocks)):
-        last = blocks[k - 1].paths[-1]
-        input_depth[k] = max(int(last[2]), input_depth[k - 1] + int(last[3]))
+        from_src, from_in = blocks[k - 1].output_paths
+        input_depth[k] = max(from_src, input_depth[k - 1] + from_in)
     output_height = [0] * len(blocks)
     for k in range(len(blocks) - 2, -1, -1):
         to_sink, to_out = blocks[k + 1].input_paths

@@ -25,6 +25,7 @@ Batch sizes other than 1 are not templated; callers lower those through TVM.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class _Space:
     meta: dict[str, Any]
     inputs: tuple[TensorSpec, ...]
     reshaped: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = field(default_factory=dict)  # OFA, per size
+    convs_alike: bool = False  # NB201: both convolutions' units have the same nodes and edges
+    cells: dict[tuple[str, ...], _CellLayout] = field(default_factory=dict)  # NB201, by ``_cell_layout``'s key
 
 
 _LOADED: dict[str, _Space] = {}
@@ -86,7 +89,7 @@ def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
     templates = _space(space)
     inputs = templates.inputs
     if space == nb201.NAME:
-        blocks = _nb201_blocks(arch, templates.blocks)
+        blocks = _nb201_blocks(arch, templates)
     else:
         blocks = _chain_blocks(arch, space, templates)
         if space == ofa.NAME:
@@ -99,7 +102,7 @@ def synthesize_tensors(spec: str, arch: Any, space: str) -> GraphTensors:
     (``cost_model.chain_tensors``) without building the graph's nodes."""
     templates = _space(space)
     if space == nb201.NAME:
-        rows, structures = _nb201_pieces(arch, templates.blocks)
+        rows, structures = _nb201_pieces(arch, templates)
     else:
         blocks = [b for b in _chain_blocks(arch, space, templates) if b.protos]  # skip layers have no nodes
         rows, structures = [_block_rows(b) for b in blocks], [_block_structure(b) for b in blocks]
@@ -164,78 +167,117 @@ def _assemble(blocks: list[_Block], inputs: tuple[TensorSpec, ...], meta: dict[s
 
 
 # ------------------------------------------------------------------ NB201
-def _nb201_blocks(cell: nb201.NB201Cell, units: dict[str, _Block]) -> list[_Block]:
-    plan = _nb201_cell_plan(cell)
-    edges = _cell_edges(plan, units)
+@dataclass
+class _CellLayout:
+    """A cell's units in canonical order, with the cell's sorted edges and node count.
+
+    ``parts`` are ``(kind, edge)`` per unit: a convolution unit's kind ends where its op
+    goes and ``edge`` indexes the cell's flattened edge ops; other units have ``edge = -1``.
+    """
+
+    parts: list[tuple[str, int]]
+    edges: tuple[tuple[int, int], ...]
+    num_nodes: int
+
+    @functools.cached_property
+    def structure(self) -> BlockStructure:
+        return block_structure(self.num_nodes, self.edges)
+
+
+def _cell_layout(cell: nb201.NB201Cell, space: _Space) -> tuple[list[str], _CellLayout]:
+    """Unit kinds of ``cell`` in canonical order and its layout.
+
+    Layouts are shared by cells that differ only in which convolution an edge has: both
+    lower to units with the same nodes and edges (``_Space.convs_alike``, checked when the
+    templates are loaded) and no convolution is merged with another, so the order and the
+    edges do not depend on it. That leaves at most 4**6 layouts.
+    """
+    ops = [op for edge in cell.edges for op in edge]
+    key = tuple("conv" if op in _CONV_OPS else op for op in ops) if space.convs_alike else tuple(ops)
+    layout = space.cells.get(key)
+    if layout is None:
+        plan = _nb201_cell_plan(cell)
+        layout = space.cells[key] = _CellLayout(
+            [(kind[: -len(ops[edge])] if edge >= 0 else kind, edge) for kind, _, edge in plan],
+            _cell_edges(plan, space.blocks), sum(len(space.blocks[f"{kind}:0"].protos) for kind, _, _ in plan))
+    return [kind if edge < 0 else kind + ops[edge] for kind, edge in layout.parts], layout
+
+
+def _nb201_blocks(cell: nb201.NB201Cell, space: _Space) -> list[_Block]:
+    kinds, layout = _cell_layout(cell, space)
+    units = space.blocks
     blocks = [units["stem"]]
     for stage in range(_NB201_STAGES):
         if stage:
             blocks.append(units[f"reduce:{stage - 1}"])
-        protos = tuple(proto for kind, _ in plan for proto in units[f"{kind}:{stage}"].protos)
-        blocks.extend([_Block(protos, edges)] * _NB201_CELLS_PER_STAGE)
+        protos = tuple(proto for kind in kinds for proto in units[f"{kind}:{stage}"].protos)
+        blocks.extend([_Block(protos, layout.edges)] * _NB201_CELLS_PER_STAGE)
     blocks.append(units["head"])
     return blocks
 
 
-def _nb201_pieces(cell: nb201.NB201Cell, units: dict[str, _Block]) -> tuple[list[NodeRows], list[BlockStructure]]:
+def _nb201_pieces(cell: nb201.NB201Cell, space: _Space) -> tuple[list[NodeRows], list[BlockStructure]]:
     """Node features (per unit) and block structures (per cell) of ``_nb201_blocks``' graph."""
-    plan = _nb201_cell_plan(cell)
-    edges = _cell_edges(plan, units)
-    cell_structure = block_structure(sum(len(units[f"{kind}:0"].protos) for kind, _ in plan), edges)
+    kinds, layout = _cell_layout(cell, space)
+    units = space.blocks
     rows, structures = [_block_rows(units["stem"])], [_block_structure(units["stem"])]
     for stage in range(_NB201_STAGES):
         if stage:
             reduce = units[f"reduce:{stage - 1}"]
             rows.append(_block_rows(reduce))
             structures.append(_block_structure(reduce))
-        rows.extend([_block_rows(units[f"{kind}:{stage}"]) for kind, _ in plan] * _NB201_CELLS_PER_STAGE)
-        structures.extend([cell_structure] * _NB201_CELLS_PER_STAGE)
+        rows.extend([NodeRows.concat([_block_rows(units[f"{kind}:{stage}"]) for kind in kinds])]
+                    * _NB201_CELLS_PER_STAGE)
+        structures.extend([layout.structure] * _NB201_CELLS_PER_STAGE)
     rows.append(_block_rows(units["head"]))
     structures.append(_block_structure(units["head"]))
     return rows, structures
 
 
-def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
-    """The cell as units (edge ops, first-edge sums, adds) in canonical order, with producer positions.
+def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int], int]]:
+    """The cell as units (edge ops, first-edge sums, adds) in canonical order, with producer positions
+    and, for convolutions, the index of their edge among the cell's flattened edge ops (else -1).
 
     Position 0 of the unit DAG is the cell input; it is first in the DFS order and
     is dropped, so producer ``-1`` in the result means the cell input.
     """
-    units: list[tuple[str, list[int]]] = [("input", [])]
+    units: list[tuple[str, list[int], int]] = [("input", [], -1)]
     node_value = [0]
     seen: dict[tuple[str, tuple[int, ...]], int] = {}
 
-    def unit(kind: str, producers: list[int]) -> int:
+    def unit(kind: str, producers: list[int], edge: int = -1) -> int:
         """A unit; a weight-free one equal to an earlier one *is* that one (see ``_CONV_OPS``)."""
         key = (kind, tuple(producers))
         if "-conv:" in kind or key not in seen:
-            units.append((kind, producers))
+            units.append((kind, producers, edge))
             seen[key] = len(units) - 1
         return seen[key]
 
-    def edge_unit(kind: str, op: str, src: int) -> int:
+    def edge_unit(kind: str, op: str, src: int, edge: int) -> int:
         source = node_value[src]
         if op in _CONV_OPS:  # the ReLU before a conv is weight-free and shared; the conv is not
-            kind, source = f"{kind}-conv", unit("relu", [source])
+            return unit(f"{kind}-conv:{op}", [unit("relu", [source])], edge)
         return unit(f"{kind}:{op}", [source])
 
+    edge = 0
     for ops in cell.edges:
         partial = -1
         for src, op in enumerate(ops):
             if src == 0:
-                partial = edge_unit("first", op, src)
-                continue
-            edge = node_value[src] if op == "skip_connect" else edge_unit("edge", op, src)
-            partial = unit("add", [partial, edge])
+                partial = edge_unit("first", op, src, edge)
+            else:
+                value = node_value[src] if op == "skip_connect" else edge_unit("edge", op, src, edge)
+                partial = unit("add", [partial, value])
+            edge += 1
         node_value.append(partial)
-    order = canonical_order([producers for _, producers in units], [node_value[-1]])
+    order = canonical_order([producers for _, producers, _ in units], [node_value[-1]])
     if order[0] != 0:
         raise GraphError("nb201 cell: the cell input is not first in canonical order")
     position = {old: new - 1 for new, old in enumerate(order)}
-    return [(units[old][0], [position[p] for p in units[old][1]]) for old in order[1:]]
+    return [(units[old][0], [position[p] for p in units[old][1]], units[old][2]) for old in order[1:]]
 
 
-def _cell_edges(plan: list[tuple[str, list[int]]], units: dict[str, _Block]) -> tuple[tuple[int, int], ...]:
+def _cell_edges(plan: list[tuple[str, list[int], int]], units: dict[str, _Block]) -> tuple[tuple[int, int], ...]:
     """Sorted edges of a cell whose units are placed one after the other in plan order.
 
     Every stage's unit of a kind has the same nodes and edges (only shapes differ), so one
@@ -244,7 +286,7 @@ def _cell_edges(plan: list[tuple[str, list[int]]], units: dict[str, _Block]) -> 
     edges: list[tuple[int, int]] = []
     last: list[int] = []  # block-relative id of each unit's output node
     size = 0
-    for kind, producers in plan:
+    for kind, producers, _ in plan:
         unit = units[f"{kind}:0"]
         offset = size
         size += len(unit.protos)
@@ -369,7 +411,11 @@ def _parse_templates(data: dict[str, Any]) -> _Space:
         relu = blocks[f"edge:{_CONV_OPS[0]}:{stage}"]
         blocks[f"relu:{stage}"] = _Block(relu.protos[:1], ((-1, 0),))
     stem = data["units"]["stem"]["nodes"][0]["inputs"][0]
-    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),))
+    convs_alike = "reduce:0" in blocks and all(
+        (len(blocks[f"{kind}:{_CONV_OPS[0]}:0"].protos), blocks[f"{kind}:{_CONV_OPS[0]}:0"].edges)
+        == (len(blocks[f"{kind}:{_CONV_OPS[1]}:0"].protos), blocks[f"{kind}:{_CONV_OPS[1]}:0"].edges)
+        for kind in ("first", "edge", "first-conv", "edge-conv"))
+    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),), convs_alike=convs_alike)
 
 
 def _drop_first(block: _Block) -> _Block:
