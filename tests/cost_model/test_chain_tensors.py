@@ -96,6 +96,8 @@ def test_block_edges_point_forward_inside_the_block_and_the_first_block_has_no_i
     for edges in (((0, 1), (1, 2)), ((1, 0),), ((-2, 0),)):  # past the output, backwards, before the input
         with pytest.raises(GraphError, match="forward"):
             block_structure(2, edges)
+    with pytest.raises(GraphError, match="repeated"):
+        block_structure(2, ((-1, 0), (0, 1), (0, 1)))
     reads_input = block_structure(1, ((-1, 0),))
     with pytest.raises(GraphError, match="first block"):
         chain_tensors([node_rows([_node(random.Random(0))])], [reads_input])

@@ -9,7 +9,9 @@ here, so a change on the TVM side is caught too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,26 @@ def test_tensors_from_block_features_equal_featurizing_the_graph(space):
         assert torch.equal(got.rel_index, want.rel_index), ref["spec"]
         assert got.work.dtype == want.work.dtype and np.array_equal(got.work, want.work), ref["spec"]
         assert (got.name, got.input_batch) == (want.name, want.input_batch)
+
+
+def test_nb201_cells_differing_only_in_convolutions_share_a_layout(monkeypatch):
+    """With the templates' guarantee (both convolutions' units have the same nodes and edges) such
+    cells share one layout; without it each cell has its own; the graphs are the same either way."""
+    refs = _references("nb201")[:40]
+    swap = {"nor_conv_1x1": "nor_conv_3x3", "nor_conv_3x3": "nor_conv_1x1"}
+    specs = [r["spec"] for r in refs]
+    specs += [re.sub(r"nor_conv_(1x1|3x3)", lambda m: swap[m.group(0)], spec) for spec in specs]
+    space = synth._space("nb201")
+    assert space.convs_alike
+    hashes, layouts = {}, {}
+    for alike in (True, False):
+        fresh = dataclasses.replace(space, convs_alike=alike, cells={})
+        monkeypatch.setitem(synth._LOADED, "nb201", fresh)
+        hashes[alike] = [_synthesized(spec).content_hash() for spec in specs]
+        layouts[alike] = len(fresh.cells)
+    assert hashes[True] == hashes[False]
+    assert hashes[True][:len(refs)] == [r["hash"] for r in refs]
+    assert layouts[True] <= len(refs) < layouts[False] == len(set(specs))
 
 
 @pytest.mark.parametrize("space", synth.SPACES)
