@@ -23,7 +23,6 @@ only through its output.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import torch
 from cost_model.batch import ALL_RELATIONS, GraphTensors, relation_index
 from targets.errors import GraphError
 
-__all__ = ["BlockStructure", "NodeRows", "block_structure", "chain_tensors"]
+__all__ = ["BlockStructure", "NodeRows", "RowTable", "block_structure", "chain_tensors"]
 
 _GRANDCHILDREN = ALL_RELATIONS.index("grandchildren")
 _GRANDPARENTS = ALL_RELATIONS.index("grandparents")
@@ -54,11 +53,41 @@ class NodeRows:
     numeric: np.ndarray
     work: np.ndarray
 
-    @classmethod
-    def concat(cls, rows: Sequence[NodeRows]) -> NodeRows:
-        """The rows of ``rows`` one after the other."""
-        return cls(list(itertools.chain.from_iterable(r.texts for r in rows)),
-                   np.concatenate([r.numeric for r in rows]), np.concatenate([r.work for r in rows]))
+
+class RowTable:
+    """The node rows of many blocks stacked in one table, so that a network's rows are one gather.
+
+    A block adds its rows once and keeps their ids; a network lists its blocks' ids in order.
+    """
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._numeric = np.zeros((0, 0))
+        self._work = np.zeros((0, 0))
+
+    def add(self, rows: NodeRows) -> list[int]:
+        """Ids of ``rows`` in the table."""
+        start, stop = len(self.texts), len(self.texts) + len(rows.texts)
+        if stop > len(self._numeric):
+            size = max(stop, 2 * len(self._numeric))
+            self._numeric = _grown(self._numeric if start else rows.numeric[:0], size, start)
+            self._work = _grown(self._work if start else rows.work[:0], size, start)
+        self._numeric[start:stop] = rows.numeric
+        self._work[start:stop] = rows.work
+        self.texts += rows.texts
+        return list(range(start, stop))
+
+    def gather(self, ids: Sequence[int]) -> NodeRows:
+        """The rows with ``ids``, in that order."""
+        index = np.array(ids, dtype=np.int64)
+        return NodeRows(list(map(self.texts.__getitem__, ids)), self._numeric[index], self._work[index])
+
+
+def _grown(table: np.ndarray, rows: int, used: int) -> np.ndarray:
+    """``table`` with capacity ``rows``, its first ``used`` rows kept."""
+    grown = np.zeros((rows, table.shape[1]))
+    grown[:used] = table[:used]
+    return grown
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,14 +166,14 @@ def block_structure(num_nodes: int, edges: tuple[tuple[int, int], ...]) -> Block
     )
 
 
-def chain_tensors(rows: Sequence[NodeRows], blocks: Sequence[BlockStructure], *, name: str = "",
+def chain_tensors(rows: NodeRows, blocks: Sequence[BlockStructure], *, name: str = "",
                   input_batch: int = 1) -> GraphTensors:
     """``GraphTensors`` of the graph made of ``blocks`` one after the other, each reading the previous
-    block's output; ``rows`` are the nodes' features in graph order (any split into pieces).
+    block's output; ``rows`` are the nodes' features in graph order.
 
     Equal to ``featurize.graph_tensors`` of that graph, field by field. The structure (edges,
     relations, position features) of a sequence of blocks is built once and shared by every graph
-    with that sequence (the most recent ``_CHAIN_CACHE`` sequences). It is valid by construction
+    with that sequence (the last ``_CHAIN_CACHE`` sequences built). It is valid by construction
     (``block_structure`` checks each block), so ``GraphTensors``' own checks are skipped.
     """
     key = tuple(blocks)
@@ -153,18 +182,16 @@ def chain_tensors(rows: Sequence[NodeRows], blocks: Sequence[BlockStructure], *,
         chain = _CHAINS[key] = _chain(blocks, name)
         if len(_CHAINS) > _CHAIN_CACHE:
             _CHAINS.popitem(last=False)
-    texts = list(itertools.chain.from_iterable(r.texts for r in rows))
-    if len(texts) != chain.num_nodes:
-        raise GraphError(f"graph {name!r}: {len(texts)} node feature rows for {chain.num_nodes} nodes")
+    if len(rows.texts) != chain.num_nodes:
+        raise GraphError(f"graph {name!r}: {len(rows.texts)} node feature rows for {chain.num_nodes} nodes")
     # float32 x_num: each float64 value rounded once, as graph_tensors' ``.float()`` does
-    width = rows[0].numeric.shape[1]
+    width = rows.numeric.shape[1]
     x_num = np.empty((chain.num_nodes, width + chain.position.shape[1]), dtype=np.float32)
-    np.concatenate([r.numeric for r in rows], out=x_num[:, :width], casting="same_kind")
+    x_num[:, :width] = rows.numeric
     x_num[:, width:] = chain.position
     out = object.__new__(GraphTensors)
-    out.__dict__.update(texts=texts, x_num=torch.from_numpy(x_num), edge_index=chain.edge_index,
-                        rel_index=chain.rel_index, name=name, work=np.concatenate([r.work for r in rows]),
-                        input_batch=input_batch)
+    out.__dict__.update(texts=rows.texts, x_num=torch.from_numpy(x_num), edge_index=chain.edge_index,
+                        rel_index=chain.rel_index, name=name, work=rows.work, input_batch=input_batch)
     return out
 
 

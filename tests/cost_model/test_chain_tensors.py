@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cost_model.batch import GraphTensors
-from cost_model.chain_tensors import block_structure, chain_tensors
+from cost_model.chain_tensors import NodeRows, RowTable, block_structure, chain_tensors
 from cost_model.featurize import graph_tensors, node_rows
 from cost_model.graph import OpGraph, OpNode, TensorSpec
 from targets.errors import GraphError
@@ -45,11 +45,11 @@ def _block(rng: random.Random, first: bool) -> tuple[list[OpNode], tuple[tuple[i
     return [_node(rng) for _ in range(n)], tuple(sorted(edges))
 
 
-def _chain(seed: int) -> tuple[OpGraph, list, list]:
+def _chain(seed: int) -> tuple[OpGraph, NodeRows, list]:
     rng = random.Random(seed)
     nodes: list[OpNode] = []
     edges: list[tuple[int, int]] = []
-    rows, structures = [], []
+    table, ids, structures = RowTable(), [], []
     for k in range(rng.randint(1, 7)):
         block_nodes, block_edges = _block(rng, first=k == 0)
         offset = len(nodes)
@@ -57,10 +57,10 @@ def _chain(seed: int) -> tuple[OpGraph, list, list]:
             node.id = offset + i
         nodes += block_nodes
         edges += [(s + offset, d + offset) for s, d in block_edges]
-        rows.append(node_rows(block_nodes))
+        ids += table.add(node_rows(block_nodes))
         structures.append(block_structure(len(block_nodes), block_edges))
     graph = OpGraph(nodes, edges, inputs=[_SHAPES[0]], output_nodes=[len(nodes) - 1], name=f"chain{seed}")
-    return graph, rows, structures
+    return graph, table.gather(ids), structures
 
 
 def _assert_same(got: GraphTensors, want: GraphTensors) -> None:
@@ -81,7 +81,7 @@ def test_chain_equals_featurizing_the_assembled_graph(seed):
 def test_a_repeated_chain_shares_its_structure_and_keeps_its_own_features():
     graph, rows, structures = _chain(3)
     first = chain_tensors(rows, structures, name="a")
-    again = chain_tensors(rows[::-1] if len(rows) == 1 else rows, structures, name="b")
+    again = chain_tensors(rows, structures, name="b")
     assert again.rel_index is first.rel_index and again.name == "b"
     assert again.x_num is not first.x_num
 
@@ -89,7 +89,7 @@ def test_a_repeated_chain_shares_its_structure_and_keeps_its_own_features():
 def test_rows_must_cover_the_blocks():
     graph, rows, structures = _chain(5)
     with pytest.raises(GraphError, match="node feature rows"):
-        chain_tensors(rows[:-1], structures, name="short")
+        chain_tensors(NodeRows(rows.texts[:-1], rows.numeric[:-1], rows.work[:-1]), structures, name="short")
 
 
 def test_block_edges_point_forward_inside_the_block_and_the_first_block_has_no_input():
@@ -100,4 +100,4 @@ def test_block_edges_point_forward_inside_the_block_and_the_first_block_has_no_i
         block_structure(2, ((-1, 0), (0, 1), (0, 1)))
     reads_input = block_structure(1, ((-1, 0),))
     with pytest.raises(GraphError, match="first block"):
-        chain_tensors([node_rows([_node(random.Random(0))])], [reads_input])
+        chain_tensors(node_rows([_node(random.Random(0))]), [reads_input])

@@ -26,6 +26,7 @@ Batch sizes other than 1 are not templated; callers lower those through TVM.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any
 
 from cost_model.batch import GraphTensors
 from cost_model.cache_dir import default_cache_root
-from cost_model.chain_tensors import BlockStructure, NodeRows, block_structure, chain_tensors
+from cost_model.chain_tensors import BlockStructure, RowTable, block_structure, chain_tensors
 from cost_model.featurize import node_rows
 from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order
 from cost_model.io import read_json, write_text_atomic
@@ -62,8 +63,9 @@ _CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
 class _Block:
     """Nodes (prototype field dicts, ids relative to the block) and sorted edges, ``-1`` = the block input.
 
-    ``features`` caches the block's ``NodeRows`` and ``BlockStructure`` (``_block_rows``,
-    ``_block_structure``): a template block is featurized once for all the networks that use it.
+    ``features`` caches the block's row ids in its space's ``RowTable`` and its ``BlockStructure``
+    (``_block_ids``, ``_block_structure``): a template block is featurized once for all the
+    networks that use it.
     """
 
     protos: tuple[dict[str, Any], ...]
@@ -78,6 +80,7 @@ class _Space:
     inputs: tuple[TensorSpec, ...]
     reshaped: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = field(default_factory=dict)  # OFA, per size
     convs_alike: bool = False  # NB201: both convolutions' units have the same nodes and edges
+    rows: RowTable = field(default_factory=RowTable)  # node features of the blocks used so far
     cells: dict[tuple[str, ...], _CellLayout] = field(default_factory=dict)  # NB201, by ``_cell_layout``'s key
 
 
@@ -102,11 +105,13 @@ def synthesize_tensors(spec: str, arch: Any, space: str) -> GraphTensors:
     (``cost_model.chain_tensors``) without building the graph's nodes."""
     templates = _space(space)
     if space == nb201.NAME:
-        rows, structures = _nb201_pieces(arch, templates)
+        ids, structures = _nb201_pieces(arch, templates)
     else:
         blocks = [b for b in _chain_blocks(arch, space, templates) if b.protos]  # skip layers have no nodes
-        rows, structures = [_block_rows(b) for b in blocks], [_block_structure(b) for b in blocks]
-    return chain_tensors(rows, structures, name=spec, input_batch=1)  # templates are lowered at batch 1
+        ids = list(itertools.chain.from_iterable(_block_ids(b, templates) for b in blocks))
+        structures = [_block_structure(b) for b in blocks]
+    return chain_tensors(templates.rows.gather(ids), structures, name=spec,
+                         input_batch=1)  # templates are lowered at batch 1
 
 
 def _chain_blocks(arch: Any, space: str, templates: _Space) -> list[_Block]:
@@ -118,17 +123,17 @@ def _chain_blocks(arch: Any, space: str, templates: _Space) -> list[_Block]:
     return blocks
 
 
-def _block_rows(block: _Block) -> NodeRows:
-    """The block's node features, computed at first use."""
-    rows = block.features.get("rows")
-    if rows is None:
+def _block_ids(block: _Block, space: _Space) -> list[int]:
+    """Ids of the block's node features in ``space.rows``, featurized at first use."""
+    ids = block.features.get("ids")
+    if ids is None:
         nodes = []
         for proto in block.protos:
             node = object.__new__(OpNode)
             node.__dict__ = {**proto, "id": 0}  # features never read the id
             nodes.append(node)
-        rows = block.features["rows"] = node_rows(nodes)
-    return rows
+        ids = block.features["ids"] = space.rows.add(node_rows(nodes))
+    return ids
 
 
 def _block_structure(block: _Block) -> BlockStructure:
@@ -216,22 +221,22 @@ def _nb201_blocks(cell: nb201.NB201Cell, space: _Space) -> list[_Block]:
     return blocks
 
 
-def _nb201_pieces(cell: nb201.NB201Cell, space: _Space) -> tuple[list[NodeRows], list[BlockStructure]]:
-    """Node features (per unit) and block structures (per cell) of ``_nb201_blocks``' graph."""
+def _nb201_pieces(cell: nb201.NB201Cell, space: _Space) -> tuple[list[int], list[BlockStructure]]:
+    """Node feature ids (in ``space.rows``) and block structures (per cell) of ``_nb201_blocks``' graph."""
     kinds, layout = _cell_layout(cell, space)
     units = space.blocks
-    rows, structures = [_block_rows(units["stem"])], [_block_structure(units["stem"])]
+    ids, structures = list(_block_ids(units["stem"], space)), [_block_structure(units["stem"])]
     for stage in range(_NB201_STAGES):
         if stage:
             reduce = units[f"reduce:{stage - 1}"]
-            rows.append(_block_rows(reduce))
+            ids += _block_ids(reduce, space)
             structures.append(_block_structure(reduce))
-        rows.extend([NodeRows.concat([_block_rows(units[f"{kind}:{stage}"]) for kind in kinds])]
-                    * _NB201_CELLS_PER_STAGE)
+        ids += list(itertools.chain.from_iterable(_block_ids(units[f"{kind}:{stage}"], space) for kind in kinds)
+                    ) * _NB201_CELLS_PER_STAGE
         structures.extend([layout.structure] * _NB201_CELLS_PER_STAGE)
-    rows.append(_block_rows(units["head"]))
+    ids += _block_ids(units["head"], space)
     structures.append(_block_structure(units["head"]))
-    return rows, structures
+    return ids, structures
 
 
 def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int], int]]:
