@@ -246,8 +246,8 @@ def collate(graphs: Sequence[GraphTensors], relations: Sequence[str] = ALL_RELAT
     edges += np.repeat(ptr[:-1], [g.edge_index.shape[1] for g in graphs])
     rel = np.concatenate([g.rel_index.numpy() for g in graphs], axis=1)
     rel[1:] += np.repeat(ptr[:-1], [g.rel_index.shape[1] for g in graphs])
-    rel[0] = remap[rel[0]]
-    if len(relations) < len(ALL_RELATIONS):
+    if relations != ALL_RELATIONS:
+        rel[0] = remap[rel[0]]
         rel = rel[:, rel[0] >= 0]
     has_work = all(g.work is not None for g in graphs)
     return GraphBatch(
