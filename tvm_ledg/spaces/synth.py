@@ -25,7 +25,6 @@ Batch sizes other than 1 are not templated; callers lower those through TVM.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -37,11 +36,12 @@ from cost_model.batch import GraphTensors
 from cost_model.cache_dir import default_cache_root
 from cost_model.chain_tensors import BlockStructure, RowTable, block_structure, chain_tensors
 from cost_model.featurize import node_rows
-from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order
+from cost_model.graph import OpGraph, OpNode, TensorSpec
 from cost_model.io import read_json, write_text_atomic
 from targets.errors import GraphError
 from tvm_ledg import op_costs
 from tvm_ledg.spaces import fbnet, nb201, ofa
+from tvm_ledg.spaces.synth_nb201 import CONV_OPS, CellLayout, cell_layout, convs_alike
 from tvm_ledg.spaces.synth_templates import OFA_REFERENCE_RESOLUTION
 
 __all__ = ["SPACES", "synthesize", "synthesize_tensors"]
@@ -52,11 +52,6 @@ SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME, ofa.NAME)
 
 _NB201_STAGES = 3
 _NB201_CELLS_PER_STAGE = 5
-# TVM's FoldBatchnormToConv2D re-emits the whole function through a memoizing rewriter, which
-# merges structurally equal bindings: within a cell, equal weight-free computations on the same
-# tensor (the ReLU before a conv, ``x * 0``, pooling, ``0 + x``, sums of those) are one node each.
-# Convolutions carry their own weights and are never merged.
-_CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
 
 
 @dataclass(frozen=True)
@@ -81,7 +76,7 @@ class _Space:
     reshaped: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = field(default_factory=dict)  # OFA, per size
     convs_alike: bool = False  # NB201: both convolutions' units have the same nodes and edges
     rows: RowTable = field(default_factory=RowTable)  # node features of the blocks used so far
-    cells: dict[tuple[str, ...], _CellLayout] = field(default_factory=dict)  # NB201, by ``_cell_layout``'s key
+    cells: dict[tuple[str, ...], CellLayout] = field(default_factory=dict)  # NB201, by ``cell_layout``'s key
 
 
 _LOADED: dict[str, _Space] = {}
@@ -172,44 +167,8 @@ def _assemble(blocks: list[_Block], inputs: tuple[TensorSpec, ...], meta: dict[s
 
 
 # ------------------------------------------------------------------ NB201
-@dataclass
-class _CellLayout:
-    """A cell's units in canonical order, with the cell's sorted edges and node count.
-
-    ``parts`` are ``(kind, edge)`` per unit: a convolution unit's kind ends where its op
-    goes and ``edge`` indexes the cell's flattened edge ops; other units have ``edge = -1``.
-    """
-
-    parts: list[tuple[str, int]]
-    edges: tuple[tuple[int, int], ...]
-    num_nodes: int
-
-    @functools.cached_property
-    def structure(self) -> BlockStructure:
-        return block_structure(self.num_nodes, self.edges)
-
-
-def _cell_layout(cell: nb201.NB201Cell, space: _Space) -> tuple[list[str], _CellLayout]:
-    """Unit kinds of ``cell`` in canonical order and its layout.
-
-    Layouts are shared by cells that differ only in which convolution an edge has: both
-    lower to units with the same nodes and edges (``_Space.convs_alike``, checked when the
-    templates are loaded) and no convolution is merged with another, so the order and the
-    edges do not depend on it. That leaves at most 4**6 layouts.
-    """
-    ops = [op for edge in cell.edges for op in edge]
-    key = tuple("conv" if op in _CONV_OPS else op for op in ops) if space.convs_alike else tuple(ops)
-    layout = space.cells.get(key)
-    if layout is None:
-        plan = _nb201_cell_plan(cell)
-        layout = space.cells[key] = _CellLayout(
-            [(kind[: -len(ops[edge])] if edge >= 0 else kind, edge) for kind, _, edge in plan],
-            _cell_edges(plan, space.blocks), sum(len(space.blocks[f"{kind}:0"].protos) for kind, _, _ in plan))
-    return [kind if edge < 0 else kind + ops[edge] for kind, edge in layout.parts], layout
-
-
 def _nb201_blocks(cell: nb201.NB201Cell, space: _Space) -> list[_Block]:
-    kinds, layout = _cell_layout(cell, space)
+    kinds, layout = cell_layout(cell, space.blocks, space.cells, space.convs_alike)
     units = space.blocks
     blocks = [units["stem"]]
     for stage in range(_NB201_STAGES):
@@ -223,7 +182,7 @@ def _nb201_blocks(cell: nb201.NB201Cell, space: _Space) -> list[_Block]:
 
 def _nb201_pieces(cell: nb201.NB201Cell, space: _Space) -> tuple[list[int], list[BlockStructure]]:
     """Node feature ids (in ``space.rows``) and block structures (per cell) of ``_nb201_blocks``' graph."""
-    kinds, layout = _cell_layout(cell, space)
+    kinds, layout = cell_layout(cell, space.blocks, space.cells, space.convs_alike)
     units = space.blocks
     ids, structures = list(_block_ids(units["stem"], space)), [_block_structure(units["stem"])]
     for stage in range(_NB201_STAGES):
@@ -237,72 +196,6 @@ def _nb201_pieces(cell: nb201.NB201Cell, space: _Space) -> tuple[list[int], list
     ids += _block_ids(units["head"], space)
     structures.append(_block_structure(units["head"]))
     return ids, structures
-
-
-def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int], int]]:
-    """The cell as units (edge ops, first-edge sums, adds) in canonical order, with producer positions
-    and, for convolutions, the index of their edge among the cell's flattened edge ops (else -1).
-
-    Position 0 of the unit DAG is the cell input; it is first in the DFS order and
-    is dropped, so producer ``-1`` in the result means the cell input.
-    """
-    units: list[tuple[str, list[int], int]] = [("input", [], -1)]
-    node_value = [0]
-    seen: dict[tuple[str, tuple[int, ...]], int] = {}
-
-    def unit(kind: str, producers: list[int], edge: int = -1) -> int:
-        """A unit; a weight-free one equal to an earlier one *is* that one (see ``_CONV_OPS``)."""
-        key = (kind, tuple(producers))
-        if "-conv:" in kind or key not in seen:
-            units.append((kind, producers, edge))
-            seen[key] = len(units) - 1
-        return seen[key]
-
-    def edge_unit(kind: str, op: str, src: int, edge: int) -> int:
-        source = node_value[src]
-        if op in _CONV_OPS:  # the ReLU before a conv is weight-free and shared; the conv is not
-            return unit(f"{kind}-conv:{op}", [unit("relu", [source])], edge)
-        return unit(f"{kind}:{op}", [source])
-
-    edge = 0
-    for ops in cell.edges:
-        partial = -1
-        for src, op in enumerate(ops):
-            if src == 0:
-                partial = edge_unit("first", op, src, edge)
-            else:
-                value = node_value[src] if op == "skip_connect" else edge_unit("edge", op, src, edge)
-                partial = unit("add", [partial, value])
-            edge += 1
-        node_value.append(partial)
-    order = canonical_order([producers for _, producers, _ in units], [node_value[-1]])
-    if order[0] != 0:
-        raise GraphError("nb201 cell: the cell input is not first in canonical order")
-    position = {old: new - 1 for new, old in enumerate(order)}
-    return [(units[old][0], [position[p] for p in units[old][1]], units[old][2]) for old in order[1:]]
-
-
-def _cell_edges(plan: list[tuple[str, list[int], int]], units: dict[str, _Block]) -> tuple[tuple[int, int], ...]:
-    """Sorted edges of a cell whose units are placed one after the other in plan order.
-
-    Every stage's unit of a kind has the same nodes and edges (only shapes differ), so one
-    stage's templates give the edges of all three.
-    """
-    edges: list[tuple[int, int]] = []
-    last: list[int] = []  # block-relative id of each unit's output node
-    size = 0
-    for kind, producers, _ in plan:
-        unit = units[f"{kind}:0"]
-        offset = size
-        size += len(unit.protos)
-        sources = [-1 if p < 0 else last[p] for p in producers]
-        if kind == "add":  # one node reading both producers
-            edges.extend((s, offset) for s in sources)
-        else:
-            for s, d in unit.edges:
-                edges.append((sources[0] if s < 0 else s + offset, d + offset))
-        last.append(size - 1)
-    return tuple(sorted(set(edges)))
 
 
 # ------------------------------------------------------------------ OFA
@@ -410,17 +303,14 @@ def _parse_templates(data: dict[str, Any]) -> _Space:
             protos.append(fields)
         blocks[key] = _Block(tuple(protos), tuple(sorted((int(s), int(d)) for s, d in unit["edges"])))
     for stage in range(_NB201_STAGES) if "reduce:0" in blocks else ():
-        for op in _CONV_OPS:
+        for op in CONV_OPS:
             for kind in ("first", "edge"):
                 blocks[f"{kind}-conv:{op}:{stage}"] = _drop_first(blocks[f"{kind}:{op}:{stage}"])
-        relu = blocks[f"edge:{_CONV_OPS[0]}:{stage}"]
+        relu = blocks[f"edge:{CONV_OPS[0]}:{stage}"]
         blocks[f"relu:{stage}"] = _Block(relu.protos[:1], ((-1, 0),))
     stem = data["units"]["stem"]["nodes"][0]["inputs"][0]
-    convs_alike = "reduce:0" in blocks and all(
-        (len(blocks[f"{kind}:{_CONV_OPS[0]}:0"].protos), blocks[f"{kind}:{_CONV_OPS[0]}:0"].edges)
-        == (len(blocks[f"{kind}:{_CONV_OPS[1]}:0"].protos), blocks[f"{kind}:{_CONV_OPS[1]}:0"].edges)
-        for kind in ("first", "edge", "first-conv", "edge-conv"))
-    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),), convs_alike=convs_alike)
+    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),),
+                  convs_alike="reduce:0" in blocks and convs_alike(blocks))
 
 
 def _drop_first(block: _Block) -> _Block:
