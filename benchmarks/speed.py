@@ -334,8 +334,8 @@ def main() -> None:
         f"seen before; NB201 cells distinct, drawn from all 15,625); every timed run starts from empty "
         "in-process caches (block features, cell layouts, chain structures, operator kinds) with the block "
         "templates read from disk. Load average when done: "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) on {os.cpu_count()} cores: numbers "
-        "taken while other jobs shared the machine are lower than on an idle one.",
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) on {os.cpu_count()} cores: with "
+        "other jobs (training runs) sharing the machine, these rates are lower bounds of an idle machine's.",
         "",
         "Rates per second. *spec -> inputs* is what `predict_table` does before batching: parse the spec and "
         "assemble its model inputs from per-block features (`tvm_ledg.spaces.synth.synthesize_tensors`; zoo: "
