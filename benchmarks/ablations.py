@@ -17,7 +17,7 @@ Variants of LeDG-Former (all else equal):
 Trained baselines: ``graphsage`` (NNLP-style GNN + global features) and ``mlp``
 (one-hot cell MLP), both conditioned on the numeric target features. Usage::
 
-    python benchmarks/ablations.py --graph-store .cache/graphs --folds 3 --out docs/results/ablations
+    python -m benchmarks.ablations --graph-store .cache/graphs --folds 3 --out docs/results/ablations
 
 Per-fold results are kept in ``<out>.folds/`` (one file per method and fold); a
 fold file made with other settings (``method_settings``) is refused, not reused.
@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from common import load_fold, md_table, write_results
-from hardware_transfer import TRAIN, add_protocol_arguments, fold_file, load_protocol
+from benchmarks.common import load_fold, md_table, parser, start, write_results
+from benchmarks.hardware_transfer import TRAIN, add_protocol_arguments, fold_file, load_protocol
 
 from cost_model.baselines import make_baseline
 from cost_model.io import write_text_atomic
@@ -65,16 +64,13 @@ def method_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/ablations"), threads=2, seed=0, data_root=True)
     add_protocol_arguments(ap)
-    ap.add_argument("--out", type=Path, default=Path("docs/results/ablations"))
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--rows-per-epoch", type=int, default=3000)
     ap.add_argument("--methods", nargs="+", default=[*VARIANTS, *TRAINED_BASELINES],
                     choices=[*VARIANTS, *TRAINED_BASELINES])
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    args, started = start(ap)
     proto = load_protocol(args)
     part_dir = args.out.with_name(args.out.name + ".folds")
     part_dir.mkdir(parents=True, exist_ok=True)

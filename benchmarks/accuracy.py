@@ -13,22 +13,20 @@ drawn from those, and the test set is disjoint from every training set.
 Baselines: FLOPs and params (rank only), the one-hot cell MLP and GraphSAGE.
 Usage::
 
-    python benchmarks/accuracy.py --graph-store .cache/graphs --out docs/results/accuracy
+    python -m benchmarks.accuracy --graph-store .cache/graphs --out docs/results/accuracy
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.stats import kendalltau, spearmanr
 
-from common import md_table, write_results
+from benchmarks.common import md_table, parser, start, write_results
 
 import targets
 from cost_model.baselines import make_baseline
@@ -41,20 +39,14 @@ PLACEHOLDER_TARGET = "gtx1080ti-pytorch-fp32-b1"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/accuracy"), threads=2, seed=0, data_root=True)
     ap.add_argument("--graph-store", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=Path("docs/results/accuracy"))
-    ap.add_argument("--data-root", default=None)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.10])
     ap.add_argument("--test-archs", type=int, default=1000)
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--baselines", nargs="*", default=["mlp", "graphsage"])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    args, started = start(ap)
     store = GraphStore(args.graph_store)
     specs, acc = load_nb201_accuracy(root=args.data_root, dataset=args.dataset, split="valid")
     have = [i for i, s in enumerate(specs) if s in store]

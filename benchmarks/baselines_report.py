@@ -8,18 +8,16 @@ options (``in_domain.py --protocol nb201-permutation``, ``hardware_transfer.py
 protocol's own tables with the command, machine and date that produced them.
 A protocol whose results are missing is listed as not run. Usage::
 
-    python benchmarks/baselines_report.py --parts docs/results/baselines.parts --out docs/results/baselines
+    python -m benchmarks.baselines_report --parts docs/results/baselines.parts --out docs/results/baselines
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from common import md_table, write_results
+from benchmarks.common import md_table, parser, start, write_results
 
 # file stem in --parts -> section title
 PARTS = {
@@ -45,11 +43,9 @@ NOT_RUN = ("Not in these runs: GraphSAGE, NN-Former static masks and the one-hot
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/baselines"))
     ap.add_argument("--parts", type=Path, default=Path("docs/results/baselines.parts"))
-    ap.add_argument("--out", type=Path, default=Path("docs/results/baselines"))
-    args = ap.parse_args()
-    started = time.time()
+    args, started = start(ap)
     found = {stem: json.loads((args.parts / f"{stem}.json").read_text())
              for stem in PARTS if (args.parts / f"{stem}.json").is_file()}
     lines = ["Baseline rows of the protocols the cost model is judged on; a model row belongs in the same table "

@@ -1,24 +1,32 @@
-"""Shared pieces of the benchmark scripts: environment record, result files, data assembly."""
+"""Shared pieces of the benchmark scripts: command line, environment record, result files, data assembly.
+
+Benchmarks run as modules from the repository root (``python -m benchmarks.<name>``), so the
+repository's packages import without installing them and without touching ``sys.path``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime
 import json
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from tqdm import tqdm
 
-from cost_model.io import write_text_atomic  # noqa: E402
-from targets.errors import DataError  # noqa: E402
-from tvm_ledg.measure.environment import environment as measure_environment  # noqa: E402
+from cost_model.io import write_text_atomic
+from targets.errors import DataError
+from tvm_ledg.measure.environment import environment as measure_environment
+from tvm_ledg.measure.quiet import MachineBusy
+
+REPO = Path(__file__).resolve().parents[1]
+EXIT_BUSY = 3  # the exit code that asks for the same command again on a quiet machine (run_measured.sh loops on it)
 
 EXTRA_PACKAGES = ("scipy", "transformers")  # used by benchmarks, not by measurements
 
@@ -30,6 +38,60 @@ NETWORK_MODEL: dict[str, Any] = {"dim": 32, "layers": 2, "heads": 4, "factors": 
 NETWORK_TRAIN: dict[str, Any] = {"batch_size": 512, "lr": 3e-3, "rank_weight": 0.0}
 
 
+def parser(doc: str, out: Path, *, threads: int | None = None, seed: int | None = None,
+           data_root: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: the first line of its docstring ``doc`` as description, ``--out`` (the
+    report's path without suffix, default ``out``) and the options most benchmarks share, each only where
+    asked for: ``--threads`` (torch threads), ``--seed`` and ``--data-root`` (the public data)."""
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    ap.add_argument("--out", type=Path, default=out, help="report path without suffix (.md and .json are written)")
+    if threads is not None:
+        ap.add_argument("--threads", type=int, default=threads, help="torch threads")
+    if seed is not None:
+        ap.add_argument("--seed", type=int, default=seed)
+    if data_root:
+        ap.add_argument("--data-root", default=None,
+                        help="public data root (default: $TVM_LEDG_DATA_ROOT, then the documented default)")
+    return ap
+
+
+def start(ap: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, float]:
+    """The parsed arguments and the start time (``write_results`` reports the wall time from it); torch runs
+    on ``--threads`` threads where the benchmark has that option, set before any work."""
+    args = ap.parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args, time.time()
+
+
+@contextlib.contextmanager
+def stop_when_busy(run: str) -> Iterator[None]:
+    """End the process with ``EXIT_BUSY`` when ``run`` meets a busy machine, leaving it and every later run to the
+    next invocation (finished runs are kept in their part files).
+
+    Later runs are not tried in the same process: a process that once read the host as slow (the runner's
+    worker, or this one: ``StaleProcess``) tends to go on reading it so, and a new invocation's fresh
+    processes measure.
+    """
+    try:
+        yield
+    except MachineBusy as exc:
+        tqdm.write(f"{run}: machine busy, left for the next run ({exc})")
+        print("nothing written beyond the finished runs: run the same command again (they are kept) on a quiet "
+              "machine", file=sys.stderr)
+        sys.exit(EXIT_BUSY)
+
+
+def command() -> str:
+    """The command line that ran this process, as one would type it again (``python -m benchmarks.<name>``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    argv = sys.argv[1:] if spec is not None else sys.argv
+    prefix = ["-m", spec.name] if spec is not None else []
+    return "python " + " ".join(shlex.quote(a) for a in [*prefix, *argv])
+
+
 def environment() -> dict[str, Any]:
     """The measurement environment (CPU, cores, Python, library versions) plus what a benchmark run adds:
     date, command, torch threads and the versions of ``EXTRA_PACKAGES``."""
@@ -39,7 +101,7 @@ def environment() -> dict[str, Any]:
     env["versions"] = {**env["versions"], **{name: _version(name) for name in EXTRA_PACKAGES}}
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command(),
         **env,
         "torch_threads": torch.get_num_threads(),
     }

@@ -13,7 +13,7 @@ Reads a store or a ``tvm-ledg db export`` file and reports:
 
 Nothing is measured; it runs in seconds. Usage::
 
-    python benchmarks/dataset_card.py --data datasets/local-zen3.jsonl.gz --out docs/results/dataset
+    python -m benchmarks.dataset_card --data datasets/local-zen3.jsonl.gz --out docs/results/dataset
 """
 
 from __future__ import annotations
@@ -21,23 +21,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import REPO, md_table, open_store, write_results
+from benchmarks.common import REPO, md_table, open_store, parser, start, write_results
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, REPO / "docs" / "results" / "dataset")
     ap.add_argument("--data", type=Path, required=True, help="measurement store (.sqlite) or export (.jsonl.gz)")
     ap.add_argument("--gap-minutes", type=float, default=20.0, help="a longer pause ends a sitting")
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "dataset")
-    args = ap.parse_args()
-    started = time.time()
+    args, started = start(ap)
     with tempfile.TemporaryDirectory() as tmp, open_store(args.data, Path(tmp)) as store:
         stats = store.stats()
         names = {h: d.name for h, d in store.targets().items()}

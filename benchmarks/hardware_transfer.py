@@ -22,7 +22,7 @@ per-device models that need the device's own rows (``additive``, see
 mean weights as the prior. ``--baselines-only`` skips LeDG-Former, so the
 baseline rows of a protocol cost seconds per fold, e.g.::
 
-    python benchmarks/hardware_transfer.py --graph-store .cache/graphs --grouping device --baselines-only \
+    python -m benchmarks.hardware_transfer --graph-store .cache/graphs --grouping device --baselines-only \
         --baselines proxy flops additive --out docs/results/baselines.parts/leave_one_device_out
 
 Architectures are split by spec string (``assign_arch_split``): metrics are on
@@ -33,7 +33,7 @@ held-out device.
 
 Usage::
 
-    python benchmarks/hardware_transfer.py --graph-store .cache/graphs --out docs/results/hardware_transfer
+    python -m benchmarks.hardware_transfer --graph-store .cache/graphs --out docs/results/hardware_transfer
 
 Per-fold results are kept in ``<out>.folds/`` so an interrupted run resumes; a
 fold file made with other settings (``fold_settings``) is refused, not reused.
@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from common import NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, load_fold, md_table, write_results
+from benchmarks.common import (NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, load_fold, md_table, parser, start,
+                               write_results)
 
 import targets
 from cost_model.adapt import adapt
@@ -73,7 +73,7 @@ HELD_OUT = {"hardware": "whole hardware groups held out", "class": "one device c
 ENCODER = NETWORK_ENCODER
 MODEL = NETWORK_MODEL
 TRAIN = NETWORK_TRAIN  # with --epochs, --rows-per-epoch, --seed; patience = epochs (the best epoch is kept)
-ADAPT: dict[str, Any] = {"steps": 30, "folds": 3}
+ADAPT: dict[str, Any] = {"steps": 30, "folds": 3, "reference": True}
 
 
 class _Loaded(dict):
@@ -149,8 +149,9 @@ class Protocol:
 
 
 def add_protocol_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options that pick the devices, folds and architectures (its caller's ``parser`` adds ``--threads``,
+    ``--seed`` and ``--data-root``)."""
     ap.add_argument("--graph-store", type=Path, required=True)
-    ap.add_argument("--data-root", default=None)
     ap.add_argument("--grouping", choices=GROUPINGS, default="hardware",
                     help="what is held out together: one hardware (all its settings), a device class, or one device")
     ap.add_argument("--folds", type=int, default=8, help="number of folds (grouping 'hardware' only)")
@@ -158,8 +159,6 @@ def add_protocol_arguments(ap: argparse.ArgumentParser) -> None:
                     help="evaluate only the folds that hold out these devices (default: every fold)")
     ap.add_argument("--max-train-archs", type=int, default=300, help="training architectures per device")
     ap.add_argument("--max-test-archs", type=int, default=1000, help="test architectures per device")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
 
 
 def load_protocol(args: argparse.Namespace) -> Protocol:
@@ -190,18 +189,17 @@ def load_protocol(args: argparse.Namespace) -> Protocol:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/hardware_transfer"), threads=2, seed=0, data_root=True)
     add_protocol_arguments(ap)
-    ap.add_argument("--out", type=Path, default=Path("docs/results/hardware_transfer"))
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
     ap.add_argument("--shots", type=int, nargs="*", default=[10, 20])
     ap.add_argument("--baselines", nargs="*", default=["proxy", "flops", "params"])
     ap.add_argument("--baselines-only", action="store_true", help="skip LeDG-Former: baseline rows only")
     ap.add_argument("--report-only", action="store_true", help="write the tables from the folds finished so far")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    ap.add_argument("--models", type=Path, default=None,
+                    help="keep each fold's trained model here and reuse it (evaluation can change without retraining)")
+    args, started = start(ap)
     proto = load_protocol(args)
     descs, measured, graphs, folds, rows_of = proto.descs, proto.measured, proto.graphs, proto.folds, proto.rows_of
     cache: dict[str, Any] = {}
@@ -226,11 +224,7 @@ def main() -> None:
         t0 = time.time()
         model = None
         if not args.baselines_only:
-            model = LatencyPredictor(encoder=ENCODER, model=MODEL,
-                                     train=TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
-                                                       rows_per_epoch=args.rows_per_epoch, **TRAIN),
-                                     feature_cache=cache)
-            model.fit(graphs, descs, train, val, progress=True)
+            model = _fold_model(args, held, graphs, descs, train, val, cache)
         train_s = time.time() - t0
         baselines = {}
         for name in args.baselines:
@@ -282,13 +276,35 @@ def main() -> None:
             print(f"fold {fi} {alias:<28} zero-shot Spearman "
                   + " ".join(f"{n} {m['spearman']:.3f}" for n, m in z.items()))
         info = {"fold": fi, "held": held, "train_rows": len(train), "val_rows": len(val),
-                "train_seconds": round(train_s, 1), "epochs_run": 0 if model is None else len(model.history_)}
+                "train_seconds": round(train_s, 1), "epochs_run": 0 if model is None else len(model.history_),
+                "val_log_rmse": [] if model is None else [h.get("val_log_rmse") for h in model.history_]}
         write_text_atomic(path, json.dumps({"held": held, "devices": devices, "info": info,
                                             "settings": settings}))
         per_device.update(devices)
         fold_info.append(info)
 
     _report(args, per_device, fold_info, folds, len(proto.have), started)
+
+
+def _fold_model(args: argparse.Namespace, held: list[str], graphs, descs, train, val, cache) -> LatencyPredictor:
+    """The fold's trained LeDG-Former. With ``--models`` it is saved there by fold, and a saved one (made with
+    the same settings) is loaded instead of trained, so evaluation can change without retraining."""
+    path = None if args.models is None else args.models / fold_file(held).replace(".json", "")
+    if path is not None and (path / "config.json").is_file():
+        model = LatencyPredictor.from_pretrained(path, feature_cache=cache)
+        if model.train != TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                                      rows_per_epoch=args.rows_per_epoch, **TRAIN):
+            raise SystemExit(f"{path}: trained with other settings; delete it or choose another --models")
+        print(f"loaded {path}")
+        return model
+    model = LatencyPredictor(encoder=ENCODER, model=MODEL,
+                             train=TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                                               rows_per_epoch=args.rows_per_epoch, **TRAIN),
+                             feature_cache=cache)
+    model.fit(graphs, descs, train, val, progress=True)
+    if path is not None:
+        model.save_pretrained(path)
+    return model
 
 
 def _few_shot_baselines(samples, test, measured, train_devices, graphs) -> dict[str, Any]:

@@ -22,7 +22,7 @@ an interrupted run goes on where it stopped until ``--minutes`` of probes are
 in. Plot: ``<out>.png``. Run it alone: anything else running makes probes
 foreign. Usage::
 
-    python benchmarks/host_noise.py --minutes 20 --out docs/results/host_noise
+    python -m benchmarks.host_noise --minutes 20 --out docs/results/host_noise
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from common import REPO, md_table, write_results
+from benchmarks.common import REPO, md_table, parser, start, write_results
 
 from tvm_ledg.measure.quiet import HOST_SPEED, WARM_S, ForeignCpu, QuietPolicy
 
@@ -43,13 +43,11 @@ _STEAL_FIELD = 7  # user nice system idle iowait irq softirq steal (proc(5))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, REPO / "docs" / "results" / "host_noise")
     ap.add_argument("--minutes", type=float, default=20.0, help="probing time in total, over resumed runs")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between probes (the gate's poll)")
     ap.add_argument("--max-foreign", type=float, default=0.05, help="other processes' cores that void a probe")
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "host_noise")
-    args = ap.parse_args()
-    started = time.time()
+    args, started = start(ap)
     log = args.out.with_suffix(".probes.jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
     probes = _read(log)

@@ -11,7 +11,7 @@ and whichever trained baselines are named. Sizes above the number of
 training-split architectures that have graphs are capped, and the table says
 so. Usage::
 
-    python benchmarks/in_domain.py --graph-store .cache/graphs --sizes 100 1000 --out docs/results/in_domain
+    python -m benchmarks.in_domain --graph-store .cache/graphs --sizes 100 1000 --out docs/results/in_domain
 
 ``--protocol nb201-permutation`` is the fixed NAS-Bench-201 split the baseline
 bar uses: architectures in NAS-Bench-201 index order, permuted by
@@ -23,7 +23,7 @@ so no graph store is needed. ``--methods`` picks the rows (``ledg``: LeDG-Former
 trained jointly on every device as above; any name of ``make_baseline``; ``flops``
 and ``params``: the per-device log-linear fits), e.g.::
 
-    python benchmarks/in_domain.py --protocol nb201-permutation --sizes 1000 \
+    python -m benchmarks.in_domain --protocol nb201-permutation --sizes 1000 \
         --methods onehot-ridge additive flops --out docs/results/baselines.parts/in_domain_nb201
 """
 
@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from common import md_table, write_results
+from benchmarks.common import NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, md_table, parser, start, write_results
 
 from cost_model.adapt import adapt
 from cost_model.baselines import make_baseline
@@ -54,7 +53,7 @@ NB201_TEST = slice(1200, 6200)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/in_domain"), threads=2, data_root=True)
     ap.add_argument("--protocol", choices=PROTOCOLS, default="joint",
                     help="joint: the config's arch split, graphs from --graph-store; nb201-permutation: the fixed "
                          "NAS-Bench-201 split of the docstring")
@@ -62,17 +61,12 @@ def main() -> None:
                     help="rows of the nb201-permutation protocol (ledg, flops, params or a baseline name)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the nb201-permutation split")
     ap.add_argument("--graph-store", type=Path, default=None, help="graph store (joint protocol)")
-    ap.add_argument("--out", type=Path, default=Path("docs/results/in_domain"))
-    ap.add_argument("--data-root", default=None)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--max-test-archs", type=int, default=1000)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--rows-per-epoch", type=int, default=8000)
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
     ap.add_argument("--baselines", nargs="*", default=["flops", "params"])
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    args, started = start(ap)
     if args.protocol == "nb201-permutation":
         _nb201_permutation(args, started)
         return
@@ -91,15 +85,14 @@ def main() -> None:
         config = load_run_config({
             "data": {"graph_store": str(args.graph_store), "root": args.data_root, "max_train_archs": size,
                      "max_val_archs": 60},
-            "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.003, "seed": 0, "patience": 3,
-                      "rows_per_epoch": args.rows_per_epoch},
+            "train": {"epochs": args.epochs, "seed": 0, "patience": args.epochs,
+                      "rows_per_epoch": args.rows_per_epoch, **NETWORK_TRAIN},
         })
         data = load_latency_data(config)
         test = _cap_test(data.rows["test"], args.max_test_archs)
         archs_per_device = {t: n for t, n in _count(data.rows["train"]).items()}
         t0 = time.time()
-        model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
-                                 model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}, train=config.train,
+        model = LatencyPredictor(encoder=NETWORK_ENCODER, model=NETWORK_MODEL, train=config.train,
                                  feature_cache=cache)
         model.fit(data.graphs, data.targets, data.rows["train"], data.rows["val"], progress=True)
         entry = {"train_seconds": round(time.time() - t0, 1), "epochs_run": len(model.history_),
@@ -152,6 +145,8 @@ def _nb201_permutation(args: argparse.Namespace, started: float) -> None:
             t1 = time.time()
             predictor = _fit_method(method, args, graphs, descs, train, val)
             entry["fit_seconds"][method] = round(time.time() - t1, 1)
+            if getattr(predictor, "history_", None):  # a trained model's learning curve
+                entry.setdefault("history", {})[method] = predictor.history_
             entry["methods"][method] = evaluate_rows(predictor, graphs, descs, test)
             m = entry["methods"][method]["mean"]
             print(f"N={size} {method}: mean Spearman {m['spearman']:.3f} MAPE {m['mape']:.2f}% "
@@ -168,10 +163,9 @@ def _fit_method(method: str, args: argparse.Namespace, graphs, descs, train, val
         return make_baseline(method).fit(graphs, descs, train, val)
     from cost_model.predictor import TrainConfig
 
-    train_config = TrainConfig(epochs=args.epochs, batch_size=64, lr=0.003, seed=args.seed, patience=3,
-                               rows_per_epoch=args.rows_per_epoch)
-    model = LatencyPredictor(encoder={"kind": "builtin", "dim": 32},
-                             model={"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}, train=train_config)
+    train_config = TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                               rows_per_epoch=args.rows_per_epoch, **NETWORK_TRAIN)
+    model = LatencyPredictor(encoder=NETWORK_ENCODER, model=NETWORK_MODEL, train=train_config)
     model.fit(graphs, descs, train, val, progress=True)
     for alias, samples in _samples_by_target(train).items():
         adapt(model, descs[alias], samples, graphs, offset=False)
@@ -194,6 +188,9 @@ def _report_nb201(args: argparse.Namespace, results: dict[str, Any], devices: in
                 for m, rep in entry["methods"].items()]
         lines += [md_table(["method", *[f"mean {h}" for h in NB201_HEADER], "median over devices of median APE %",
                             "fit s"], rows), ""]
+        for method, history in entry.get("history", {}).items():
+            curve = " ".join(f"{h['val_log_rmse']:.3f}" for h in history if "val_log_rmse" in h)
+            lines += [f"{method}: validation log-RMSE by epoch: {curve}", ""]
         lines += [f"## N = {size}: per device (Spearman / MAPE % / median APE % / Acc10)", ""]
         methods = list(entry["methods"])
         devices_ = list(next(iter(entry["methods"].values()))["per_target"])

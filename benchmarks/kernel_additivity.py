@@ -20,19 +20,17 @@ more than the training rows.
 
 Usage::
 
-    python benchmarks/kernel_additivity.py --out docs/results/kernel_additivity
+    python -m benchmarks.kernel_additivity --out docs/results/kernel_additivity
 """
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import nnls
 
-from common import md_table, write_results
+from benchmarks.common import md_table, parser, start, write_results
 from cost_model.data import load_all
 from cost_model.featurize import kind_key
 from cost_model.graph import OpGraph
@@ -68,12 +66,10 @@ def fit_kernel_times(counts: np.ndarray, latency_ms: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/results/kernel_additivity"))
-    parser.add_argument("--train", type=int, default=1000, help="training architectures per device")
-    parser.add_argument("--root", default=None, help="public data root (default: $TVM_LEDG_DATA_ROOT, ../shared/data)")
-    args = parser.parse_args()
-    started = time.time()
+    ap = parser(__doc__, Path("docs/results/kernel_additivity"))
+    ap.add_argument("--train", type=int, default=1000, help="training architectures per device")
+    ap.add_argument("--root", default=None, help="public data root (default: $TVM_LEDG_DATA_ROOT, ../shared/data)")
+    args, started = start(ap)
     tables = [t for t in load_all(root=args.root) if t.source in ("help-nb201", "oneproxy")]
     cells = list(next(t for t in tables if t.source == "help-nb201").archs)
     counts, ops = kind_counts([network_graph(cell) for cell in cells])

@@ -16,8 +16,8 @@ zero-shot user has). A tenth of the training networks (by graph hash) is the
 validation set for early stopping, so in-domain is 81/9/10.
 
 Baselines in the same splits: FLOPs and params (per-target log-linear fits;
-zero-shot through the descriptor ridge), GraphSAGE (its own defaults: 15
-epochs x 4000 rows) and, for the held-out target only, the proxy device (the
+zero-shot through the descriptor ridge), GraphSAGE (the same epochs over the
+same rows as LeDG-Former, its own width and learning rate) and, for the held-out target only, the proxy device (the
 most similar training target's measurement of the same network, rescaled; on
 a seen target it is the FLOPs fit). The additive linear model
 (``cost_model.linear_baselines``: per-target ridge on kernel-kind histograms)
@@ -28,12 +28,11 @@ floor measured by ``noise_floor.py`` (``--noise-floor``), and the store's
 median within-measurement CV for reference. Fold means skip folds whose metric
 is undefined (NaN), and say how many counted. Usage::
 
-    python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset
+    python -m benchmarks.measured_dataset --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -45,14 +44,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from common import REPO, load_fold, md_table, open_store, write_results
+
+from benchmarks.common import (NETWORK_ENCODER, NETWORK_MODEL, NETWORK_TRAIN, REPO, load_fold, md_table, open_store,
+                               parser, start, write_results)
 
 from cost_model.baselines import make_baseline
 from cost_model.evaluation import evaluate_rows
 from cost_model.featurize import feature_schema_hash
 from cost_model.io import write_text_atomic
 from cost_model.predictor import LatencyPredictor, TrainConfig
+from cost_model.training import descriptor_for
 
 PROTOCOLS = ("in-domain", "leave-one-family-out", "leave-one-target-out")
 BASELINES = ("flops", "params", "graphsage", "proxy", "additive")
@@ -61,30 +62,28 @@ SEEN_TARGET_BASELINES = ("additive",)  # per-target models: not applicable to a 
 TRAINED_BASELINES = ("graphsage",)
 VAL_FRACTION = 0.1
 SPLIT_VERSION = "graph-hash buckets; in-domain 10 % per family"
-ENCODER: dict[str, Any] = {"kind": "builtin", "dim": 32}
-MODEL: dict[str, Any] = {"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}
+ENCODER = NETWORK_ENCODER
+MODEL = NETWORK_MODEL
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/measured_dataset"), threads=2, seed=0)
     ap.add_argument("--data", type=Path, required=True, help="measurement store (.sqlite) or export (.jsonl.gz)")
-    ap.add_argument("--out", type=Path, default=Path("docs/results/measured_dataset"))
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     ap.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES))
     ap.add_argument("--baselines-only", action="store_true", help="skip LeDG-Former: baseline rows only")
     ap.add_argument("--noise-floor", type=Path, default=REPO / "docs" / "results" / "noise_floor.json",
                     help="noise_floor.py's results (repeat-run MAPE floor per target)")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--rows-per-epoch", type=int, default=6000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    ap.add_argument("--epochs", type=int, default=24, help="epochs of LeDG-Former and of the trained baselines")
+    ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
+    args, started = start(ap)
     graphs, descs, rows, families, noise = _load(args.data, args.noise_floor)
-    train_config = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, seed=args.seed, patience=3,
-                               rows_per_epoch=args.rows_per_epoch)
-    baseline_kw = {b: {"seed": args.seed} if b in TRAINED_BASELINES else {} for b in args.baselines}
+    train_config = TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                               rows_per_epoch=args.rows_per_epoch, **NETWORK_TRAIN)
+    # the trained baselines get the same budget (epochs over the same rows, best epoch kept), their own
+    # width, learning rate and batch size
+    budget = {"seed": args.seed, "epochs": args.epochs, "rows_per_epoch": args.rows_per_epoch, "patience": args.epochs}
+    baseline_kw = {b: budget if b in TRAINED_BASELINES else {} for b in args.baselines}
     settings = {"data_rows": _fingerprint(rows), "families": _digest(sorted(families.items())),
                 "targets": _digest(sorted((n, d.content_hash()) for n, d in descs.items())),
                 "features": feature_schema_hash(), "split": SPLIT_VERSION, "val_fraction": VAL_FRACTION,
@@ -108,6 +107,7 @@ def main() -> None:
                 model = LatencyPredictor(encoder=ENCODER, model=MODEL, train=train_config)
                 model.fit(graphs, descs, train, val, progress=True)
                 entry["methods"]["ledg"] = _evaluate(model, graphs, descs, test, protocol, families)
+                entry["val_log_rmse"] = [h.get("val_log_rmse") for h in model.history_]
             entry["train_seconds"] = round(time.time() - t0, 1)
             for b in args.baselines:
                 if b in TARGET_ONLY_BASELINES and protocol != "leave-one-target-out":
@@ -129,10 +129,11 @@ def _load(path: Path, noise_floor: Path):
     """Rows, graphs, descriptors, family per graph (graphs without one: "?") and the noise floor per target
     (``{"within_cv": ..., "repeat_mape_floor": ...}``) from a store or export and ``noise_floor``."""
     with tempfile.TemporaryDirectory() as tmp, open_store(path, Path(tmp)) as store:
-        graphs, descs, rows = store.training_rows()
+        graphs, stored, rows = store.training_rows()
         known = store.families()
         noise = {t: {"within_cv": s["median_cv"], "repeat_mape_floor": None}
                  for t, s in store.stats()["per_target"].items()}
+    descs = {alias: descriptor_for(alias, stored) for alias in stored}  # registered specs added since measuring
     families = {k: known.get(k, "?") for k in graphs}
     if noise_floor.is_file():
         for t, v in json.loads(noise_floor.read_text()).get("per_target", {}).items():

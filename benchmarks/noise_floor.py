@@ -26,23 +26,21 @@ store's medians of the same networks are from this store's (median and 90th
 percentile of ``|old/new - 1|``, share off by more than 20 %): e.g.
 measurements taken before the busy-machine check existed. Usage::
 
-    python benchmarks/noise_floor.py --db .cache/measurements.sqlite --networks 30 --repeats 3 \\
+    python -m benchmarks.noise_floor --db .cache/measurements.sqlite --networks 30 --repeats 3 \\
         --compare .cache/measurements-unguarded.sqlite
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import REPO, load_fold, md_table, write_results
+from benchmarks.common import REPO, load_fold, md_table, parser, start, write_results
 
 from cost_model.io import write_text_atomic
 from cost_model.measurement_store import MeasurementStore
@@ -53,18 +51,15 @@ from tvm_ledg.measure.backends import BACKENDS, Network
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, REPO / "docs" / "results" / "noise_floor", seed=0)
     ap.add_argument("--db", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "noise_floor")
     ap.add_argument("--targets", nargs="+", help="target names (default: every locally measurable one in the store)")
     ap.add_argument("--networks", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", type=Path, help="another store of the same networks and targets to compare with")
     ap.add_argument("--max-wait", type=float, default=600.0,
                     help="seconds one measurement may wait for a quiet machine before the run stops (0: no limit)")
-    args = ap.parse_args()
-    started = time.time()
+    args, started = start(ap)
     protocol = MeasureProtocol()
     quiet = QuietPolicy(max_wait_s=args.max_wait or None)
     with MeasurementStore(args.db, readonly=True) as store:

@@ -4,7 +4,7 @@ All 1,999 OneProxy architectures, 3,001 more NAS-Bench-201 cells and 1,200 of
 HELP's 5,000 OFA configs, drawn with a fixed seed (lowering all 20,625 would
 take about 4 hours on 2 cores). Usage::
 
-    python benchmarks/public_specs.py > specs_public.txt
+    python -m benchmarks.public_specs > specs_public.txt
     tvm-ledg graphs @specs_public.txt --store .cache/graphs --workers 2
 """
 
@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 
-import common  # noqa: F401  (puts the repository on sys.path)
 from cost_model.data import load_all, load_device
 
 

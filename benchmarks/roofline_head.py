@@ -13,7 +13,7 @@ Each (protocol, head) run is written to ``<out>.parts/`` as it finishes, so a st
 run continues with the runs still missing. Both heads share the seed, data, width,
 depth, epochs and rows per epoch.
 
-    python benchmarks/roofline_head.py --graph-store /work/main/.cache/graphs
+    python -m benchmarks.roofline_head --graph-store /work/main/.cache/graphs
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, load_fold, md_table, write_results
+from benchmarks.common import REPO, load_fold, md_table, parser, start, write_results
 
 import torch
 
@@ -116,7 +116,7 @@ def _markdown(parts: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, REPO / "docs" / "results" / "roofline_head")
     p.add_argument("--graph-store", type=Path, default=REPO / ".cache" / "graphs")
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--device", default="help:1080ti_1")
@@ -128,10 +128,8 @@ def main() -> None:
     p.add_argument("--curve-archs", type=int, default=30,
                    help="held_out: validation architectures per training device for the learning curve")
     p.add_argument("--protocols", nargs="+", default=["in_domain", "held_out"])
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "roofline_head")
-    args = p.parse_args()
+    args, started = start(p)
     torch.set_num_threads(1)
-    started = time.time()
     parts_dir = args.out.with_suffix(".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) for k, v in vars(args).items() if k not in ("out", "protocols", "graph_store", "data_root")}

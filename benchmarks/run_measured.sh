@@ -18,22 +18,22 @@ CURVE_WORKLOADS=(conv2d_resnet_3x3 conv2d_resnet_3x3_s2 conv2d_mobilenet_1x1 dep
 tvm-ledg collect --families "${FAMILIES[@]}" --count 1500 -t "${TARGETS[@]}" --db "$STORE" --timeout 300 --max-wait 0
 
 # 2. Repeat-run noise floor (30 networks x 3 repeats x 6 targets: about 20 min).
-[ -f docs/results/noise_floor.json ] || python benchmarks/noise_floor.py --db "$STORE" --networks 30 --repeats 3 --max-wait 0 \
+[ -f docs/results/noise_floor.json ] || python -m benchmarks.noise_floor --db "$STORE" --networks 30 --repeats 3 --max-wait 0 \
     $( [ -f .cache/measurements-ungated.sqlite ] && echo --compare .cache/measurements-ungated.sqlite )
 
 # 2b. How slow the host of this VM runs now and then, with nothing else running (20 min).
-[ -f docs/results/host_noise.json ] || python benchmarks/host_noise.py --minutes 20
+[ -f docs/results/host_noise.json ] || python -m benchmarks.host_noise --minutes 20
 
 # 3. The committed export, then the benchmarks on it (training only, no measuring).
 tvm-ledg db export datasets/local-zen3.jsonl.gz --db "$STORE" --force  # replaces the committed export
-python benchmarks/dataset_card.py --data datasets/local-zen3.jsonl.gz --out docs/results/dataset
-python benchmarks/measured_dataset.py --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset \
+python -m benchmarks.dataset_card --data datasets/local-zen3.jsonl.gz --out docs/results/dataset
+python -m benchmarks.measured_dataset --data datasets/local-zen3.jsonl.gz --out docs/results/measured_dataset \
     --epochs 4 --rows-per-epoch 3000
 
 # 4. Tuning records: 11 workloads x 2 targets x 128 trials with MetaSchedule's XGB search (about 2 h), then the
 #    shipped program-level checkpoint (trained once; delete it to train again). Exit code 3: a pair was left on a
 #    busy machine; it starts again with fresh processes, keeping the finished pairs (as in step 5).
-until python benchmarks/tuning_records.py --trials 128 --max-wait 0 --work-dir .cache/tuning-records \
+until python -m benchmarks.tuning_records --trials 128 --max-wait 0 --work-dir .cache/tuning-records \
         --out datasets/tuning-records.jsonl.gz; do
     rc=$?
     [ "$rc" -eq 3 ] || exit "$rc"
@@ -47,7 +47,7 @@ done
 #    benchmark stopped; it starts again with fresh processes (a process that once read the host as slow kept doing
 #    so here) until every run is kept. The committed report covers seeds 0 and 1 (`--seeds 0 1`); 31 of seed 2's
 #    32 curve runs are kept, and this command measures the rest.
-until python benchmarks/tuning_curves.py --records datasets/tuning-records.jsonl.gz \
+until python -m benchmarks.tuning_curves --records datasets/tuning-records.jsonl.gz \
         --workloads "${CURVE_WORKLOADS[@]}" --seeds 0 1 2 --trials 128 --max-wait 0 --out docs/results/tuning_curves; do
     rc=$?
     [ "$rc" -eq 3 ] || exit "$rc"

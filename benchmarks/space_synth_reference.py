@@ -8,7 +8,7 @@ in the file are skipped, so it can be interrupted and restarted.
 
 Usage::
 
-    python benchmarks/space_synth_reference.py --per-space 200 \
+    python -m benchmarks.space_synth_reference --per-space 200 \
         --out tests/tvm_ledg/data/space_synth_hashes.jsonl
 """
 

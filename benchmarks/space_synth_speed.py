@@ -5,7 +5,7 @@ specs are seeded random ones, distinct from each other, so no graph cache helps.
 
 Usage::
 
-    python benchmarks/space_synth_speed.py --n 3000
+    python -m benchmarks.space_synth_speed --n 3000
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ is reported on its own, before the per-spec timings.
 
 Usage::
 
-    python benchmarks/speed.py --out docs/results/speed
+    python -m benchmarks.speed --out docs/results/speed
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, md_table, write_results
+from benchmarks.common import REPO, md_table, write_results
 
 TARGET = "local-zen3-onnxruntime-t1"  # the target the measured sample runs on
 GOALS = {"nb201_but_forward": 10_000, "fbnet_but_forward": 2_000, "ofa_but_forward": 2_000,

@@ -27,7 +27,7 @@ program graph of the scheduled PrimFunc, run times; written atomically) and
 ``<out>.manifest.json`` records the command, machine, settings and per-pair
 counts. Collection command of the committed file::
 
-    python benchmarks/tuning_records.py --trials 128 --max-wait 0 --work-dir .cache/tuning-records \\
+    python -m benchmarks.tuning_records --trials 128 --max-wait 0 --work-dir .cache/tuning-records \\
         --out datasets/tuning-records.jsonl.gz
 """
 
@@ -35,90 +35,48 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
-from common import environment
+from benchmarks.common import environment, parser, start, stop_when_busy
 
 import targets as target_registry
 from cost_model.io import write_text_atomic
 from cost_model.tuning_records import ProgramRecord, read_tuning_records, write_tuning_records
 from targets.errors import DataError
-from targets.schema import TargetDescriptor
-from tvm_ledg._tvm import ms
-from tvm_ledg.measure.quiet import QuietPolicy, is_machine_busy
-from tvm_ledg.tuning import database_records, get_workload, list_workloads, make_builder, make_runner, target_of
+from tvm_ledg.measure.quiet import QuietPolicy
+from tvm_ledg.tuning import database_records, get_workload, list_workloads, make_builder, make_runner
+from tvm_ledg.tuning.search import SEARCH_COST_MODELS, search_cost_model, tune
 
 TARGETS = ("local-zen3-tvm-tuned-znver3-t1", "local-zen3-tvm-tuned-znver3-t2")
 FINISHED = "finished.json"
 PAIR_RECORDS = "program_records.jsonl.gz"
 
 
-def search_cost_model(kind: str, seed: int, xgb_warmup: int) -> Any:
-    """MetaSchedule's own cost model ``kind`` as ``tune_tir`` would make it, its randomness seeded by ``seed``;
-    XGBoost scores at random until it holds ``xgb_warmup`` measurements."""
-    np.random.seed(seed)  # XGBModel scores randomly from NumPy's global generator until its warm-up
-    if kind == "xgb":
-        return ms.cost_model.XGBModel(num_tuning_cores=os.cpu_count() or 1, tree_method="auto",
-                                      num_warmup_samples=xgb_warmup)
-    if kind == "random":
-        return ms.cost_model.RandomModel(seed=seed)
-    raise DataError(f"unknown MetaSchedule cost model {kind!r}; expected 'xgb' or 'random'")
-
-
-def tune(func: Any, desc: TargetDescriptor, work_dir: Path, trials: int, *, cost_model: Any, seed: int,
-         trials_per_round: int, population: int, builder: Any, runner: Any) -> None:
-    """One ``ms.tune_tir`` run with the settings every tuning benchmark shares (evolutionary search)."""
-    quiet_metaschedule()
-    ms.tune_tir(func, target_of(desc), str(work_dir), trials, num_trials_per_iter=trials_per_round,
-                builder=builder, runner=runner, cost_model=cost_model, seed=seed,
-                strategy=ms.search_strategy.EvolutionarySearch(population_size=population))
-
-
-def stop_busy(run: str, exc: BaseException) -> NoReturn:
-    """End the invocation with exit code 3: the run is left for the next one. Later runs are not tried: here a
-    process that once read the host as slow (the runner's worker, or this one: ``StaleProcess``) went on reading
-    it so, and every run after it was refused within seconds, while a new invocation's fresh processes measured."""
-    tqdm.write(f"{run}: machine busy, left for the next run ({exc})")
-    print("nothing written beyond the finished runs: run the same command again (they are kept) on a quiet machine",
-          file=sys.stderr)
-    sys.exit(3)
-
-
-def quiet_metaschedule() -> None:
-    """Console output of MetaSchedule at WARNING (its work_dir logs keep the detail).
-
-    Each ``tune_tir`` sets the console handler to the level its logger has at that moment, then
-    resets the logger to DEBUG: so this is needed before every call.
-    """
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workloads", nargs="+", default=list_workloads(), help="default: the whole suite")
-    ap.add_argument("--targets", nargs="+", default=list(TARGETS))
-    ap.add_argument("--trials", type=int, default=128, help="measured candidates per (workload, target)")
+def add_search_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of the search both tuning benchmarks run: rounds, XGBoost's warm-up, the wait for a quiet
+    machine, and the evolutionary search's population."""
     ap.add_argument("--trials-per-round", type=int, default=32)
     ap.add_argument("--xgb-warmup", type=int, default=None,
                     help="measurements before XGBoost scores by its model (default: one round)")
     ap.add_argument("--max-wait", type=float, default=600.0,
                     help="seconds one candidate may wait for a quiet machine (0: no limit)")
     ap.add_argument("--population", type=int, default=512, help="evolutionary search population")
-    ap.add_argument("--cost-model", choices=("xgb", "random"), default="xgb")
-    ap.add_argument("--seed", type=int, default=0)
+
+
+def main() -> None:
+    ap = parser(__doc__, Path("datasets/tuning-records.jsonl.gz"), seed=0)
+    ap.add_argument("--workloads", nargs="+", default=list_workloads(), help="default: the whole suite")
+    ap.add_argument("--targets", nargs="+", default=list(TARGETS))
+    ap.add_argument("--trials", type=int, default=128, help="measured candidates per (workload, target)")
+    add_search_arguments(ap)
+    ap.add_argument("--cost-model", choices=SEARCH_COST_MODELS, default="xgb")
     ap.add_argument("--work-dir", type=Path, default=Path(".cache/tuning-records"))
-    ap.add_argument("--out", type=Path, default=Path("datasets/tuning-records.jsonl.gz"))
-    args = ap.parse_args()
-    started = time.time()
+    args, started = start(ap)
     workloads = [get_workload(name) for name in args.workloads]
     descs = [target_registry.load(name) for name in args.targets]
     xgb_warmup = args.trials_per_round if args.xgb_warmup is None else args.xgb_warmup
@@ -144,15 +102,11 @@ def main() -> None:
                     runners[desc.threads] = make_runner(desc.threads, quiet=quiet)
                 runner = runners[desc.threads]
                 earlier_waits, t0 = len(runner.waits), time.time()
-                try:
+                with stop_when_busy(f"{workload.name} on {desc.name}"):
                     tune(workload.build(), desc, work_dir, args.trials,
                          cost_model=search_cost_model(args.cost_model, args.seed, xgb_warmup), seed=args.seed,
                          trials_per_round=args.trials_per_round, population=args.population, builder=builder,
                          runner=runner)
-                except Exception as exc:  # MetaSchedule forwards the runner's MachineBusy as another type
-                    if not is_machine_busy(exc):
-                        raise
-                    stop_busy(f"{workload.name} on {desc.name}", exc)
                 retakes = runner.waits[earlier_waits:]  # busy-machine retakes: waiting is not tuning time
                 tune_s = time.time() - t0 - sum(s for _, s in retakes)
                 records = database_records(work_dir, workload.name, desc.name)

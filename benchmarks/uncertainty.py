@@ -8,21 +8,18 @@ trained on), per device class and overall, plus the Spearman correlation
 between σ and the actual error (does a larger σ flag a worse prediction?).
 Usage::
 
-    python benchmarks/uncertainty.py --config examples/configs/ledg-default.yaml --out docs/results/uncertainty
+    python -m benchmarks.uncertainty --config examples/configs/ledg-default.yaml --out docs/results/uncertainty
 """
 
 from __future__ import annotations
 
-import argparse
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import norm, spearmanr
 
-from common import REPO, md_table, write_results
+from benchmarks.common import REPO, md_table, parser, start, write_results
 
 from cost_model.predictor import LatencyPredictor
 from cost_model.training import load_latency_data, load_run_config
@@ -31,16 +28,12 @@ Z = (1.0, 2.0, 3.0)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, Path("docs/results/uncertainty"), threads=2)
     ap.add_argument("--checkpoint", type=Path, default=REPO / "cost_model" / "checkpoints" / "ledg-default")
     ap.add_argument("--config", type=Path, default=REPO / "examples" / "configs" / "ledg-default.yaml")
     ap.add_argument("--split", default="test")
     ap.add_argument("--max-rows-per-target", type=int, default=500)
-    ap.add_argument("--out", type=Path, default=Path("docs/results/uncertainty"))
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.time()
+    args, started = start(ap)
     data = load_latency_data(load_run_config(args.config))
     per_target: dict[str, list] = defaultdict(list)
     for r in data.rows[args.split]:

@@ -9,20 +9,20 @@ devices, in-domain on the others. Each run writes ``<out>/<name>.md`` and
 ``.json`` with its settings, the validation learning curve and the per-device
 metrics, so a sweep is a folder of runs. Usage::
 
-    python benchmarks/validation_sweep.py --graph-store .cache/graphs --name rank0 --rank-weight 0 \\
+    python -m benchmarks.validation_sweep --graph-store .cache/graphs --name rank0 --rank-weight 0 \\
         --hold help:1080ti_1 help:samsung_a50 oneproxy:eagle_jetson help-ofa:v100_32
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import md_table, write_results
+from benchmarks import common
+from benchmarks.common import md_table, write_results
 import targets
 from cost_model.data import assign_arch_split, load_all
 from cost_model.metrics import latency_metrics
@@ -31,9 +31,8 @@ from cost_model.training import load_latency_data, load_run_config
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__, Path("docs/results/validation_sweep"))
     parser.add_argument("--graph-store", required=True, help="graph store holding the public architectures")
-    parser.add_argument("--out", type=Path, default=Path("docs/results/validation_sweep"))
     parser.add_argument("--name", required=True, help="the run's file name under --out")
     parser.add_argument("--hold", nargs="*", default=[], help="validation devices (aliases) held out of training")
     parser.add_argument("--archs", type=int, default=500, help="training architectures per device")
@@ -49,9 +48,8 @@ def main() -> None:
     parser.add_argument("--factors", type=int, default=16)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args, started = common.start(parser)
     logging.basicConfig(level=logging.ERROR)
-    started = time.time()
     tables = load_all()
     devices = [t.target_alias for t in tables if t.target_alias not in set(args.hold)]
     config = load_run_config({

@@ -10,6 +10,13 @@ Three candidates are compared, all on the k given samples only:
   target token and every FiLM layer see it) is fine-tuned by gradient descent
   on the samples with an L2 pull towards 0, then calibrated as above. Unlike
   calibration it can change the ranking of architectures.
+* ``reference``: the target is predicted as one of the training targets (the
+  one whose calibrated predictions fit the samples best) and calibrated. The
+  model knows its training targets far better than it extrapolates to a new
+  one, so on hardware unlike any descriptor it has seen, a similar training
+  target's ranking is often the better guess: a proxy device that needs no
+  measurement table. The choice of training target is made inside each
+  cross-validation fold, so its cross-validated error is honest.
 
 The candidate with the lowest k-fold cross-validated log-RMSE is chosen; if its
 in-sample log-RMSE is above the zero-shot one, zero-shot is kept. One
@@ -110,13 +117,35 @@ def _log_predict(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
     return out.log_latency_ms.double().cpu().numpy()
 
 
+@torch.no_grad()
+def _log_predict_as(predictor: LatencyPredictor, references: Sequence[TargetDescriptor], keys: Sequence[str],
+                    graphs: Mapping[str, OpGraph]) -> np.ndarray:
+    """``(len(references), len(keys))`` log-latencies of the samples predicted as each training target."""
+    predictor.model_.eval()
+    n = len(keys)
+    descs = [r for r in references for _ in range(n)]
+    out = predictor.forward(list(keys) * len(references), descs, graphs)
+    return out.log_latency_ms.double().cpu().numpy().reshape(len(references), n)
+
+
+def _best_reference(as_ref: np.ndarray, log_y: np.ndarray, idx: np.ndarray) -> int:
+    """The training target whose predictions, calibrated on the samples ``idx``, fit them best."""
+    errors = []
+    for pred in as_ref:
+        a, b = fit_calibration(pred[idx], log_y[idx])
+        errors.append(_log_rmse(a + b * pred[idx], log_y[idx]))
+    return int(np.argmin(errors))
+
+
 def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence[Sample],
           graphs: Mapping[str, OpGraph], *, steps: int = 60, lr: float = 0.05, l2: float = 1e-2,
-          folds: int = 5, seed: int = 0, offset: bool = True, progress: Progress | None = None) -> Adaptation:
+          folds: int = 5, seed: int = 0, offset: bool = True, reference: bool = True,
+          progress: Progress | None = None) -> Adaptation:
     """Adapt ``predictor`` to ``desc`` from measured ``samples``; stores and returns the ``Adaptation``.
 
-    ``offset=False`` leaves out the fine-tuned candidate: calibration only, which costs one forward
-    pass over the samples (used to calibrate the training targets on hundreds of samples).
+    ``offset=False`` leaves out the fine-tuned and reference candidates: calibration only, which costs
+    one forward pass over the samples (used to calibrate the training targets on hundreds of samples).
+    ``reference=False`` leaves out only predicting the target as a training target (module docstring).
     ``progress(done, total)`` is called after each offset fine-tuning step."""
     predictor._check_fitted()
     if not samples:
@@ -152,9 +181,24 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
                 a2, b2 = fit_calibration(with_offset[f][fit_idx], log_y[fit_idx])
                 offset_err.append((a2 + b2 * with_offset[f][held] - log_y[held]) ** 2)
             cv["offset+calibrated"] = float(np.sqrt(np.mean(np.concatenate(offset_err))))
+        references = [r for r in predictor.reference_targets().values()
+                      if r.content_hash() != desc.content_hash()] if offset and reference and k >= 5 else []
+        if references:
+            as_ref = _log_predict_as(predictor, references, keys, graphs)
+            ref_err = []
+            for fit_idx, held in zip(fit_sets, splits):
+                pred = as_ref[_best_reference(as_ref, log_y, fit_idx)]
+                a3, b3 = fit_calibration(pred[fit_idx], log_y[fit_idx])
+                ref_err.append((a3 + b3 * pred[held] - log_y[held]) ** 2)
+            cv["reference"] = float(np.sqrt(np.mean(np.concatenate(ref_err))))
     method = min(cv, key=cv.get)
-    offset_vec, (a, b) = None, (0.0, 1.0)
-    if method == "calibrated":
+    offset_vec, (a, b), ref_desc = None, (0.0, 1.0), None
+    if method == "reference":
+        best = _best_reference(as_ref, log_y, np.arange(k))
+        ref_desc, (a, b) = references[best], fit_calibration(as_ref[best], log_y)
+        if _log_rmse(a + b * as_ref[best], log_y) > cv["zero-shot"]:
+            method, ref_desc, (a, b) = "calibrated", None, fit_calibration(base, log_y)
+    elif method == "calibrated":
         a, b = fit_calibration(base, log_y)
     elif method == "offset+calibrated":
         offset_vec, (a, b) = offsets[-1], fit_calibration(with_offset[-1], log_y)
@@ -162,6 +206,7 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
             method, offset_vec, (a, b) = "calibrated", None, fit_calibration(base, log_y)
     if method == "calibrated" and _log_rmse(a + b * base, log_y) > cv["zero-shot"]:
         method, a, b = "zero-shot", 0.0, 1.0
-    adaptation = Adaptation(desc.to_dict(), a, b, offset_vec, k, method)
+    adaptation = Adaptation(desc.to_dict(), a, b, offset_vec, k, method,
+                            None if ref_desc is None else ref_desc.to_dict())
     predictor.adaptations_[desc.content_hash()] = adaptation
     return adaptation

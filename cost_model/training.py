@@ -62,7 +62,7 @@ from cost_model.tuning_records import training_rows as tuning_rows
 from targets.errors import DataError, TargetError
 from targets.schema import TargetDescriptor
 
-__all__ = ["RunConfig", "LatencyData", "load_run_config", "load_latency_data", "train_from_config"]
+__all__ = ["RunConfig", "LatencyData", "load_run_config", "load_latency_data", "train_from_config", "descriptor_for"]
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def load_latency_data(config: RunConfig) -> LatencyData:
     descs: dict[str, TargetDescriptor] = {}
     in_store: dict[str, bool] = {}
     for table in tables:
-        descs[table.target_alias] = _descriptor_for(table.target_alias, measured_descs)
+        descs[table.target_alias] = descriptor_for(table.target_alias, measured_descs)
         per_split: dict[str, list[Row]] = {"train": [], "val": [], "test": []}
         for arch, ms, ok in zip(table.archs, table.latency_ms, table.valid):
             if not ok:
@@ -210,7 +210,7 @@ def load_latency_data(config: RunConfig) -> LatencyData:
     return LatencyData(store, descs, rows, missing)
 
 
-def _descriptor_for(alias: str, measured: Mapping[str, TargetDescriptor]) -> TargetDescriptor:
+def descriptor_for(alias: str, measured: Mapping[str, TargetDescriptor]) -> TargetDescriptor:
     """The descriptor to train a target's rows with.
 
     Measured datasets embed the descriptor they were collected under. When the registered

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import dataset_card  # noqa: E402
-import host_noise  # noqa: E402
-import tuning_curves as tc  # noqa: E402
+from benchmarks import dataset_card, host_noise
+from benchmarks import tuning_analysis as tc
+from benchmarks.tuning_results import CurveRun, PredictedRun
 
 
-def _run(method: str, run_secs: list[float | None], seed: int = 0, workload: str = "w") -> dict:
-    return {"workload": workload, "method": method, "seed": seed, "run_secs": run_secs}
+def _run(method: str, run_secs: list[float | None], seed: int = 0, workload: str = "w") -> CurveRun:
+    return CurveRun(workload=workload, method=method, seed=seed, run_secs=run_secs, best_schedule=None, best_ms=0.0,
+                    wall_seconds=0.0, round_seconds=[], round_model_seconds=[], busy_retakes=0, busy_wait_seconds=0.0,
+                    checkpoint=None, settings={})
+
+
+def _predicted(seed: int, measured_ms: list[float], xgb_remeasured_ms: float | None) -> PredictedRun:
+    return PredictedRun(workload="w", seed=seed, wall_seconds=0.0, checkpoint="c", predicted_ms=[],
+                        measured_ms=measured_ms, xgb_remeasured_ms=xgb_remeasured_ms, measure_errors=[], settings={})
 
 
 def test_best_so_far_counts_failures_as_trials_and_carries_the_best_past_a_short_run() -> None:
@@ -30,31 +33,31 @@ def test_reach_is_not_claimed_against_an_xgb_level_that_is_still_infinite() -> N
     # XGB found nothing that ran in its first 16 trials: no method "reaches" that level at trial 1
     curves = [_run("xgb", [None] * 16 + [1e-3] * 16), _run("ledg-cold", [2e-3] * 32)]
     analysis = tc.analyse(curves, 32, ["xgb", "ledg-cold"])
-    assert analysis["reach"]["ledg-cold"]["16"] is None
-    assert analysis["reach"]["ledg-cold"]["32"] is None  # 2 ms never reaches XGB's 1 ms
-    assert analysis["reach"]["xgb"]["32"] == 17
-    assert analysis["suite"]["ledg-cold"][-1] == pytest.approx(2.0)  # relative to the best any run found
+    assert analysis.reach["ledg-cold"][16] is None
+    assert analysis.reach["ledg-cold"][32] is None  # 2 ms never reaches XGB's 1 ms
+    assert analysis.reach["xgb"][32] == 17
+    assert analysis.suite["ledg-cold"][-1] == pytest.approx(2.0)  # relative to the best any run found
 
 
 def test_trial_budget_goal_compares_with_half_the_trials() -> None:
     curves = [_run("xgb", [4e-3] * 31 + [1e-3]), _run("ledg-cold", [4e-3] * 15 + [1e-3] * 17),
               _run("ledg-pretrained", [4e-3] * 16 + [1e-3] * 16)]
-    goals = tc.evaluate_goals(tc.analyse(curves, 32, ["xgb", "ledg-cold", "ledg-pretrained"]), [], curves, 32)
-    by = {g["text"].split()[0]: g for g in goals}
-    assert by["ledg-cold"]["met"] is True and by["ledg-cold"]["trials"] == 16
-    assert by["ledg-pretrained"]["met"] is False and by["ledg-pretrained"]["trials"] == 17
+    goals = tc.evaluate_goals(tc.analyse(curves, 32, ["xgb", "ledg-cold", "ledg-pretrained"]), [], 32)
+    by = {g.text.split()[0]: g for g in goals}
+    assert by["ledg-cold"].met is True and by["ledg-cold"].trials == 16
+    assert by["ledg-pretrained"].met is False and by["ledg-pretrained"].trials == 17
 
 
 def test_predicted_runner_goal_uses_the_fresh_xgb_timing_and_counts_failures_as_misses() -> None:
     curves = [_run("xgb", [1e-3] * 8)]
-    good = {"workload": "w", "seed": 0, "measured_ms": [1.375, 2.0], "xgb_remeasured_ms": 1.25}  # recorded: 1.0
-    failed = {"workload": "w", "seed": 1, "measured_ms": [math.inf, 1.0], "xgb_remeasured_ms": 1.0}
-    untimed = {"workload": "w", "seed": 2, "measured_ms": [1.0], "xgb_remeasured_ms": None}
-    assert tc._vs_xgb(good, curves, 8) == [1.25, pytest.approx(1.1)]
-    assert tc._xgb_recorded(good, curves, 8) == pytest.approx(1.0)
-    assert tc._vs_xgb(untimed, curves, 8) == ["-", "-"]
-    goal = tc.evaluate_goals(tc.analyse(curves, 8, ["xgb"]), [good, failed, untimed], curves, 8)[-1]
-    assert goal["runs"] == 2 and goal["within"] == 1 and goal["met"] is False  # inf ratio: not within 20 %
+    good = _predicted(0, [1.375, 2.0], 1.25)  # recorded: 1.0
+    failed = _predicted(1, [math.inf, 1.0], 1.0)
+    untimed = _predicted(2, [1.0], None)
+    assert good.versus_xgb() == (1.25, pytest.approx(1.1))
+    assert tc.xgb_recorded(good, curves, 8) == pytest.approx(1.0)
+    assert untimed.versus_xgb() is None
+    goal = tc.evaluate_goals(tc.analyse(curves, 8, ["xgb"]), [good, failed, untimed], 8)[-1]
+    assert goal.runs == 2 and goal.within == 1 and goal.met is False  # inf ratio: not within 20 %
 
 
 def test_host_noise_bursts_are_runs_of_slow_probes_split_by_gaps() -> None:
@@ -76,15 +79,15 @@ def test_seed_spread_and_paired_comparison_with_xgb() -> None:
               _run("random", [4e-3] * 4, seed=0)]
     analysis = tc.analyse(curves, 4, ["xgb", "random", "ledg-cold"])
     # relative to the best any run found (0.5 ms): each seed's curve alone, and their geometric mean
-    assert analysis["per_seed"]["xgb"][0][-1] == pytest.approx(2.0)
-    assert analysis["per_seed"]["xgb"][1][-1] == pytest.approx(4.0)
-    assert analysis["suite"]["xgb"][-1] == pytest.approx(math.sqrt(8.0))
-    assert analysis["versus_xgb"]["ledg-cold"] == {"wins": 1, "ties": 1, "losses": 0}  # 2.1 vs 2.0 ms: a tie
-    assert analysis["versus_xgb"]["random"] == {"wins": 0, "ties": 0, "losses": 1}
+    assert analysis.per_seed["xgb"][0][-1] == pytest.approx(2.0)
+    assert analysis.per_seed["xgb"][1][-1] == pytest.approx(4.0)
+    assert analysis.suite["xgb"][-1] == pytest.approx(math.sqrt(8.0))
+    assert analysis.versus_xgb["ledg-cold"] == {"wins": 1, "ties": 1, "losses": 0}  # 2.1 vs 2.0 ms: a tie
+    assert analysis.versus_xgb["random"] == {"wins": 0, "ties": 0, "losses": 1}
 
 
 def test_transfer_means_add_the_median_over_devices_of_median_ape_and_accept_older_folds() -> None:
-    import hardware_transfer as ht
+    from benchmarks import hardware_transfer as ht
 
     row = {"spearman": 0.9, "kendall": 0.8, "mape": 10.0, "acc10": 0.5, "log_rmse": 0.1}
     rows = [{**row, "median_ape": v} for v in (1.0, 2.0, 30.0)]
@@ -95,7 +98,7 @@ def test_transfer_means_add_the_median_over_devices_of_median_ape_and_accept_old
 
 
 def test_transfer_report_names_the_folds_not_run_yet() -> None:
-    import hardware_transfer as ht
+    from benchmarks import hardware_transfer as ht
 
     folds = [["a"], ["b", "c"], ["d"]]
     assert ht._done([{"held": ["a"]}, {"held": ["b", "c"]}, {"held": ["d"]}], folds) == "3 folds"

@@ -199,6 +199,40 @@ def test_adaptation_is_never_worse_than_zero_shot_on_its_samples(tmp_path, k):
         again.predict(graphs, tgt, [(keys[0], "pixel3-tflite")]))
 
 
+def test_adaptation_can_predict_a_new_target_as_the_training_target_that_ranks_like_it(tmp_path):
+    """Two training targets rank networks differently (FLOPs vs node count); a new target that ranks by
+    node count is best predicted as the second one, calibrated: adapt picks it, ranks held-out networks
+    better than without it, and the choice survives save/load."""
+    from scipy.stats import spearmanr
+
+    from cost_model.adapt import adapt
+
+    graphs, _ = _data(0)
+    by_flops, by_nodes = "gtx1080ti-pytorch-fp32-b1", "pixel3-tflite"
+    law = {by_flops: lambda g: 0.05 * g.total_flops / 1e6, by_nodes: lambda g: 2.0 * g.num_nodes}
+    rows = [(key, t, law[t](graphs[key])) for key in graphs for t in law]
+    model = _small(epochs=12).fit(graphs, TARGETS, rows)
+    new = targets.load("galaxy-a50-tflite")
+    test_graphs, _ = _data(2)
+    graphs.update(test_graphs)
+    keys = sorted(test_graphs)
+    truth = {key: 3.0 * law[by_nodes](graphs[key]) for key in keys}
+    samples, held = [(key, truth[key]) for key in keys[:20]], keys[20:]
+    tgt = {**TARGETS, new.name: new}
+    rho = lambda: spearmanr(model.predict(graphs, tgt, [(k, new.name) for k in held]),  # noqa: E731
+                            [truth[k] for k in held]).statistic
+    without = adapt(model, new, samples, graphs, steps=20, folds=3, reference=False)
+    rho_without = rho()
+    adaptation = adapt(model, new, samples, graphs, steps=20, folds=3)
+    assert adaptation.method == "reference" and adaptation.reference["name"] == by_nodes, adaptation
+    assert "predicted as training target pixel3-tflite" in adaptation.describe()
+    assert rho() > rho_without, (rho(), rho_without, without.method)
+    before = model.predict(graphs, tgt, [(k, new.name) for k in held])
+    model.save_pretrained(tmp_path / "adapted")
+    again = LatencyPredictor.from_pretrained(tmp_path / "adapted")
+    np.testing.assert_allclose(again.predict(graphs, tgt, [(k, new.name) for k in held]), before, rtol=1e-5)
+
+
 def test_granularity_is_saved_and_checked_on_load(tmp_path):
     import json
 

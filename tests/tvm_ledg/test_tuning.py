@@ -40,6 +40,7 @@ from tvm_ledg.tuning import (
     target_of,
     tune_with_predictions,
 )
+from tvm_ledg.tuning.records import best_schedule, mean_run_secs, schedule_record
 
 TARGET = "local-zen3-tvm-tuned-znver3-t2"
 NB201 = "nb201:|skip_connect~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
@@ -292,6 +293,9 @@ def test_tune_tir_with_ledg_cost_model_and_the_cpu_pair_writes_a_database(contex
     run_secs = [json.loads(line)[1][1] for line in lines]
     assert len(lines) == 8 and all(secs and 0 < secs[0] < 1.0 for secs in run_secs)  # built, run, measured
     assert len(model.records_) == 8 and model.predictor_ is not None  # update() saw the measurements and trained
+    best = best_schedule(tmp_path)  # the fastest record, kept as JSON lines and read back as a tuning record
+    assert json.loads(json.dumps(best)) == best
+    assert mean_run_secs(schedule_record(best).run_secs) == min(mean_run_secs(secs) for secs in run_secs)
 
 
 def test_predict_reuses_the_program_graph_of_a_structurally_equal_schedule(context, toy, monkeypatch):

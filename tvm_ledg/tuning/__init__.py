@@ -6,7 +6,10 @@
 - ``make_builder`` / ``make_runner``: a builder/runner pair that works on CPU boxes
 - ``program_graph``: scheduled TIR PrimFunc -> program DAG (``OpGraph``)
 - ``WORKLOADS`` / ``get_workload``: the tuning workload suite (single kernels from the zoo families)
-- ``database_records`` / ``run_secs_in_order``: a MetaSchedule JSON database as program records / run times
+- ``database_records`` / ``run_secs_in_order``: a MetaSchedule JSON database as program records / run times;
+  ``best_schedule`` / ``schedule_record``: a run's fastest record kept as JSON and read back
+- ``tune`` / ``measure_records`` / ``search_cost_model``: measured tuning runs with MetaSchedule's own cost
+  models, and chosen schedules timed again (``MachineBusy`` when the machine stays busy)
 - ``rank_targets``: targets ordered by predicted latency; ``register_globals``: TVM global functions
 
 Exports load lazily: ``import tvm_ledg.tuning`` imports neither TVM nor torch.
@@ -32,6 +35,12 @@ _LAZY = {
     "list_workloads": "tvm_ledg.tuning.workloads",
     "database_records": "tvm_ledg.tuning.records",
     "run_secs_in_order": "tvm_ledg.tuning.records",
+    "best_schedule": "tvm_ledg.tuning.records",
+    "schedule_record": "tvm_ledg.tuning.records",
+    "tune": "tvm_ledg.tuning.search",
+    "measure_records": "tvm_ledg.tuning.search",
+    "search_cost_model": "tvm_ledg.tuning.search",
+    "quiet_metaschedule": "tvm_ledg.tuning.search",
     "rank_targets": "tvm_ledg.tuning.ranking",
     "register_globals": "tvm_ledg.tuning.globals",
 }

@@ -6,7 +6,10 @@ measurement order). ``database_records`` replays each successful record's trace
 on its workload and returns the program DAG of the scheduled PrimFunc with the
 measured run times (:class:`cost_model.tuning_records.ProgramRecord`), the
 program-level training data. ``run_secs_in_order`` reads only the run times, in
-the order they were measured: the tuning curve of that run.
+the order they were measured: the tuning curve of that run. ``best_schedule``
+keeps a run's fastest record as its two database lines (JSON-friendly, so a
+report can store it), and ``schedule_record`` reads such lines back as a
+tuning record, to time that schedule again later.
 
 A candidate that failed to build or run is committed with no run times or with
 MetaSchedule's sentinel (``1e10`` s); both count as failed here.
@@ -17,14 +20,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from cost_model.tuning_records import ProgramRecord
 from targets.errors import DataError
 from tvm_ledg._tvm import ms
 from tvm_ledg.tuning.program import program_graph
 
-__all__ = ["database_records", "run_secs_in_order", "mean_run_secs", "FAILED_RUN_SECS"]
+__all__ = ["database_records", "run_secs_in_order", "mean_run_secs", "best_schedule", "schedule_record",
+           "FAILED_RUN_SECS"]
 
 RECORDS_FILE = "database_tuning_record.json"
 WORKLOADS_FILE = "database_workload.json"
@@ -82,3 +88,23 @@ def database_records(work_dir: str | os.PathLike[str], workload: str, target: st
         records.append(ProgramRecord(workload=workload, target=target, graph=program_graph(func, name=workload),
                                      run_secs=tuple(run_secs)))
     return records
+
+
+def best_schedule(work_dir: str | os.PathLike[str]) -> dict[str, str] | None:
+    """The fastest measured record of a one-workload database as its two database lines (``workload``: the
+    workload's line, ``record``: the record's); None when no candidate ran."""
+    path = _database_file(work_dir, RECORDS_FILE)
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    timed = [(secs, line) for line, secs in zip(lines, run_secs_in_order(work_dir)) if secs is not None]
+    if not timed:
+        return None
+    workload = _database_file(work_dir, WORKLOADS_FILE).read_text().splitlines()[0]
+    return {"workload": workload, "record": min(timed)[1]}
+
+
+def schedule_record(schedule: dict[str, str]) -> Any:
+    """The ``ms.database.TuningRecord`` of a ``best_schedule`` result, read back as MetaSchedule reads a database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / WORKLOADS_FILE).write_text(schedule["workload"] + "\n")
+        (Path(tmp) / RECORDS_FILE).write_text(schedule["record"] + "\n")
+        return ms.database.JSONDatabase(work_dir=tmp, allow_missing=False).get_all_tuning_records()[0]
