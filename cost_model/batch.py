@@ -30,6 +30,7 @@ Conventions, used everywhere in ``cost_model``:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -237,21 +238,22 @@ def collate(graphs: Sequence[GraphTensors], relations: Sequence[str] = ALL_RELAT
     counts = np.array([g.num_nodes for g in graphs], dtype=np.int64)
     ptr = np.zeros(len(graphs) + 1, dtype=np.int64)
     ptr[1:] = np.cumsum(counts)
-    text_ids: dict[str, int] = {}
-    node_text = [text_ids.setdefault(t, len(text_ids)) for g in graphs for t in g.texts]
+    flat_texts = list(itertools.chain.from_iterable(g.texts for g in graphs))
+    text_ids = dict(zip(dict.fromkeys(flat_texts), itertools.count()))  # distinct texts, first seen first
+    node_text = np.fromiter(map(text_ids.__getitem__, flat_texts), dtype=np.int64, count=len(flat_texts))
     # Per-graph index tensors are concatenated once and shifted by each graph's row offset.
     edges = np.concatenate([g.edge_index.numpy() for g in graphs], axis=1)
     edges += np.repeat(ptr[:-1], [g.edge_index.shape[1] for g in graphs])
     rel = np.concatenate([g.rel_index.numpy() for g in graphs], axis=1)
     rel[1:] += np.repeat(ptr[:-1], [g.rel_index.shape[1] for g in graphs])
-    rel[0] = remap[rel[0]]
-    if len(relations) < len(ALL_RELATIONS):
+    if relations != ALL_RELATIONS:
+        rel[0] = remap[rel[0]]
         rel = rel[:, rel[0] >= 0]
     has_work = all(g.work is not None for g in graphs)
     return GraphBatch(
         x_num=torch.cat([g.x_num for g in graphs]).float(),
         texts=list(text_ids),
-        node_text_index=torch.tensor(node_text, dtype=torch.long),
+        node_text_index=torch.from_numpy(node_text),
         edge_index=torch.from_numpy(edges),
         batch=torch.from_numpy(np.repeat(np.arange(len(graphs), dtype=np.int64), counts)),
         ptr=torch.from_numpy(ptr),

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from cost_model.batch import GraphTensors
+from cost_model.chain_tensors import NodeRows
 from cost_model.graph import OpGraph, OpNode, TensorSpec, dtype_bytes
 from cost_model.roofline import WORK_COLUMNS, graph_input_batch, node_work
 from targets.errors import GraphError
@@ -34,6 +35,7 @@ __all__ = [
     "node_numeric_features",
     "position_features",
     "kind_key",
+    "node_rows",
     "graph_tensors",
 ]
 
@@ -420,6 +422,14 @@ def _grown(table: np.ndarray, rows: int, used: int) -> np.ndarray:
 
 
 _KINDS = _KindTable()
+
+
+def node_rows(nodes: Sequence[OpNode]) -> NodeRows:
+    """Text, numeric features and raw work of ``nodes``, as ``graph_tensors`` gives them (copies, so that
+    they stay valid when the kind table is cleared)."""
+    rows = _KINDS.rows(nodes)
+    texts = _KINDS.texts
+    return NodeRows([texts[i] for i in rows.tolist()], _KINDS.numeric[rows], _KINDS.work[rows])
 
 
 def graph_tensors(graph: OpGraph) -> GraphTensors:

@@ -187,11 +187,12 @@ class LatencyPredictor(LatencyEstimator):
         self.device_ = torch.device("cpu")  # where model_ and encoder_ live
 
     # ------------------------------------------------------------ helpers
-    def _graph(self, key: str, graphs: Mapping[str, OpGraph]) -> GraphTensors:
+    def _graph(self, key: str, graphs: Mapping[str, OpGraph | GraphTensors]) -> GraphTensors:
         if key not in self.feature_cache:
             if key not in graphs:
                 raise DataError(f"no graph for {key!r}")
-            self.feature_cache[key] = graph_tensors(graphs[key])
+            graph = graphs[key]  # already featurized: space graphs assembled from block features
+            self.feature_cache[key] = graph if isinstance(graph, GraphTensors) else graph_tensors(graph)
         return self.feature_cache[key]
 
     def forward(self, keys: Sequence[str], descs: Sequence[TargetDescriptor], graphs: Mapping[str, OpGraph],

@@ -7,7 +7,8 @@ flat. ``predict_latency(models, targets)`` returns one ``LatencyPrediction`` per
 
 Graphs come from the cheapest source: space strings that the block templates
 cover (``tvm_ledg.spaces.synth``) are assembled in memory, faster than reading
-a stored graph back, and never written; every other MODEL is lowered through
+a stored graph back, and never written (``predict_table`` takes their model
+inputs straight from per-block features); every other MODEL is lowered through
 TVM once and kept in a ``GraphStore`` on disk. Featurized graphs are kept per
 process under a key that fixes their content (the store key, or the graph's
 content hash), the most recent few thousand of them. The default checkpoint
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import cost_model
+from cost_model.batch import GraphTensors
 from cost_model.cache_dir import default_cache_root
 from cost_model.graph import OpGraph, paused_gc
 from cost_model.io import write_text_atomic
@@ -237,23 +239,31 @@ def _lower_missing(models: Sequence[_Model], *, graph_store: str | os.PathLike[s
     return store
 
 
-def _graphs(models: Sequence[_Model], store: GraphStore, batch_size: int | None) -> dict[str, OpGraph]:
+def _graphs(models: Sequence[_Model], store: GraphStore, batch_size: int | None, *,
+            featurized: bool = False) -> dict[str, OpGraph | GraphTensors]:
     """Graph of each model by key: in memory, synthesized, or read from ``store`` (see ``_lower_missing``).
 
-    The cyclic garbage collector is paused meanwhile: a chunk's graphs are
-    hundreds of thousands of live containers (and no cycles), and collections
-    triggered while they are built traverse all of them again and again, which
-    made synthesizing a chunk about 4x slower.
+    With ``featurized``, synthesized models come as their model inputs instead
+    (``synth.synthesize_tensors``: the same tensors, from per-block features,
+    without building the graph). The cyclic garbage collector is paused
+    meanwhile: a chunk's graphs are hundreds of thousands of live containers
+    (and no cycles), and collections triggered while they are built traverse
+    all of them again and again, which made synthesizing a chunk about 4x slower.
     """
+    from tvm_ledg import spaces
     from tvm_ledg.networks import network_graph
+    from tvm_ledg.spaces.synth import synthesize_tensors
 
-    graphs: dict[str, OpGraph] = {}
+    graphs: dict[str, OpGraph | GraphTensors] = {}
     with paused_gc():
         for m in models:
             if m.key in graphs:
                 continue
             if m.graph is not None:
                 graphs[m.key] = m.graph
+            elif m.synthesized and featurized:
+                parsed = spaces.parse(m.spec)
+                graphs[m.key] = synthesize_tensors(m.spec, parsed.arch, parsed.space)
             elif m.synthesized:
                 graphs[m.key] = network_graph(m.spec)
             else:
@@ -356,7 +366,7 @@ def predict_table(models: Any, targets: Any, *, checkpoint: str | os.PathLike[st
     std: np.ndarray | None = None
     for start in range(0, len(expanded), chunk_models):
         chunk = expanded[start:start + chunk_models]
-        graphs = _graphs(chunk, store, batch_size)
+        graphs = _graphs(chunk, store, batch_size, featurized=True)
         result = predictor.predict_detailed(graphs, descs, [(m.key, t) for m in chunk for t in names])
         latency[start:start + len(chunk)] = result.latency_ms.reshape(len(chunk), len(names))
         if result.std_log is not None:

@@ -9,11 +9,16 @@ here, so a change on the TVM side is caught too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from cost_model.featurize import graph_tensors
 from tvm_ledg import spaces
 from tvm_ledg.networks import network_graph
 from tvm_ledg.spaces import synth
@@ -47,6 +52,43 @@ def test_hashes_match_tvm_lowering(space):
     assert len(refs) >= 200
     wrong = [r["spec"] for r in refs if _synthesized(r["spec"]).content_hash() != r["hash"]]
     assert not wrong, f"{len(wrong)} of {len(refs)} {space} specs differ, e.g. {wrong[0]}"
+
+
+@pytest.mark.parametrize("space", synth.SPACES)
+def test_tensors_from_block_features_equal_featurizing_the_graph(space):
+    """``synthesize_tensors`` (no nodes built) gives ``graph_tensors`` of the synthesized graph, bit for bit."""
+    refs = _references(space)
+    assert len(refs) >= 200
+    for ref in refs:
+        parsed = spaces.parse(ref["spec"])
+        got = synth.synthesize_tensors(ref["spec"], parsed.arch, parsed.space)
+        want = graph_tensors(synth.synthesize(ref["spec"], parsed.arch, parsed.space))
+        assert got.texts == want.texts, ref["spec"]
+        assert torch.equal(got.x_num, want.x_num), ref["spec"]
+        assert torch.equal(got.edge_index, want.edge_index), ref["spec"]
+        assert torch.equal(got.rel_index, want.rel_index), ref["spec"]
+        assert got.work.dtype == want.work.dtype and np.array_equal(got.work, want.work), ref["spec"]
+        assert (got.name, got.input_batch) == (want.name, want.input_batch)
+
+
+def test_nb201_cells_differing_only_in_convolutions_share_a_layout(monkeypatch):
+    """With the templates' guarantee (both convolutions' units have the same nodes and edges) such
+    cells share one layout; without it each cell has its own; the graphs are the same either way."""
+    refs = _references("nb201")[:40]
+    swap = {"nor_conv_1x1": "nor_conv_3x3", "nor_conv_3x3": "nor_conv_1x1"}
+    specs = [r["spec"] for r in refs]
+    specs += [re.sub(r"nor_conv_(1x1|3x3)", lambda m: swap[m.group(0)], spec) for spec in specs]
+    space = synth._space("nb201")
+    assert space.convs_alike
+    hashes, layouts = {}, {}
+    for alike in (True, False):
+        fresh = dataclasses.replace(space, convs_alike=alike, cells={})
+        monkeypatch.setitem(synth._LOADED, "nb201", fresh)
+        hashes[alike] = [_synthesized(spec).content_hash() for spec in specs]
+        layouts[alike] = len(fresh.cells)
+    assert hashes[True] == hashes[False]
+    assert hashes[True][:len(refs)] == [r["hash"] for r in refs]
+    assert layouts[True] <= len(refs) < layouts[False] == len(set(specs))
 
 
 @pytest.mark.parametrize("space", synth.SPACES)

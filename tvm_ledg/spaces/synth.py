@@ -25,21 +25,26 @@ Batch sizes other than 1 are not templated; callers lower those through TVM.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from cost_model.batch import GraphTensors
 from cost_model.cache_dir import default_cache_root
-from cost_model.graph import OpGraph, OpNode, TensorSpec, canonical_order
+from cost_model.chain_tensors import BlockStructure, RowTable, block_structure, chain_tensors
+from cost_model.featurize import node_rows
+from cost_model.graph import OpGraph, OpNode, TensorSpec
 from cost_model.io import read_json, write_text_atomic
 from targets.errors import GraphError
 from tvm_ledg import op_costs
 from tvm_ledg.spaces import fbnet, nb201, ofa
+from tvm_ledg.spaces.synth_nb201 import CONV_OPS, CellLayout, cell_layout, convs_alike
 from tvm_ledg.spaces.synth_templates import OFA_REFERENCE_RESOLUTION
 
-__all__ = ["SPACES", "synthesize"]
+__all__ = ["SPACES", "synthesize", "synthesize_tensors"]
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +52,20 @@ SPACES: tuple[str, ...] = (nb201.NAME, fbnet.NAME, ofa.NAME)
 
 _NB201_STAGES = 3
 _NB201_CELLS_PER_STAGE = 5
-# TVM's FoldBatchnormToConv2D re-emits the whole function through a memoizing rewriter, which
-# merges structurally equal bindings: within a cell, equal weight-free computations on the same
-# tensor (the ReLU before a conv, ``x * 0``, pooling, ``0 + x``, sums of those) are one node each.
-# Convolutions carry their own weights and are never merged.
-_CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
 
 
 @dataclass(frozen=True)
 class _Block:
-    """Nodes (prototype field dicts, ids relative to the block) and sorted edges, ``-1`` = the block input."""
+    """Nodes (prototype field dicts, ids relative to the block) and sorted edges, ``-1`` = the block input.
+
+    ``features`` caches the block's row ids in its space's ``RowTable`` and its ``BlockStructure``
+    (``_block_ids``, ``_block_structure``): a template block is featurized once for all the
+    networks that use it.
+    """
 
     protos: tuple[dict[str, Any], ...]
     edges: tuple[tuple[int, int], ...]
+    features: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class _Space:
     meta: dict[str, Any]
     inputs: tuple[TensorSpec, ...]
     reshaped: dict[tuple[str, tuple[tuple[int, int], ...]], _Block] = field(default_factory=dict)  # OFA, per size
+    convs_alike: bool = False  # NB201: both convolutions' units have the same nodes and edges
+    rows: RowTable = field(default_factory=RowTable)  # node features of the blocks used so far
+    cells: dict[tuple[str, ...], CellLayout] = field(default_factory=dict)  # NB201, by ``cell_layout``'s key
 
 
 _LOADED: dict[str, _Space] = {}
@@ -78,14 +87,55 @@ def synthesize(spec: str, arch: Any, space: str) -> OpGraph:
     templates = _space(space)
     inputs = templates.inputs
     if space == nb201.NAME:
-        blocks = _nb201_blocks(arch, templates.blocks)
-    elif space == ofa.NAME:
-        blocks = _ofa_blocks(arch, templates)
-        inputs = (TensorSpec((1, 3, arch.r, arch.r), inputs[0].dtype),)
+        blocks = _nb201_blocks(arch, templates)
     else:
-        blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
-        blocks.append(templates.blocks["head"])
+        blocks = _chain_blocks(arch, space, templates)
+        if space == ofa.NAME:
+            inputs = (TensorSpec((1, 3, arch.r, arch.r), inputs[0].dtype),)
     return _assemble(blocks, inputs, templates.meta, spec)
+
+
+def synthesize_tensors(spec: str, arch: Any, space: str) -> GraphTensors:
+    """``featurize.graph_tensors(synthesize(spec, arch, space))``, assembled from per-block features
+    (``cost_model.chain_tensors``) without building the graph's nodes."""
+    templates = _space(space)
+    if space == nb201.NAME:
+        ids, structures = _nb201_pieces(arch, templates)
+    else:
+        blocks = [b for b in _chain_blocks(arch, space, templates) if b.protos]  # skip layers have no nodes
+        ids = list(itertools.chain.from_iterable(_block_ids(b, templates) for b in blocks))
+        structures = [_block_structure(b) for b in blocks]
+    return chain_tensors(templates.rows.gather(ids), structures, name=spec,
+                         input_batch=1)  # templates are lowered at batch 1
+
+
+def _chain_blocks(arch: Any, space: str, templates: _Space) -> list[_Block]:
+    """The blocks of an fbnet or ofa network, in order."""
+    if space == ofa.NAME:
+        return _ofa_blocks(arch, templates)
+    blocks = [templates.blocks["stem"], *(templates.blocks[f"layer:{i}:{op}"] for i, op in enumerate(arch.ops))]
+    blocks.append(templates.blocks["head"])
+    return blocks
+
+
+def _block_ids(block: _Block, space: _Space) -> list[int]:
+    """Ids of the block's node features in ``space.rows``, featurized at first use."""
+    ids = block.features.get("ids")
+    if ids is None:
+        nodes = []
+        for proto in block.protos:
+            node = object.__new__(OpNode)
+            node.__dict__ = {**proto, "id": 0}  # features never read the id
+            nodes.append(node)
+        ids = block.features["ids"] = space.rows.add(node_rows(nodes))
+    return ids
+
+
+def _block_structure(block: _Block) -> BlockStructure:
+    structure = block.features.get("structure")
+    if structure is None:
+        structure = block.features["structure"] = block_structure(len(block.protos), block.edges)
+    return structure
 
 
 def _assemble(blocks: list[_Block], inputs: tuple[TensorSpec, ...], meta: dict[str, Any], name: str) -> OpGraph:
@@ -117,80 +167,35 @@ def _assemble(blocks: list[_Block], inputs: tuple[TensorSpec, ...], meta: dict[s
 
 
 # ------------------------------------------------------------------ NB201
-def _nb201_blocks(cell: nb201.NB201Cell, units: dict[str, _Block]) -> list[_Block]:
-    plan = _nb201_cell_plan(cell)
-    edges = _cell_edges(plan, units)
+def _nb201_blocks(cell: nb201.NB201Cell, space: _Space) -> list[_Block]:
+    kinds, layout = cell_layout(cell, space.blocks, space.cells, space.convs_alike)
+    units = space.blocks
     blocks = [units["stem"]]
     for stage in range(_NB201_STAGES):
         if stage:
             blocks.append(units[f"reduce:{stage - 1}"])
-        protos = tuple(proto for kind, _ in plan for proto in units[f"{kind}:{stage}"].protos)
-        blocks.extend([_Block(protos, edges)] * _NB201_CELLS_PER_STAGE)
+        protos = tuple(proto for kind in kinds for proto in units[f"{kind}:{stage}"].protos)
+        blocks.extend([_Block(protos, layout.edges)] * _NB201_CELLS_PER_STAGE)
     blocks.append(units["head"])
     return blocks
 
 
-def _nb201_cell_plan(cell: nb201.NB201Cell) -> list[tuple[str, list[int]]]:
-    """The cell as units (edge ops, first-edge sums, adds) in canonical order, with producer positions.
-
-    Position 0 of the unit DAG is the cell input; it is first in the DFS order and
-    is dropped, so producer ``-1`` in the result means the cell input.
-    """
-    units: list[tuple[str, list[int]]] = [("input", [])]
-    node_value = [0]
-    seen: dict[tuple[str, tuple[int, ...]], int] = {}
-
-    def unit(kind: str, producers: list[int]) -> int:
-        """A unit; a weight-free one equal to an earlier one *is* that one (see ``_CONV_OPS``)."""
-        key = (kind, tuple(producers))
-        if "-conv:" in kind or key not in seen:
-            units.append((kind, producers))
-            seen[key] = len(units) - 1
-        return seen[key]
-
-    def edge_unit(kind: str, op: str, src: int) -> int:
-        source = node_value[src]
-        if op in _CONV_OPS:  # the ReLU before a conv is weight-free and shared; the conv is not
-            kind, source = f"{kind}-conv", unit("relu", [source])
-        return unit(f"{kind}:{op}", [source])
-
-    for ops in cell.edges:
-        partial = -1
-        for src, op in enumerate(ops):
-            if src == 0:
-                partial = edge_unit("first", op, src)
-                continue
-            edge = node_value[src] if op == "skip_connect" else edge_unit("edge", op, src)
-            partial = unit("add", [partial, edge])
-        node_value.append(partial)
-    order = canonical_order([producers for _, producers in units], [node_value[-1]])
-    if order[0] != 0:
-        raise GraphError("nb201 cell: the cell input is not first in canonical order")
-    position = {old: new - 1 for new, old in enumerate(order)}
-    return [(units[old][0], [position[p] for p in units[old][1]]) for old in order[1:]]
-
-
-def _cell_edges(plan: list[tuple[str, list[int]]], units: dict[str, _Block]) -> tuple[tuple[int, int], ...]:
-    """Sorted edges of a cell whose units are placed one after the other in plan order.
-
-    Every stage's unit of a kind has the same nodes and edges (only shapes differ), so one
-    stage's templates give the edges of all three.
-    """
-    edges: list[tuple[int, int]] = []
-    last: list[int] = []  # block-relative id of each unit's output node
-    size = 0
-    for kind, producers in plan:
-        unit = units[f"{kind}:0"]
-        offset = size
-        size += len(unit.protos)
-        sources = [-1 if p < 0 else last[p] for p in producers]
-        if kind == "add":  # one node reading both producers
-            edges.extend((s, offset) for s in sources)
-        else:
-            for s, d in unit.edges:
-                edges.append((sources[0] if s < 0 else s + offset, d + offset))
-        last.append(size - 1)
-    return tuple(sorted(set(edges)))
+def _nb201_pieces(cell: nb201.NB201Cell, space: _Space) -> tuple[list[int], list[BlockStructure]]:
+    """Node feature ids (in ``space.rows``) and block structures (per cell) of ``_nb201_blocks``' graph."""
+    kinds, layout = cell_layout(cell, space.blocks, space.cells, space.convs_alike)
+    units = space.blocks
+    ids, structures = list(_block_ids(units["stem"], space)), [_block_structure(units["stem"])]
+    for stage in range(_NB201_STAGES):
+        if stage:
+            reduce = units[f"reduce:{stage - 1}"]
+            ids += _block_ids(reduce, space)
+            structures.append(_block_structure(reduce))
+        ids += list(itertools.chain.from_iterable(_block_ids(units[f"{kind}:{stage}"], space) for kind in kinds)
+                    ) * _NB201_CELLS_PER_STAGE
+        structures.extend([layout.structure] * _NB201_CELLS_PER_STAGE)
+    ids += _block_ids(units["head"], space)
+    structures.append(_block_structure(units["head"]))
+    return ids, structures
 
 
 # ------------------------------------------------------------------ OFA
@@ -298,13 +303,14 @@ def _parse_templates(data: dict[str, Any]) -> _Space:
             protos.append(fields)
         blocks[key] = _Block(tuple(protos), tuple(sorted((int(s), int(d)) for s, d in unit["edges"])))
     for stage in range(_NB201_STAGES) if "reduce:0" in blocks else ():
-        for op in _CONV_OPS:
+        for op in CONV_OPS:
             for kind in ("first", "edge"):
                 blocks[f"{kind}-conv:{op}:{stage}"] = _drop_first(blocks[f"{kind}:{op}:{stage}"])
-        relu = blocks[f"edge:{_CONV_OPS[0]}:{stage}"]
+        relu = blocks[f"edge:{CONV_OPS[0]}:{stage}"]
         blocks[f"relu:{stage}"] = _Block(relu.protos[:1], ((-1, 0),))
     stem = data["units"]["stem"]["nodes"][0]["inputs"][0]
-    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),))
+    return _Space(blocks, dict(data["meta"]), (TensorSpec.from_json(stem),),
+                  convs_alike="reduce:0" in blocks and convs_alike(blocks))
 
 
 def _drop_first(block: _Block) -> _Block:
