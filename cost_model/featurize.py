@@ -6,6 +6,10 @@ split "1x256x56x56" into word pieces and lose magnitudes, so every magnitude
 that matters for latency is also a ``log1p`` feature. Both must be stable:
 a checkpoint is only valid for the template and feature schema it was
 trained with (see ``FEATURE_SCHEMA``).
+
+Why one module of about 450 lines: the text template, the numeric schema and its hash, and the
+per-kind row cache are one contract with checkpoints; keeping them together keeps a schema change
+in one diff.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ epoch, so a resumed run follows the same path as an uninterrupted one.
 
 Few-shot adaptations (``cost_model.adapt``) are stored per target (keyed by
 the descriptor's content hash) and applied by ``predict`` automatically.
+
+Why one module of about 650 lines: fit, predict, adaptation lookup and persistence all read and
+write the same fitted state (model, encoder, known targets, adaptations, data summary); split across
+modules that state would have to become public. The training loop, adaptation, the model and the
+checkpoint format live in their own modules.
 """
 
 from __future__ import annotations

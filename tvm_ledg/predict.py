@@ -14,6 +14,9 @@ process under a key that fixes their content (the store key, or the graph's
 content hash), the most recent few thousand of them. The default checkpoint
 ships inside the package (``cost_model/checkpoints/ledg-default``); its
 ``README.md`` says how it was trained and on what.
+
+Longer than 400 lines because both prediction paths (the batched table and the per-pair reference it
+is tested against) and the measurement CSV reader of ``adapt`` share the graph sources and caches here.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from cost_model.cache_dir import default_cache_root
 from cost_model.graph import OpGraph, paused_gc
 from cost_model.io import write_text_atomic
 from cost_model.graph_store import GraphStore
-from targets.errors import CheckpointError, DataError, ModelImportError
+from targets.errors import ArgumentError, CheckpointError, DataError, ModelImportError
 from targets.schema import TargetDescriptor
 
 __all__ = ["DEFAULT_CHECKPOINT", "LatencyPrediction", "PredictionTable", "load_predictor", "resolve_graphs",
@@ -355,7 +358,7 @@ def predict_table(models: Any, targets: Any, *, checkpoint: str | os.PathLike[st
     chunk. ``device`` as ``predict_latency``'s. Nothing is printed.
     """
     if chunk_models < 1:
-        raise DataError(f"chunk_models must be at least 1, got {chunk_models}")
+        raise ArgumentError(f"chunk_models must be at least 1, got {chunk_models}")
     expanded = _expand(models, batch_size)
     descs = _targets(targets)
     predictor = load_predictor(checkpoint, device=device)
