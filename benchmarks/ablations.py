@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_fold, md_table, parser, start, write_results
+from benchmarks.common import NETWORK_MODEL, load_fold, md_table, parser, start, write_results
 from benchmarks.hardware_transfer import TRAIN, add_protocol_arguments, fold_file, load_protocol
 
 from cost_model.baselines import make_baseline
@@ -41,7 +41,7 @@ from cost_model.io import write_text_atomic
 from cost_model.metrics import aggregate, latency_metrics
 from cost_model.predictor import LatencyPredictor, TrainConfig
 
-BASE_MODEL = {"dim": 32, "layers": 2, "heads": 4, "dropout": 0.0}
+BASE_MODEL = NETWORK_MODEL
 VARIANTS: dict[str, tuple[Any, dict[str, Any]]] = {
     "ledg": ({"kind": "builtin", "dim": 32}, {}),
     "nnformer": ({"kind": "builtin", "dim": 32}, {"gate": "static", "heads": 8}),
@@ -56,8 +56,8 @@ METRICS = ("spearman", "kendall", "mape", "acc10", "log_rmse")
 def method_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """What a method's fold results depend on besides the devices held out (paths and threads aside)."""
     data = {k: getattr(args, k) for k in ("max_train_archs", "max_test_archs", "seed")}
-    if method not in VARIANTS:
-        return data  # a trained baseline with its default hyper-parameters; its name is in the file name
+    if method not in VARIANTS:  # a trained baseline: its own width and rate, the variants' budget
+        return {**data, "epochs": args.epochs, "rows_per_epoch": args.rows_per_epoch}
     encoder, overrides = VARIANTS[method]
     return {**data, "epochs": args.epochs, "rows_per_epoch": args.rows_per_epoch, "encoder": encoder,
             "model": {**BASE_MODEL, **overrides}, "train": TRAIN}
@@ -66,8 +66,8 @@ def method_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
 def main() -> None:
     ap = parser(__doc__, Path("docs/results/ablations"), threads=2, seed=0, data_root=True)
     add_protocol_arguments(ap)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--rows-per-epoch", type=int, default=3000)
+    ap.add_argument("--epochs", type=int, default=24, help="epochs of every variant and trained baseline")
+    ap.add_argument("--rows-per-epoch", type=int, default=None, help="training rows per epoch (default: all)")
     ap.add_argument("--methods", nargs="+", default=[*VARIANTS, *TRAINED_BASELINES],
                     choices=[*VARIANTS, *TRAINED_BASELINES])
     args, started = start(ap)
@@ -94,12 +94,13 @@ def main() -> None:
             if method in VARIANTS:
                 encoder, overrides = VARIANTS[method]
                 model = LatencyPredictor(encoder=encoder, model={**BASE_MODEL, **overrides},
-                                         train=TrainConfig(epochs=args.epochs, seed=args.seed,
+                                         train=TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
                                                            rows_per_epoch=args.rows_per_epoch, **TRAIN),
                                          feature_cache=caches.setdefault(json.dumps(encoder), {}))
                 model.fit(proto.graphs, proto.descs, train, val, progress=True)
             else:
-                model = make_baseline(method).fit(proto.graphs, proto.descs, train, val)
+                model = make_baseline(method, epochs=args.epochs, rows_per_epoch=args.rows_per_epoch,
+                                      patience=args.epochs, seed=args.seed).fit(proto.graphs, proto.descs, train, val)
             train_s = time.time() - t0
             devices = {}
             for alias, rows in tests.items():

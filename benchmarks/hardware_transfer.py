@@ -103,7 +103,7 @@ def fold_settings(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("max_train_archs", "max_test_archs", "seed", "epochs", "rows_per_epoch", "shots", "baselines")
     only = {"baselines_only": True} if args.baselines_only else {}  # absent otherwise: older folds stay valid
     return {**{k: getattr(args, k) for k in keys}, "encoder": ENCODER, "model": MODEL, "train": TRAIN,
-            "adapt": ADAPT, "subsets": "shared", **only}
+            "adapt": ADAPT, "subsets": "shared", "device_groups": "by descriptor", **only}
 
 
 def fold_file(held: list[str]) -> str:
@@ -173,7 +173,9 @@ def load_protocol(args: argparse.Namespace) -> Protocol:
     split = {a: assign_arch_split(a, args.seed, 0.2, 0.1) for a in have}
     groups: dict[str, list[str]] = defaultdict(list)
     for alias, d in descs.items():
-        key = {"hardware": d.model, "class": d.device_class, "device": alias}[args.grouping]
+        # "device" is a setting: aliases of one descriptor (a device measured on two spaces) are held out
+        # together, else the held-out setting would be in training under its other name
+        key = {"hardware": d.model, "class": d.device_class, "device": d.content_hash()}[args.grouping]
         groups[key].append(alias)
     folds = assign_folds(groups, args.folds) if args.grouping == "hardware" else sorted(sorted(g) for g in groups.values())
     if args.hold:
@@ -290,19 +292,20 @@ def _fold_model(args: argparse.Namespace, held: list[str], graphs, descs, train,
     """The fold's trained LeDG-Former. With ``--models`` it is saved there by fold, and a saved one (made with
     the same settings) is loaded instead of trained, so evaluation can change without retraining."""
     path = None if args.models is None else args.models / fold_file(held).replace(".json", "")
+    made_with = {"encoder": ENCODER, "model": MODEL, "rows": hashlib.sha1(
+        json.dumps([[r[0], r[1], r[2]] for r in [*train, *val]]).encode()).hexdigest()}
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
+                         rows_per_epoch=args.rows_per_epoch, **TRAIN)
     if path is not None and (path / "config.json").is_file():
         model = LatencyPredictor.from_pretrained(path, feature_cache=cache)
-        if model.train != TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
-                                      rows_per_epoch=args.rows_per_epoch, **TRAIN):
-            raise SystemExit(f"{path}: trained with other settings; delete it or choose another --models")
+        if model.train != config or model.data_summary_.get("fold") != made_with:
+            raise SystemExit(f"{path}: trained with other settings or rows; delete it or choose another --models")
         print(f"loaded {path}")
         return model
-    model = LatencyPredictor(encoder=ENCODER, model=MODEL,
-                             train=TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
-                                               rows_per_epoch=args.rows_per_epoch, **TRAIN),
-                             feature_cache=cache)
+    model = LatencyPredictor(encoder=ENCODER, model=MODEL, train=config, feature_cache=cache)
     model.fit(graphs, descs, train, val, progress=True)
     if path is not None:
+        model.data_summary_["fold"] = made_with
         model.save_pretrained(path)
     return model
 

@@ -17,7 +17,8 @@ validation set for early stopping, so in-domain is 81/9/10.
 
 Baselines in the same splits: FLOPs and params (per-target log-linear fits;
 zero-shot through the descriptor ridge), GraphSAGE (the same epochs over the
-same rows as LeDG-Former, its own width and learning rate) and, for the held-out target only, the proxy device (the
+same rows as LeDG-Former, its own width, learning rate and batch size of 128, so about four times
+LeDG-Former's optimizer steps) and, for the held-out target only, the proxy device (the
 most similar training target's measurement of the same network, rescaled; on
 a seen target it is the FLOPs fit). The additive linear model
 (``cost_model.linear_baselines``: per-target ridge on kernel-kind histograms)
@@ -33,6 +34,7 @@ is undefined (NaN), and say how many counted. Usage::
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -81,17 +83,20 @@ def main() -> None:
                          "validation protocol that never sees a test target")
     ap.add_argument("--hold-targets", nargs="*", default=None,
                     help="leave-one-target-out: only the folds holding out these targets (default: every target)")
-    ap.add_argument("--target-offsets", default="0.01",
+    ap.add_argument("--target-offsets", type=_offsets_weight, default=0.01,
                     help="L2 weight of the learned per-training-target offsets, or 'none' to learn none")
     args, started = start(ap)
     graphs, descs, rows, families, noise = _load(args.data, args.noise_floor)
-    unknown = set(args.drop_targets) - set(descs)
-    if unknown:
-        ap.error(f"--drop-targets: unknown targets {sorted(unknown)}; known: {sorted(descs)}")
+    for option, names in (("--drop-targets", args.drop_targets), ("--hold-targets", args.hold_targets or [])):
+        unknown = set(names) - set(descs)
+        if unknown:
+            ap.error(f"{option}: unknown targets {sorted(unknown)}; known: {sorted(descs)}")
+    if set(args.hold_targets or []) & set(args.drop_targets):
+        ap.error("--hold-targets: a dropped target has no rows to hold out")
     rows = [r for r in rows if r[1] not in set(args.drop_targets)]
-    offsets = None if args.target_offsets == "none" else float(args.target_offsets)
     train_config = TrainConfig(epochs=args.epochs, seed=args.seed, patience=args.epochs,
-                               rows_per_epoch=args.rows_per_epoch, target_offsets=offsets, **NETWORK_TRAIN)
+                               rows_per_epoch=args.rows_per_epoch, target_offsets=args.target_offsets,
+                               **NETWORK_TRAIN)
     # the trained baselines get the same budget (epochs over the same rows, best epoch kept), their own
     # width, learning rate and batch size
     budget = {"seed": args.seed, "epochs": args.epochs, "rows_per_epoch": args.rows_per_epoch, "patience": args.epochs}
@@ -137,6 +142,19 @@ def main() -> None:
             print(f"{protocol} {name}: " + ", ".join(f"{m} MAPE {r['mean']['mape']:.1f}%"
                                                      for m, r in entry["methods"].items()))
     _report(args, results, noise, started)
+
+
+def _offsets_weight(text: str) -> float | None:
+    """``--target-offsets``: a non-negative L2 weight, or ``none``."""
+    if text == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'none'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
 
 
 def _load(path: Path, noise_floor: Path):
@@ -201,7 +219,8 @@ def _splits(protocol: str, rows, families: dict[str, str], seed: int):
 
 def _report(args, results, noise, started) -> None:
     trained = ("baselines only, no LeDG-Former" if args.baselines_only
-               else f"LeDG-Former trained per fold ({args.epochs} epochs x {args.rows_per_epoch} rows)")
+               else f"LeDG-Former trained per fold ({args.epochs} epochs x "
+                    f"{'all' if args.rows_per_epoch is None else args.rows_per_epoch} rows)")
     lines = [(f"Data: `{args.data}`. {trained}; see the script's docstring for the splits. "
               "MAPE and Spearman are means over the fold's "
               "targets. Noise floor, averaged over the same targets, in %: the repeat-run MAPE floor (what a "

@@ -1,6 +1,6 @@
 """Few-shot adaptation of a trained ``LatencyPredictor`` to one target from k measurements.
 
-Three candidates are compared, all on the k given samples only:
+Four candidates are compared, all on the k given samples only:
 
 * ``zero-shot``: the model as trained (the descriptor alone);
 * ``calibrated``: ``log y = a + b log ŷ`` fitted by least squares in log space,
@@ -16,7 +16,9 @@ Three candidates are compared, all on the k given samples only:
   one, so on hardware unlike any descriptor it has seen, a similar training
   target's ranking is often the better guess: a proxy device that needs no
   measurement table. The choice of training target is made inside each
-  cross-validation fold, so its cross-validated error is honest.
+  cross-validation fold, so its cross-validated error is honest. It needs k >= 5
+  and a model trained with per-target offsets (``TrainConfig.target_offsets``),
+  whose checkpoint names its training targets.
 
 The candidate with the lowest k-fold cross-validated log-RMSE is chosen; if its
 in-sample log-RMSE is above the zero-shot one, zero-shot is kept. One
@@ -121,11 +123,13 @@ def _log_predict(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
 @torch.no_grad()
 def _log_predict_as(predictor: LatencyPredictor, references: Sequence[TargetDescriptor], keys: Sequence[str],
                     graphs: Mapping[str, OpGraph]) -> np.ndarray:
-    """``(len(references), len(keys))`` log-latencies of the samples predicted as each training target."""
+    """``(len(references), len(keys))`` log-latencies of the samples predicted as each training target:
+    its descriptor and learned table row, never an adaptation it may have of its own (zero offsets)."""
     predictor.model_.eval()
     n = len(keys)
     descs = [r for r in references for _ in range(n)]
-    out = predictor.forward(list(keys) * len(references), descs, graphs)
+    zeros = torch.zeros(len(descs), predictor.model_.config.dim)
+    out = predictor.forward(list(keys) * len(references), descs, graphs, offsets=zeros)
     return out.log_latency_ms.double().cpu().numpy().reshape(len(references), n)
 
 

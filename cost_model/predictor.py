@@ -51,7 +51,7 @@ from cost_model.roofline import BOUND_LABELS, SPEC_FEATURE_NAMES, roofline_targe
 from cost_model.rows import Row, validate_rows
 from cost_model.trainer import LoopSettings, TrainingState, TrainTask, run_training
 from targets import registry as targets_registry
-from targets.errors import ArgumentError, CheckpointError, DataError, TargetError
+from targets.errors import ArgumentError, CheckpointError, DataError, LedgError, TargetError
 from targets.schema import FEATURE_NAMES as TARGET_FEATURE_NAMES
 from targets.schema import SCHEMA_VERSION, TargetDescriptor
 
@@ -120,7 +120,7 @@ class Adaptation:
         if not self.changes_predictions:
             return f"nothing adapted: the model as trained fits the {n} best (cross-validated), predictions unchanged"
         factor = math.exp(self.scale_a)
-        if self.offset is None and self.scale_b == 1.0:
+        if self.offset is None and self.reference is None and self.scale_b == 1.0:
             how = "not cross-validated" if self.samples == 1 else "cross-validated"
             return f"scale-only calibration from {n} ({how}): every prediction x {factor:.3g}"
         what = "target offset fine-tuned, then calibrated" if self.offset is not None else "calibrated"
@@ -406,7 +406,11 @@ class LatencyPredictor(LatencyEstimator):
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             descs = [targets[p[1]] for p in chunk]
-            res = self.forward([p[0] for p in chunk], self._stand_ins(descs), graphs)
+            # a stand-in swaps only the descriptor and its learned row: the offsets are the targets' own
+            offsets = self._stored_offsets(descs)
+            if offsets is None and self.adaptations_:
+                offsets = torch.zeros(len(descs), self.model_.config.dim)
+            res = self.forward([p[0] for p in chunk], self._stand_ins(descs), graphs, offsets=offsets)
             a, b = self._calibration(descs)
             log_ms = res.log_latency_ms.double().cpu()
             scale = b * log_ms + a
@@ -660,4 +664,9 @@ def _adaptation_from_json(key: str, entry: Any, offset: torch.Tensor | None, sou
     if has_offset and offset is None:
         raise CheckpointError(f"{source}: adaptation {key} lists an offset that model.safetensors lacks")
     reference = config_field(entry, "reference", dict, source, where=where) if "reference" in entry else None
+    if reference is not None:
+        try:
+            TargetDescriptor.from_dict(reference, origin=f"{source} {where}.reference")
+        except LedgError as exc:
+            raise CheckpointError(f"{source}: field '{where}.reference' is not a valid target descriptor: {exc}") from exc
     return Adaptation(descriptor, float(scale_a), float(scale_b), offset, int(samples), method, reference)
