@@ -433,7 +433,7 @@ def _report(args, per_device, fold_info, folds, n_graphs, started) -> None:
                          _curve(f.get("val_log_rmse", []))] for f in fold_info])]
     write_results(args.out, "Hardware transfer: zero-shot and few-shot", "\n".join(lines),
                   {"summary": summary, "devices": per_device, "folds": fold_info,
-                   "settings": vars(args) | {"graph_store": str(args.graph_store), "out": str(args.out)}},
+                   "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}},
                   started)
     print("\n".join(lines[:12 + len(table)]))
 
