@@ -101,36 +101,15 @@ def _fit_offsets(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequ
 
 
 @torch.no_grad()
-def _log_predict_each(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequence[str],
+def _log_predict_grid(predictor: LatencyPredictor, descs: Sequence[TargetDescriptor], keys: Sequence[str],
                       graphs: Mapping[str, OpGraph], offsets: torch.Tensor) -> np.ndarray:
-    """``(len(offsets), len(keys))`` log-latencies of every sample under every offset, in one batch."""
+    """``(len(descs), len(keys))`` log-latencies of every sample under each (descriptor, offset) pair, in
+    one batch. The offsets are explicit, so no adaptation stored for a descriptor ever leaks in."""
     predictor.model_.eval()
     n = len(keys)
-    rows = predictor.forward(list(keys) * len(offsets), [desc] * (n * len(offsets)), graphs,
-                             offsets=offsets.repeat_interleave(n, dim=0))
-    return rows.log_latency_ms.double().cpu().numpy().reshape(len(offsets), n)
-
-
-@torch.no_grad()
-def _log_predict(predictor: LatencyPredictor, desc: TargetDescriptor, keys: Sequence[str],
-                 graphs: Mapping[str, OpGraph], offset: torch.Tensor | None) -> np.ndarray:
-    predictor.model_.eval()
-    offsets = torch.zeros(len(keys), predictor.model_.config.dim) if offset is None else offset.expand(len(keys), -1)
-    out = predictor.forward(list(keys), [desc] * len(keys), graphs, offsets=offsets)
-    return out.log_latency_ms.double().cpu().numpy()
-
-
-@torch.no_grad()
-def _log_predict_as(predictor: LatencyPredictor, references: Sequence[TargetDescriptor], keys: Sequence[str],
-                    graphs: Mapping[str, OpGraph]) -> np.ndarray:
-    """``(len(references), len(keys))`` log-latencies of the samples predicted as each training target:
-    its descriptor and learned table row, never an adaptation it may have of its own (zero offsets)."""
-    predictor.model_.eval()
-    n = len(keys)
-    descs = [r for r in references for _ in range(n)]
-    zeros = torch.zeros(len(descs), predictor.model_.config.dim)
-    out = predictor.forward(list(keys) * len(references), descs, graphs, offsets=zeros)
-    return out.log_latency_ms.double().cpu().numpy().reshape(len(references), n)
+    out = predictor.forward(list(keys) * len(descs), [d for d in descs for _ in range(n)], graphs,
+                            offsets=offsets.repeat_interleave(n, dim=0))
+    return out.log_latency_ms.double().cpu().numpy().reshape(len(descs), n)
 
 
 def _best_reference(as_ref: np.ndarray, log_y: np.ndarray, idx: np.ndarray) -> int:
@@ -197,7 +176,7 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
     keys = [k for k, _ in samples]
     log_y = np.log([ms for _, ms in samples])
     k = len(samples)
-    base = _log_predict(predictor, desc, keys, graphs, None)
+    base = _log_predict_grid(predictor, [desc], keys, graphs, torch.zeros(1, predictor.model_.config.dim))[0]
     zero = _log_rmse(base, log_y)
     candidates = {"zero-shot": _Candidate(zero, base)}
     if k == 1:  # nothing to cross-validate with: the one measurement sets the scale, which it fits exactly
@@ -210,13 +189,15 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
         if offset and k >= 5:  # the folds' offsets and the final one (all samples), fitted together
             offsets = _fit_offsets(predictor, desc, keys, np.exp(log_y), [*fit_sets, np.arange(k)], graphs,
                                    steps, lr, l2, seed, progress)
-            with_offset = _log_predict_each(predictor, desc, keys, graphs, offsets)
+            with_offset = _log_predict_grid(predictor, [desc] * len(offsets), keys, graphs, offsets)
             candidates["offset+calibrated"] = _Candidate(
                 _cv_error(lambda f, fit: with_offset[f], log_y, fit_sets, splits), with_offset[-1], offsets[-1])
         references = [r for r in predictor.reference_targets().values()
                       if r.content_hash() != desc.content_hash()] if offset and reference and k >= 5 else []
         if references:
-            as_ref = _log_predict_as(predictor, references, keys, graphs)
+            # as each training target: its descriptor and learned row, never an adaptation of its own
+            as_ref = _log_predict_grid(predictor, references, keys, graphs,
+                                       torch.zeros(len(references), predictor.model_.config.dim))
             best = _best_reference(as_ref, log_y, np.arange(k))
             candidates["reference"] = _Candidate(
                 _cv_error(lambda f, fit: as_ref[_best_reference(as_ref, log_y, fit)], log_y, fit_sets, splits),
@@ -229,7 +210,6 @@ def adapt(predictor: LatencyPredictor, desc: TargetDescriptor, samples: Sequence
         method = "zero-shot"
     chosen = candidates[method]
     a, b = (0.0, 1.0) if method == "zero-shot" else chosen.calibration(log_y)
-    adaptation = Adaptation(desc.to_dict(), a, b, chosen.offset, k, method,
-                            None if chosen.reference is None else chosen.reference.to_dict())
+    adaptation = Adaptation(desc.to_dict(), a, b, chosen.offset, k, method, chosen.reference)
     predictor.adaptations_[desc.content_hash()] = adaptation
     return adaptation

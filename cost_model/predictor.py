@@ -106,7 +106,7 @@ class Adaptation:
     offset: torch.Tensor | None = None  # (dim,) added to the target conditioning vector
     samples: int = 0
     method: str = "zero-shot"
-    reference: dict[str, Any] | None = None
+    reference: TargetDescriptor | None = None
 
     @property
     def changes_predictions(self) -> bool:
@@ -125,14 +125,14 @@ class Adaptation:
             return f"scale-only calibration from {n} ({how}): every prediction x {factor:.3g}"
         what = "target offset fine-tuned, then calibrated" if self.offset is not None else "calibrated"
         if self.reference is not None:
-            what = f"predicted as training target {self.reference.get('name')}, then calibrated"
+            what = f"predicted as training target {self.reference.name}, then calibrated"
         return (f"{what} from {n} (cross-validated): "
                 f"log y = {self.scale_a:.3f} + {self.scale_b:.3f} log y_model")
 
     def to_json(self) -> dict[str, Any]:
         return {"descriptor": self.descriptor, "scale_a": self.scale_a, "scale_b": self.scale_b,
                 "has_offset": self.offset is not None, "samples": self.samples, "method": self.method,
-                **({"reference": self.reference} if self.reference is not None else {})}
+                **({"reference": self.reference.to_dict()} if self.reference is not None else {})}
 
 
 @dataclass
@@ -455,16 +455,8 @@ class LatencyPredictor(LatencyEstimator):
         """Each target, or the training target its adaptation predicts it as (``Adaptation.reference``)."""
         if not self.adaptations_:
             return list(descs)
-        out, made = [], {}
-        for d in descs:
-            found = self.adaptations_.get(d.content_hash())
-            if found is None or found.reference is None:
-                out.append(d)
-                continue
-            if id(found) not in made:
-                made[id(found)] = TargetDescriptor.from_dict(found.reference, origin=f"reference of {d.name}")
-            out.append(made[id(found)])
-        return out
+        found = [self.adaptations_.get(d.content_hash()) for d in descs]
+        return [d if a is None or a.reference is None else a.reference for d, a in zip(descs, found)]
 
     def reference_targets(self) -> dict[str, TargetDescriptor]:
         """The training targets few-shot adaptation may predict a new target as: those of the training data
@@ -663,10 +655,11 @@ def _adaptation_from_json(key: str, entry: Any, offset: torch.Tensor | None, sou
     has_offset = config_field(entry, "has_offset", bool, source, where=where) if "has_offset" in entry else False
     if has_offset and offset is None:
         raise CheckpointError(f"{source}: adaptation {key} lists an offset that model.safetensors lacks")
-    reference = config_field(entry, "reference", dict, source, where=where) if "reference" in entry else None
-    if reference is not None:
+    reference = None
+    if "reference" in entry:
+        data = config_field(entry, "reference", dict, source, where=where)
         try:
-            TargetDescriptor.from_dict(reference, origin=f"{source} {where}.reference")
+            reference = TargetDescriptor.from_dict(data, origin=f"{source} {where}.reference")
         except LedgError as exc:
             raise CheckpointError(f"{source}: field '{where}.reference' is not a valid target descriptor: {exc}") from exc
     return Adaptation(descriptor, float(scale_a), float(scale_b), offset, int(samples), method, reference)

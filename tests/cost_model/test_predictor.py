@@ -224,7 +224,7 @@ def test_adaptation_can_predict_a_new_target_as_the_training_target_that_ranks_l
     without = adapt(model, new, samples, graphs, steps=20, folds=3, reference=False)
     rho_without = rho()
     adaptation = adapt(model, new, samples, graphs, steps=20, folds=3)
-    assert adaptation.method == "reference" and adaptation.reference["name"] == by_nodes, adaptation
+    assert adaptation.method == "reference" and adaptation.reference.name == by_nodes, adaptation
     assert "predicted as training target pixel3-tflite" in adaptation.describe()
     assert model._stand_ins([new])[0].content_hash() in model.known_targets_  # its learned row applies
     assert rho() > rho_without, (rho(), rho_without, without.method)
