@@ -228,13 +228,18 @@ class TargetDescriptor:
         """SHA-256 of the canonical JSON of everything that defines the setting.
 
         ``aliases``, ``notes``, ``sources`` and ``derived`` are excluded: they document
-        the descriptor without changing what was measured.
+        the descriptor without changing what was measured. Computed once per descriptor (it is frozen):
+        predictors look targets up by hash for every row they predict.
         """
-        d = self.to_dict()
-        for key in _UNHASHED_FIELDS:
-            del d[key]
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-        return hashlib.sha256(blob.encode("ascii")).hexdigest()
+        cached = self.__dict__.get("_content_hash")
+        if cached is None:
+            d = self.to_dict()
+            for key in _UNHASHED_FIELDS:
+                del d[key]
+            blob = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+            cached = hashlib.sha256(blob.encode("ascii")).hexdigest()
+            object.__setattr__(self, "_content_hash", cached)
+        return cached
 
     def __hash__(self) -> int:
         return hash(self.content_hash())

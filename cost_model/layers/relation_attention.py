@@ -163,9 +163,10 @@ class RelationAttention(nn.Module):
         peak = torch.nan_to_num(peak, nan=0.0, posinf=0.0, neginf=0.0)  # empty segments: -inf -> 0
         e = torch.exp(entry - peak[index.entry_seg])
         z = torch.segment_reduce(e, "sum", lengths=index.seg_len, unsafe=True)  # (segments, H)
-        mix = [gates[..., : self.num_relations].transpose(1, 2).reshape(-1, h)]
+        slot_major = gates.permute(2, 0, 1)  # (slots, S, H), contiguous as RelationGate computes it
+        mix = [slot_major[: self.num_relations].transpose(0, 1).reshape(-1, h)]
         if self.global_token:
-            mix += [gates[..., self.num_relations], gates.new_ones(index.num_graphs, h)]
+            mix += [slot_major[self.num_relations], gates.new_ones(index.num_graphs, h)]
         coef = torch.cat(mix) / torch.where(z > 0, z, torch.ones_like(z))
         weight = self.dropout(e * coef[index.entry_seg])
         pair_weight = weight.new_zeros(index.pattern.nnz, h).index_add_(0, index.entry_pair, weight)
