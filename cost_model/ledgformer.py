@@ -53,6 +53,7 @@ from cost_model.layers.gate import GATE_MODES
 from cost_model.layers.relation_attention import RelationIndex
 from cost_model.layers.roofline_head import RooflineHead
 from cost_model.roofline import RooflineTargets, scaled_log_work
+from cost_model.target_inputs import TARGET_INPUTS
 from targets.errors import CheckpointError
 
 __all__ = ["HEADS", "LeDGFormerConfig", "LeDGOutput", "LeDGFormer"]
@@ -73,7 +74,9 @@ class LeDGFormerConfig:
     ``head``: the output parametrisation, one of ``HEADS``; ``fusion``: where the target enters, one
     of ``FUSIONS`` (``film`` applies only to ``fusion="film"``); ``factors``: width of the
     node-target dot products of the late-fusion roofline head; ``known_targets``: rows of the
-    table of learned per-target offsets (one per training target, set by the predictor).
+    table of learned per-target offsets (one per training target, set by the predictor);
+    ``target_inputs``: what the conditioning reads of a descriptor, one of
+    ``cost_model.target_inputs.TARGET_INPUTS`` (the predictor builds those inputs).
     See the module docstring.
     """
 
@@ -96,6 +99,7 @@ class LeDGFormerConfig:
     fusion: str = "film"
     factors: int = 16
     known_targets: int = 0
+    target_inputs: str = "all"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "relations", tuple(self.relations))
@@ -124,6 +128,8 @@ class LeDGFormerConfig:
             problems.append(f"fusion={self.fusion!r}: expected one of {FUSIONS}")
         elif self.fusion == "late" and self.head != "roofline":
             problems.append("fusion='late' needs head='roofline' (the free head reads the target per node state)")
+        if self.target_inputs not in TARGET_INPUTS:
+            problems.append(f"target_inputs={self.target_inputs!r}: expected one of {TARGET_INPUTS}")
         if self.factors < 0 or self.known_targets < 0:
             problems.append("factors and known_targets must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
@@ -149,7 +155,7 @@ class LeDGFormerConfig:
         head or FiLM fusion, without factorized terms or learned target offsets.
         """
         fields = {f.name for f in dataclasses.fields(cls)}
-        d = {"head": "free", "fusion": "film", "factors": 0, "known_targets": 0, **d}
+        d = {"head": "free", "fusion": "film", "factors": 0, "known_targets": 0, "target_inputs": "all", **d}
         unknown = sorted(set(d) - fields)
         if unknown:
             raise CheckpointError(f"LeDGFormerConfig: unknown keys {unknown} (checkpoint from another version?)")

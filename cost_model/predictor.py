@@ -49,6 +49,7 @@ from cost_model.losses import latency_loss
 from cost_model.metrics import log_rmse
 from cost_model.roofline import BOUND_LABELS, SPEC_FEATURE_NAMES, roofline_targets, target_roofline
 from cost_model.rows import Row, validate_rows
+from cost_model.target_inputs import conditioning_features, conditioning_text
 from cost_model.trainer import LoopSettings, TrainingState, TrainTask, run_training
 from targets import registry as targets_registry
 from targets.errors import ArgumentError, CheckpointError, DataError, LedgError, TargetError
@@ -218,8 +219,9 @@ class LatencyPredictor(LatencyEstimator):
         distinct_descs = list({id(d): d for d in descs}.values())
         row_of = {id(d): i for i, d in enumerate(distinct_descs)}
         index = torch.tensor([row_of[id(d)] for d in descs], dtype=torch.long)
-        target_emb = self.encoder_([d.to_text() for d in distinct_descs])[index.to(self.device_)]
-        feats = [d.to_features() for d in distinct_descs]
+        inputs = self.model_.config.target_inputs
+        target_emb = self.encoder_([conditioning_text(d, inputs) for d in distinct_descs])[index.to(self.device_)]
+        feats = [conditioning_features(d, inputs) for d in distinct_descs]
         values = torch.tensor([f[0] for f in feats], dtype=torch.float32)[index]
         mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)[index]
         if offsets is None and self.adaptations_:
@@ -255,12 +257,17 @@ class LatencyPredictor(LatencyEstimator):
         zero = torch.zeros(self.model_.config.dim)
         return torch.stack([a.offset.cpu() if a is not None and a.offset is not None else zero for a in rows])
 
+    def _target_features(self, descs: Sequence[TargetDescriptor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, mask)``, float32 ``(len(descs), F)``: the descriptor features the conditioning reads."""
+        feats = [conditioning_features(d, self.model_.config.target_inputs) for d in descs]
+        return (torch.tensor([f[0] for f in feats], dtype=torch.float32),
+                torch.tensor([f[1] for f in feats], dtype=torch.float32))
+
     def _fit_spec_prior(self, names: Sequence[str], targets: Mapping[str, TargetDescriptor]) -> None:
         """Fit the model's estimate of missing peak compute / bandwidth on the training targets."""
         descs = [targets[t] for t in names]
         specs = roofline_targets(descs)
-        feats = torch.tensor([d.to_features()[0] for d in descs], dtype=torch.float32)
-        masks = torch.tensor([d.to_features()[1] for d in descs], dtype=torch.float32)
+        feats, masks = self._target_features(descs)
         spec_columns = torch.tensor([name in SPEC_FEATURE_NAMES for name in TARGET_FEATURE_NAMES])
         self.model_.fit_spec_prior(feats, masks, specs.log_specs.float(), specs.specs_known, spec_columns)
 
@@ -301,9 +308,8 @@ class LatencyPredictor(LatencyEstimator):
         keys = sorted({r[0] for r in rows})
         show = progress and distributed.is_main_process()
         tensors = [self._graph(k, graphs) for k in tqdm(keys, desc="featurize", disable=not show, leave=False)]
-        feats = torch.tensor([targets[t].to_features()[0] for t in train_targets])
-        masks = torch.tensor([targets[t].to_features()[1] for t in train_targets])
-        self.model_.fit_normalizers(torch.cat([t.x_num for t in tensors]).float(), feats.float(), masks.float())
+        feats, masks = self._target_features([targets[t] for t in train_targets])
+        self.model_.fit_normalizers(torch.cat([t.x_num for t in tensors]).float(), feats, masks)
         self._fit_spec_prior(train_targets, targets)
         log_y = np.log([r[2] for r in rows])
         self.model_.init_output_bias(float(log_y.mean()), float(np.mean([t.num_nodes for t in tensors])))

@@ -47,14 +47,15 @@ _RUNTIME_TEXT = {
 }
 
 
-def hardware_prompt(desc: TargetDescriptor) -> str:
+def hardware_prompt(desc: TargetDescriptor, *, throughput: bool = True) -> str:
     """``<hardware specs>; <software setting>``, e.g. ``desktop GPU NVIDIA GeForce GTX 1080 Ti, ..., TDP 250 W;
-    PyTorch (cuda), fp32, batch 1``."""
-    return ", ".join(_hardware(desc)) + "; " + ", ".join(_software(desc))
+    PyTorch (cuda), fp32, batch 1``. ``throughput=False`` leaves out the peak compute figures and the
+    thread count, for a model that receives them through a roofline bound instead."""
+    return ", ".join(_hardware(desc, throughput)) + "; " + ", ".join(_software(desc, throughput))
 
 
-def _hardware(desc: TargetDescriptor) -> list[str]:
-    """Class, vendor and model, then every known hardware spec with its unit."""
+def _hardware(desc: TargetDescriptor, throughput: bool = True) -> list[str]:
+    """Class, vendor and model, then every known hardware spec with its unit (peak compute if ``throughput``)."""
     hw = [" ".join(x for x in (_CLASS_TEXT[desc.device_class], desc.vendor, desc.model) if x)]
     if desc.microarchitecture:
         hw.append(desc.microarchitecture)
@@ -71,7 +72,7 @@ def _hardware(desc: TargetDescriptor) -> list[str]:
             hw.append(f"{value} {unit}")
     if desc.clock_ghz is not None:
         hw.append(f"{_num(desc.clock_ghz)} GHz")
-    for key in PEAK_KEYS:
+    for key in PEAK_KEYS if throughput else ():
         value = desc.peak_tops.get(key)
         if value is not None:
             unit = "TOP/s" if key.startswith("int") else "TFLOP/s"
@@ -99,8 +100,8 @@ def _hardware(desc: TargetDescriptor) -> list[str]:
     return hw
 
 
-def _software(desc: TargetDescriptor) -> list[str]:
-    """Runtime (TVM: untuned or tuned, and its target), precision, batch size, threads."""
+def _software(desc: TargetDescriptor, throughput: bool = True) -> list[str]:
+    """Runtime (TVM: untuned or tuned, and its target), precision, batch size, threads (if ``throughput``)."""
     rt = _RUNTIME_TEXT[desc.runtime] if desc.runtime else "unknown runtime"
     if desc.tvm is not None:  # "TVM untuned" must be unmistakable: it is a baseline, not a deployment
         rt += " untuned" if not desc.tvm.tuned else f" tuned ({desc.tvm.tuner})" if desc.tvm.tuner else " tuned"
@@ -113,7 +114,7 @@ def _software(desc: TargetDescriptor) -> list[str]:
         sw.append("target " + " ".join(f"{k}={thaw(v)}" for k, v in sorted(desc.tvm.target.items())))
     sw.append(desc.precision or "unknown precision")
     sw.append(f"batch {desc.batch_size}" if desc.batch_size is not None else "batch unknown")
-    if desc.threads is not None:
+    if throughput and desc.threads is not None:
         sw.append(f"{desc.threads} thread{'s' if desc.threads != 1 else ''}")
     return sw
 
