@@ -55,6 +55,7 @@ from cost_model.evaluation import evaluate_rows
 from cost_model.featurize import feature_schema_hash
 from cost_model.io import write_text_atomic
 from cost_model.predictor import LatencyPredictor, TrainConfig
+from cost_model.target_inputs import TARGET_INPUTS
 from cost_model.training import descriptor_for
 
 PROTOCOLS = ("in-domain", "leave-one-family-out", "leave-one-target-out")
@@ -85,7 +86,11 @@ def main() -> None:
                     help="leave-one-target-out: only the folds holding out these targets (default: every target)")
     ap.add_argument("--target-offsets", type=_offsets_weight, default=0.01,
                     help="L2 weight of the learned per-training-target offsets, or 'none' to learn none")
+    ap.add_argument("--target-inputs", choices=TARGET_INPUTS, default=MODEL.get("target_inputs", "all"),
+                    help="what LeDG-Former's target conditioning reads (cost_model.target_inputs)")
     args, started = start(ap)
+    # recorded only when not the default, so folds run before the option existed stay valid
+    model_options = MODEL if args.target_inputs == "all" else {**MODEL, "target_inputs": args.target_inputs}
     graphs, descs, rows, families, noise = _load(args.data, args.noise_floor)
     for option, names in (("--drop-targets", args.drop_targets), ("--hold-targets", args.hold_targets or [])):
         unknown = set(names) - set(descs)
@@ -104,7 +109,7 @@ def main() -> None:
     settings = {"data_rows": _fingerprint(rows), "families": _digest(sorted(families.items())),
                 "targets": _digest(sorted((n, d.content_hash()) for n, d in descs.items())),
                 "features": feature_schema_hash(), "split": SPLIT_VERSION, "val_fraction": VAL_FRACTION,
-                "model": MODEL, "encoder": ENCODER, "train": dataclasses.asdict(train_config),
+                "model": model_options, "encoder": ENCODER, "train": dataclasses.asdict(train_config),
                 "baselines": baseline_kw, **({"baselines_only": True} if args.baselines_only else {})}
     part_dir = args.out.with_name(args.out.name + ".parts")
     part_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,7 @@ def main() -> None:
             t0 = time.time()
             entry = {"settings": settings, "train_rows": len(train), "test_rows": len(test), "methods": {}}
             if not args.baselines_only:
-                model = LatencyPredictor(encoder=ENCODER, model=MODEL, train=train_config)
+                model = LatencyPredictor(encoder=ENCODER, model=model_options, train=train_config)
                 model.fit(graphs, descs, train, val, progress=True)
                 entry["methods"]["ledg"] = _evaluate(model, graphs, descs, test, protocol, families)
                 entry["val_log_rmse"] = [h.get("val_log_rmse") for h in model.history_]

@@ -27,6 +27,7 @@ import targets
 from cost_model.data import assign_arch_split, load_all
 from cost_model.metrics import latency_metrics
 from cost_model.predictor import LatencyPredictor
+from cost_model.target_inputs import TARGET_INPUTS
 from cost_model.training import load_latency_data, load_run_config
 
 
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--factors", type=int, default=16)
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--target-inputs", choices=TARGET_INPUTS, default="all",
+                        help="what the target conditioning reads (cost_model.target_inputs)")
     parser.add_argument("--device", default="auto")
     args, started = common.start(parser)
     logging.basicConfig(level=logging.ERROR)
@@ -56,6 +59,7 @@ def main() -> None:
         "data": {"graph_store": args.graph_store, "devices": devices, "max_train_archs": args.archs,
                  "max_val_archs": args.val_archs},
         "model": {"dim": args.dim, "layers": args.layers, "heads": 4, "factors": args.factors,
+                  "target_inputs": args.target_inputs,
                   "dropout": args.dropout},
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": 0,
                   "rank_weight": args.rank_weight, "target_offsets": args.target_offsets,
