@@ -84,6 +84,8 @@ def main() -> None:
                          "validation protocol that never sees a test target")
     ap.add_argument("--hold-targets", nargs="*", default=None,
                     help="leave-one-target-out: only the folds holding out these targets (default: every target)")
+    ap.add_argument("--hold-families", nargs="*", default=None,
+                    help="leave-one-family-out: only the folds holding out these families (default: every family)")
     ap.add_argument("--target-offsets", type=_offsets_weight, default=0.01,
                     help="L2 weight of the learned per-training-target offsets, or 'none' to learn none")
     ap.add_argument("--target-inputs", choices=TARGET_INPUTS, default=MODEL.get("target_inputs", "all"),
@@ -96,6 +98,9 @@ def main() -> None:
         unknown = set(names) - set(descs)
         if unknown:
             ap.error(f"{option}: unknown targets {sorted(unknown)}; known: {sorted(descs)}")
+    unknown = set(args.hold_families or []) - set(families.values())
+    if unknown:
+        ap.error(f"--hold-families: unknown families {sorted(unknown)}; known: {sorted(set(families.values()))}")
     if set(args.hold_targets or []) & set(args.drop_targets):
         ap.error("--hold-targets: a dropped target has no rows to hold out")
     rows = [r for r in rows if r[1] not in set(args.drop_targets)]
@@ -117,6 +122,8 @@ def main() -> None:
     for protocol in args.protocols:
         for name, train, test in _splits(protocol, rows, families, args.seed):
             if protocol == "leave-one-target-out" and args.hold_targets is not None and name not in args.hold_targets:
+                continue
+            if protocol == "leave-one-family-out" and args.hold_families is not None and name not in args.hold_families:
                 continue
             path = part_dir / f"{protocol}-{name}.json"
             done = load_fold(path, settings, args.out)
