@@ -91,8 +91,9 @@ def main() -> None:
     ap.add_argument("--target-inputs", choices=TARGET_INPUTS, default=MODEL.get("target_inputs", "all"),
                     help="what LeDG-Former's target conditioning reads (cost_model.target_inputs)")
     args, started = start(ap)
-    # recorded only when not the default, so folds run before the option existed stay valid
-    model_options = MODEL if args.target_inputs == "all" else {**MODEL, "target_inputs": args.target_inputs}
+    # recorded only when it differs from the benchmarks' model, so folds run before the option existed stay valid
+    model_options = (MODEL if args.target_inputs == MODEL.get("target_inputs", "all")
+                     else {**MODEL, "target_inputs": args.target_inputs})
     graphs, descs, rows, families, noise = _load(args.data, args.noise_floor)
     for option, names in (("--drop-targets", args.drop_targets), ("--hold-targets", args.hold_targets or [])):
         unknown = set(names) - set(descs)

@@ -219,11 +219,9 @@ class LatencyPredictor(LatencyEstimator):
         distinct_descs = list({id(d): d for d in descs}.values())
         row_of = {id(d): i for i, d in enumerate(distinct_descs)}
         index = torch.tensor([row_of[id(d)] for d in descs], dtype=torch.long)
-        inputs = self.model_.config.target_inputs
-        target_emb = self.encoder_([conditioning_text(d, inputs) for d in distinct_descs])[index.to(self.device_)]
-        feats = [conditioning_features(d, inputs) for d in distinct_descs]
-        values = torch.tensor([f[0] for f in feats], dtype=torch.float32)[index]
-        mask = torch.tensor([f[1] for f in feats], dtype=torch.float32)[index]
+        texts = [conditioning_text(d, self.model_.config.target_inputs) for d in distinct_descs]
+        target_emb = self.encoder_(texts)[index.to(self.device_)]
+        values, mask = (t[index] for t in self._target_features(distinct_descs))
         if offsets is None and self.adaptations_:
             offsets = self._stored_offsets(descs)
         known = self._known_offsets(descs)
